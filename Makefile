@@ -1,0 +1,39 @@
+# Quickstart: `make demo`, then `make test`. Every target installs what it needs first.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Portable AVX2 build of llama.cpp: a native build uses AMX where the CPU reports it, and some
+# VMs forbid AMX (segfault at the first decode). pip caches the wheel after the first build.
+export CMAKE_ARGS := -DGGML_NATIVE=OFF
+
+.PHONY: install demo test lint bench app clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/minions ask datasets/sample/northwind_annual_report.md \
+		-q "What was Northwind's total revenue in fiscal 2024?" \
+		--protocol minions --local llamacpp/smollm2 --remote llamacpp/smollm2 --remote-price-as openai/gpt-4o
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: install
+	$(VENV)/bin/ruff check minions apps tests benchmarks
+
+bench: install
+	$(PY) benchmarks/clients.py
+	$(PY) benchmarks/documents.py
+	$(PY) benchmarks/protocols.py
+
+app: install
+	$(VENV)/bin/minions app
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,78 @@
+"""The `minions` command. It mirrors the library: ask → get_protocol(...).run, eval → minions.eval.
+
+Exit codes: 0 success · 1 the run failed (model/server error, no answer) · 2 bad usage or
+configuration (unknown provider, missing API key or package, unreadable file) · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from minions import errors
+
+EPILOG = """examples:
+  minions ask report.pdf -q "What was FY2023 revenue?"                      # embedded model, MinionS
+  minions ask 10k.pdf -q "..." --local ollama/llama3.2:3b --remote openai/gpt-4o-mini
+  minions ask notes.md -q "..." --protocol minion --max-rounds 3 --json
+  minions models                      # embedded models, Ollama models, the price table
+  minions eval --config evals/offline.toml
+  minions app                         # the Streamlit document Q&A app
+
+exit codes: 0 ok, 1 run failed, 2 bad usage or configuration, 130 interrupted"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from minions.cli import ask, models
+
+    p = argparse.ArgumentParser(prog="minions", description="Answer questions over long documents with a "
+                                "local model reading and a remote model planning.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    ask.add_parser(sub)
+    models.add_parser(sub)
+    app = sub.add_parser("app", help="start the Streamlit app", description="Start the document Q&A app "
+                         "(same as: streamlit run apps/streamlit_app.py).", epilog="example: minions app --port 8502")
+    app.add_argument("--port", type=int, default=8501)
+    app.set_defaults(func=app_command)
+    sub.add_parser("eval", help="cost/quality sweeps (same as python -m minions.eval)", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "eval":
+        from minions.eval.__main__ import main as eval_main
+
+        return eval_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (errors.ConfigError, errors.DocumentError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except errors.MinionsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def app_command(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "apps" / "streamlit_app.py"
+    if not script.exists():
+        print("error: apps/streamlit_app.py not found; run `minions app` from a source checkout", file=sys.stderr)
+        return 2
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise errors.MissingDependencyError("streamlit", "app") from None
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(args.port)])

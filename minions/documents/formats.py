@@ -1,0 +1,132 @@
+"""Format readers: PDF (pypdf, page by page), HTML (BeautifulSoup, text only), DOCX (python-docx).
+
+Headings in HTML and DOCX become Markdown "#" lines so the `sections` chunker works on them too.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from minions.errors import DocumentError, MissingDependencyError
+
+_HTML_DROP = ("script", "style", "noscript", "template", "head", "svg", "iframe")
+_HTML_BLOCKS = ("p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "ul", "ol",
+                "table", "tr", "blockquote", "pre", "figure", "figcaption", "dl", "dt", "dd", "form",
+                "address", "hr")
+_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+_BLANK_RUNS = re.compile(r"\n\s*\n(\s*\n)*")
+
+
+# --- PDF -------------------------------------------------------------------------------------
+
+def read_pdf(data: bytes, *, where: str, password: str | None) -> tuple[list[str], dict[str, Any]]:
+    """Page texts and metadata. Opens encrypted PDFs with the empty user password or `password`."""
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        encrypted = reader.is_encrypted
+        if encrypted:
+            try:
+                opened = reader.decrypt(password or "")
+            except DependencyError as exc:
+                raise DocumentError(f"{where} is AES-encrypted and reading it needs the 'cryptography' "
+                                    "package: pip install cryptography", source=where) from exc
+            if opened == PasswordType.NOT_DECRYPTED:
+                raise DocumentError(
+                    f"{where} is password-protected and "
+                    + ("the password given is wrong" if password else "no password was given")
+                    + ": pass the right one, e.g. load(path, password='...').", source=where)
+        n_pages = len(reader.pages)
+    except DocumentError:
+        raise
+    except Exception as exc:  # pypdf raises many types for damaged files
+        raise DocumentError(f"{where} could not be read as a PDF ({type(exc).__name__}: {exc}); it may be "
+                            "corrupt, truncated or not a PDF. Check that it opens in a PDF viewer, or "
+                            "re-download / re-export it.", source=where) from exc
+    if n_pages == 0:
+        raise DocumentError(f"{where} is a PDF with no pages: re-export it from the original.", source=where)
+    pages: list[str] = []
+    failed: list[int] = []
+    for i, page in enumerate(reader.pages):
+        try:
+            pages.append(page.extract_text() or "")
+        except Exception:  # one bad page should not lose the document
+            pages.append("")
+            failed.append(i + 1)
+    if not any(p.strip() for p in pages):
+        raise DocumentError(
+            f"{where} has no extractable text in its {n_pages} page(s): it looks scanned (image-only) and "
+            "needs OCR first, e.g. `ocrmypdf in.pdf out.pdf`, then load the OCR'd file.", source=where)
+    meta: dict[str, Any] = {"num_pages": n_pages, "encrypted": encrypted}
+    if failed:
+        meta["warnings"] = [f"{where}: could not extract text from page(s) {failed}; they are left empty."]
+    try:
+        title = (reader.metadata or {}).get("/Title")
+        if isinstance(title, str) and title.strip():
+            meta["pdf_title"] = title.strip()
+    except Exception:  # noqa: S110  broken metadata is not worth failing the document over
+        pass
+    return pages, meta
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+def read_html(data: bytes) -> tuple[str, str | None]:
+    """Visible text with block structure kept as line breaks; title from <title> or the first <h1>."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(data, "html.parser")
+    title_tag = soup.find("title")
+    title = title_tag.get_text(" ", strip=True) if title_tag else None
+    for tag in soup.find_all(_HTML_DROP):
+        tag.decompose()
+    for tag in soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"]):
+        title = title or tag.get_text(" ", strip=True)
+        tag.insert_before("\n\n" + "#" * int(tag.name[1]) + " ")
+        tag.insert_after("\n\n")
+    for tag in soup.find_all("br"):
+        tag.replace_with("\n")
+    for tag in soup.find_all("li"):
+        tag.insert_before("\n- ")
+    for tag in soup.find_all(["td", "th"]):
+        tag.insert_after(" | ")
+    for tag in soup.find_all(_HTML_BLOCKS):
+        tag.insert_before("\n\n" if tag.name in ("p", "table", "pre", "blockquote") else "\n")
+        tag.insert_after("\n")
+    text = _SPACES.sub(" ", soup.get_text())
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANK_RUNS.sub("\n\n", text).strip(), title or None
+
+
+# --- DOCX ------------------------------------------------------------------------------------
+
+def read_docx(stream: io.BytesIO, *, where: str) -> tuple[str, str | None]:
+    """Paragraphs and tables in document order; "Heading N" / "Title" styles become Markdown headings."""
+    try:
+        import docx
+    except ImportError as exc:
+        raise MissingDependencyError("python-docx", "docx") from exc
+    try:
+        document = docx.Document(stream)
+    except Exception as exc:
+        raise DocumentError(f"{where} could not be read as a .docx file ({type(exc).__name__}: {exc}); it may "
+                            "be corrupt or an old .doc renamed: re-save it from Word as .docx.",
+                            source=where) from exc
+    blocks: list[str] = []
+    for item in document.iter_inner_content():
+        if hasattr(item, "rows"):  # a table: one line per row, cells separated by " | "
+            rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in item.rows]
+            blocks.append("\n".join(rows))
+            continue
+        text = item.text.strip()
+        if not text:
+            continue
+        style = (item.style.name if item.style is not None else "") or ""
+        level = 1 if style == "Title" else int(style[8:]) if re.fullmatch(r"Heading [1-6]", style) else 0
+        blocks.append("#" * level + " " + text if level else text)
+    title = (document.core_properties.title or "").strip() or None
+    return "\n\n".join(blocks), title

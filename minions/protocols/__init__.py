@@ -1,0 +1,32 @@
+"""Protocols: Minion, MinionS and the baselines, behind one interface (`run` / `arun`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minions import errors
+from minions.protocols.base import Protocol, ProtocolConfig, RunContext
+from minions.protocols.result import Citation, JobRecord, RoundRecord, RunResult
+
+PROTOCOL_NAMES = ("minion", "minions", "remote-only", "local-only", "rag")
+
+
+def protocol_class(name: str) -> type[Protocol]:
+    if name == "minion":
+        from minions.protocols.minion import Minion
+        return Minion
+    if name == "minions":
+        from minions.protocols.minions import MinionS
+        return MinionS
+    if name in ("remote-only", "local-only", "rag"):
+        from minions.protocols import baselines
+        return {"remote-only": baselines.RemoteOnly, "local-only": baselines.LocalOnly, "rag": baselines.RAG}[name]
+    raise errors.ConfigError(f"Unknown protocol {name!r}; choose one of: {', '.join(PROTOCOL_NAMES)}")
+
+
+def get_protocol(name: str, local: Any = None, remote: Any = None, **kw: Any) -> Protocol:
+    return protocol_class(name)(local, remote, **kw)
+
+
+__all__ = ["PROTOCOL_NAMES", "Citation", "JobRecord", "Protocol", "ProtocolConfig", "RoundRecord",
+           "RunContext", "RunResult", "get_protocol", "protocol_class"]

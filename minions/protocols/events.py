@@ -1,0 +1,79 @@
+"""Typed progress events. Protocols emit them; the CLI, the eval runner and the app render them."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class _Event(BaseModel):
+    round: int | None = None
+
+
+class MessageSent(_Event):
+    """A message one side sent the other (remote → local question, local → remote answer, ...)."""
+
+    kind: Literal["message"] = "message"
+    sender: Literal["remote", "local"]
+    step: str
+    content: str
+
+
+class JobsPlanned(_Event):
+    kind: Literal["jobs_planned"] = "jobs_planned"
+    n_jobs: int
+    n_tasks: int
+    n_chunks: int
+    plan: dict[str, Any]
+
+
+class JobFinished(_Event):
+    kind: Literal["job_finished"] = "job_finished"
+    job_id: str
+    task_id: int
+    chunk_id: str
+    pages: tuple[int, int]
+    answer: str | None
+    citation: str | None
+    kept: bool
+    note: str = ""  # why it was dropped or flagged
+    done: int = 0   # jobs finished so far this round
+    total: int = 0
+
+
+class RoundDone(_Event):
+    kind: Literal["round_done"] = "round_done"
+    decision: str  # "final_answer" | "another_round" | "forced_answer" | ...
+    remote_usd: float | None
+    local_tokens: int
+
+
+class FinalAnswer(_Event):
+    kind: Literal["final_answer"] = "final_answer"
+    answer: str | None
+    citations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Notice(_Event):
+    """Something the user should see that is not an error: truncation, budget, retries."""
+
+    kind: Literal["notice"] = "notice"
+    level: Literal["info", "warning"] = "warning"
+    message: str
+
+
+Event = Annotated[MessageSent | JobsPlanned | JobFinished | RoundDone | FinalAnswer | Notice,
+                  Field(discriminator="kind")]
+
+EventHandler = Callable[[Any], None | Awaitable[None]]
+
+
+async def emit(handler: EventHandler | None, event: Any) -> None:
+    if handler is None:
+        return
+    out = handler(event)
+    if inspect.isawaitable(out):
+        await out

@@ -1,0 +1,120 @@
+"""What a protocol run returns and logs: answer, transcript, plans, jobs, cost, flags."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from minions.cost import CostReport, MeterEntry
+
+
+class Citation(BaseModel):
+    doc_id: str
+    chunk_id: str | None = None
+    page_start: int | None = None
+    page_end: int | None = None
+    text: str
+
+
+class TranscriptMessage(BaseModel):
+    """One message as the receiving side saw it (after privacy scrubbing, for the remote)."""
+
+    round: int
+    step: str                                   # "ask", "answer", "decompose", "synthesize", ...
+    to: Literal["remote", "local"]
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    task_id: int
+    chunk_id: str
+    sample: int
+    instruction: str
+    pages: tuple[int, int]
+    explanation: str | None = None
+    citation: str | None = None
+    answer: str | None = None
+    kept: bool = False
+    note: str = ""                              # abstained / citation not found / parse error
+
+
+class RoundRecord(BaseModel):
+    round: int
+    messages: list[TranscriptMessage] = Field(default_factory=list)
+    plan: dict[str, Any] | None = None          # MinionS: the validated job plan
+    jobs: list[JobRecord] = Field(default_factory=list)
+    decision: str = ""
+
+
+class RunResult(BaseModel):
+    protocol: str
+    task: str
+    answer: str | None
+    citations: list[Citation] = Field(default_factory=list)
+    rounds: list[RoundRecord] = Field(default_factory=list)
+    cost: CostReport
+    calls: list[MeterEntry] = Field(default_factory=list)   # one per model call, per step and round
+    local_model: str | None = None
+    remote_model: str | None = None
+    elapsed_s: float = 0.0
+    timings: dict[str, float] = Field(default_factory=dict)  # seconds per step
+    budget_exhausted: bool = False
+    rounds_exhausted: bool = False
+    error: str | None = None                    # typed failure, explained; answer may still be set
+    error_type: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    documents: list[dict[str, Any]] = Field(default_factory=list)  # id, title, source, chars
+
+    @property
+    def n_rounds(self) -> int:
+        return len(self.rounds)
+
+    def summary(self) -> dict[str, Any]:
+        """The stable `--json` shape of `minions ask`; later versions add keys, never rename."""
+        local, remote = self.cost.role("local"), self.cost.role("remote")
+        usage = {r: t.usage.model_dump(include={"prompt_tokens", "completion_tokens", "cached_prompt_tokens"})
+                 for r, t in (("local", local), ("remote", remote))}
+        return {
+            "answer": self.answer,
+            "protocol": self.protocol,
+            "usage": usage,
+            "cost_usd": {"local": local.cost_usd, "remote": remote.cost_usd,
+                         "remote_only_estimate": self.cost.remote_only_estimate_usd},
+            "rounds": self.n_rounds,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "remote_model": self.remote_model,
+            "local_model": self.local_model,
+            "remote_stand_in": self.cost.remote_stand_in,
+            "citations": [c.model_dump() for c in self.citations],
+            "budget_exhausted": self.budget_exhausted,
+            "rounds_exhausted": self.rounds_exhausted,
+            "error": self.error,
+        }
+
+    def redacted(self, texts: list[str]) -> RunResult:
+        """A copy with every occurrence of the given document texts' chunks removed from messages."""
+        def scrub(s: str) -> str:
+            for t in texts:
+                if t and t in s:
+                    s = s.replace(t, f"[document text omitted: {len(t)} chars]")
+            return s
+
+        rounds = [r.model_copy(update={"messages": [m.model_copy(update={"content": scrub(m.content)})
+                                                    for m in r.messages]}) for r in self.rounds]
+        return self.model_copy(update={"rounds": rounds})
+
+    def save(self, log_dir: str | Path, *, name: str | None = None) -> Path:
+        """Write the run log as one JSON file; returns its path."""
+        d = Path(log_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / (name or f"{time.strftime('%Y%m%d-%H%M%S')}-{self.protocol}-{id(self):x}.json")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=1))
+        tmp.replace(path)
+        return path
