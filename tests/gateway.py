@@ -38,6 +38,7 @@ from minions.tokens import count_messages, count_tokens
 FAULTS = ("429", "500", "slow", "drop", "malformed", "wrong_shape")
 OPENAI, ANTHROPIC, OLLAMA = "/v1/chat/completions", "/v1/messages", "/api/chat"
 GENERATE_ROUTES = (OPENAI, ANTHROPIC, OLLAMA)
+ROUTES = {"openai": OPENAI, "anthropic": ANTHROPIC, "ollama": OLLAMA}  # provider -> generation route
 
 
 @dataclass
@@ -164,7 +165,7 @@ class Gateway:
             from minions.clients.anthropic import AnthropicClient
 
             kw.setdefault("api_key", "sk-ant-test")
-            return AnthropicClient(model or "claude-sonnet-4-5", base_url=self.url, **kw)
+            return AnthropicClient(model or "claude-haiku-4-5", base_url=self.url, **kw)
         if provider == "ollama":
             from minions.clients.ollama import OllamaClient
 
@@ -195,15 +196,10 @@ class Gateway:
                 return self._fault_rng.choice(self.fault_kinds)
         return None
 
-    def _complete(self, messages: list[Message], options: Options) -> Completion:
-        backend = self.backend or self.default_backend
-        return backend.complete_sync(messages, options)
-
-    def _too_long(self, model: str, messages: list[Message]) -> tuple[int, int] | None:
+    def _too_long(self, backend: Client, model: str, messages: list[Message]) -> tuple[int, int] | None:
         limit = self.context_limits.get(model)
         if limit is None:
             return None
-        backend = self.backend or self.default_backend
         tokens = sum(backend.count_tokens(m.content) for m in messages)
         return (tokens, limit) if tokens > limit else None
 
@@ -227,7 +223,11 @@ class _Reply(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+    # Headers and body go out in separate writes; with Nagle on, the second waits for the
+    # client's delayed ACK (~40 ms per reply on loopback).
+    disable_nagle_algorithm = True
     server: _Server
+    _backend: Client | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -252,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"_unparsed": raw.decode("utf-8", "replace")}
         gw._record(self.path, body, dict(self.headers))
+        # Resolved now, so a "slow" reply finishing after its test ended still uses that test's backend.
+        self._backend = gw.backend
         route = {OPENAI: self._openai, ANTHROPIC: self._anthropic, OLLAMA: self._ollama,
                  "/api/show": self._show}.get(self.path)
         fmt = {OPENAI: "openai", ANTHROPIC: "anthropic"}.get(self.path, "ollama")
@@ -301,10 +303,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(404, _error(fmt, 404, f"model {model!r} not found"))
 
     def _run(self, gw: Gateway, fmt: str, model: str, messages: list[Message], options: Options) -> Completion:
-        if (over := gw._too_long(model, messages)) is not None:
+        backend = self._backend or gw.default_backend
+        if (over := gw._too_long(backend, model, messages)) is not None:
             raise _Reply(400, _error(fmt, 400, "", too_long=over))
         try:
-            return gw._complete(messages, options)
+            return backend.complete_sync(messages, options)
         except errors.ContextTooLongError as e:
             raise _Reply(400, _error(fmt, 400, str(e), too_long=(e.prompt_tokens or 0, e.limit or 0))) from e
 
@@ -332,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
             "created": int(time.time()), "model": model,
             "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None,
-                         "finish_reason": r} for i, (t, r) in enumerate(zip(out.texts, out.finish_reasons))],
+                         "finish_reason": r} for i, (t, r) in enumerate(zip(out.texts, out.finish_reasons, strict=True))],
             "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
                       "total_tokens": u.total_tokens,
                       "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens}},
@@ -340,7 +343,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _anthropic(self, gw: Gateway, body: dict[str, Any]) -> None:
         model = body.get("model", "")
-        self._check(gw, "anthropic", model, self.headers.get("x-api-key"))
+        # Older SDKs send x-api-key, newer ones a bearer token.
+        key = self.headers.get("x-api-key") or (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        self._check(gw, "anthropic", model, key)
         messages = []
         if system := body.get("system"):
             messages.append(Message(role="system", content=_text(system)))

@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Console()
     err = Console(stderr=True)
+    protocol = build_protocol(args)  # configuration errors first: they are cheaper to find than a bad PDF
     docs = load_many(args.paths)
-    protocol = build_protocol(args)
     live = None if (args.json or args.quiet) else LiveView(err)
     result = protocol.run(args.question, docs, on_event=live)
     if args.log_dir:

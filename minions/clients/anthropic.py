@@ -59,8 +59,8 @@ class AnthropicClient(Client):
                 turns[-1]["content"].append(block)
             else:
                 turns.append({"role": m.role, "content": [block]})
-        kw: dict[str, Any] = {"model": self.model, "max_tokens": options.max_tokens, "messages": turns,
-                              "temperature": min(options.temperature, 1.0)}  # Anthropic's range is 0-1
+        # No temperature: current Messages API versions do not take sampling parameters.
+        kw: dict[str, Any] = {"model": self.model, "max_tokens": options.max_tokens, "messages": turns}
         if system:
             kw["system"] = system
         if options.stop:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from minions import errors
-from minions.clients.base import Client, Completion, Message, Options, Usage
+from minions.clients.base import Client, Completion, Message, Options, RetryPolicy, Usage
 
 # Short names for GGUF files that ship inside PyPI packages: name -> (package, glob).
 PACKAGED_MODELS = {
@@ -60,6 +60,9 @@ class LlamaCppClient(Client):
 
     def __init__(self, model: str = "smollm2", *, n_ctx: int | None = None, n_threads: int | None = None,
                  instances: int = 1, **kw: Any):
+        # In-process: nothing transient to retry, and a timed-out call cannot be cancelled (it keeps
+        # the engine busy in its thread), so a retry would only queue behind it. No timeout by default.
+        kw.setdefault("retry", RetryPolicy(max_retries=0, timeout=None))
         super().__init__(model, **kw)
         try:
             import llama_cpp  # noqa: F401

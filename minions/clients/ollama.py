@@ -63,10 +63,10 @@ class OllamaClient(Client):
             base = options.seed if options.seed is not None else self._rng.randrange(2**31)
             seeds = [base + i for i in range(options.n)]
         wire = [{"role": m.role, "content": m.content} for m in messages]
-        parts = await _http.gather_all([
-            self._call(self._sdk.chat(model=self.model, messages=wire, format=options.json_schema,
-                                      options=opts if s is None else {**opts, "seed": s}, stream=False))
-            for s in seeds])
+        calls = [self._call(self._sdk.chat(model=self.model, messages=wire, format=options.json_schema,
+                                           options=opts if s is None else {**opts, "seed": s}, stream=False))
+                 for s in seeds]
+        parts = [await calls[0]] if len(calls) == 1 else await _http.gather_all(calls)
         texts, reasons, usage = [], [], Usage()
         for r in parts:
             try:

@@ -13,6 +13,7 @@ import functools
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
+from itertools import pairwise
 from typing import Literal, get_args
 
 import numpy as np
@@ -25,7 +26,9 @@ ChunkStrategy = Literal["chars", "tokens", "pages", "paragraphs", "sections"]
 STRATEGIES: tuple[str, ...] = get_args(ChunkStrategy)
 DEFAULT_SIZES: dict[str, int] = {"chars": 3000, "tokens": 750, "pages": 1, "paragraphs": 3000, "sections": 3000}
 
-_PARAGRAPHS_UP_TO_A_BREAK = re.compile(r"[\s\S]*\n[ \t]*\n")  # greedy: the last blank line in range
+# Greedy: everything up to the last blank line in range. `(?s).*` jumps straight to the end in C
+# (12x faster than `[\s\S]*`), then backtracks to the nearest break.
+_PARAGRAPHS_UP_TO_A_BREAK = re.compile(r"(?s).*\n[ \t]*\n")
 _WHITESPACE = re.compile(r"\s")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.M)
 _FENCE = re.compile(r"^ {0,3}(?:```|~~~)", re.M)
@@ -86,6 +89,12 @@ def _build(doc: Document, spans: Iterable[tuple[int, int, str | None]]) -> list[
             continue
         start += len(piece) - len(piece.lstrip())
         end = start + len(body)
+        # With overlap, trimming can make a span repeat or contain its predecessor in whitespace-heavy
+        # text; keep chunks strictly advancing.
+        if chunks and start == chunks[-1].start:
+            chunks.pop()
+        elif chunks and end <= chunks[-1].end:
+            continue
         i = len(chunks)
         # model_construct: the fields are computed here, not user input, and this runs ~10^4 times.
         chunks.append(Chunk.model_construct(
@@ -185,8 +194,24 @@ def _paragraph_spans(text: str, size: int) -> Iterator[tuple[int, int]]:
         pos = end
 
 
+def _line_matches(text: str, pattern: re.Pattern[str], marker: str) -> Iterator[re.Match[str]]:
+    """Matches of a line-anchored pattern, tried only on lines holding `marker` near their start.
+
+    Scanning every position of a 1M-character filing with a `^`-anchored regex costs ~10 ms; jumping
+    between the few "#" or "`" characters with str.find costs almost nothing.
+    """
+    pos = text.find(marker)
+    while pos >= 0:
+        line = text.rfind("\n", 0, pos) + 1
+        m = pattern.match(text, line) if pos - line <= 3 else None
+        if m:
+            yield m
+        eol = text.find("\n", pos)
+        pos = -1 if eol < 0 else text.find(marker, eol)
+
+
 def _fenced_ranges(text: str) -> list[tuple[int, int]]:
-    marks = [m.start() for m in _FENCE.finditer(text)]
+    marks = sorted(m.start() for marker in "`~" for m in _line_matches(text, _FENCE, marker))
     return [(marks[i], marks[i + 1] if i + 1 < len(marks) else len(text)) for i in range(0, len(marks), 2)]
 
 
@@ -198,7 +223,7 @@ def _section_spans(text: str, size: int) -> Iterator[tuple[int, int, str | None]
         i = bisect_right(fence_starts, pos) - 1
         return i >= 0 and pos < fences[i][1]
 
-    headings = [m for m in _HEADING.finditer(text) if not in_fence(m.start())]
+    headings = [m for m in _line_matches(text, _HEADING, "#") if not in_fence(m.start())]
     bounds = [0] + [m.start() for m in headings] + [len(text)]
     paths: list[str | None] = [None]
     stack: list[tuple[int, str]] = []
@@ -208,6 +233,6 @@ def _section_spans(text: str, size: int) -> Iterator[tuple[int, int, str | None]
             stack.pop()
         stack.append((level, m.group(2).strip()))
         paths.append(" > ".join(title for _, title in stack))
-    for (lo, hi), path in zip(zip(bounds, bounds[1:]), paths):
+    for (lo, hi), path in zip(pairwise(bounds), paths, strict=True):
         for s, e in _char_spans(text, lo, hi, size, 0):
             yield s, e, path

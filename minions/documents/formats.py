@@ -5,8 +5,12 @@ Headings in HTML and DOCX become Markdown "#" lines so the `sections` chunker wo
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from minions.errors import DocumentError, MissingDependencyError
@@ -21,8 +25,40 @@ _BLANK_RUNS = re.compile(r"\n\s*\n(\s*\n)*")
 
 # --- PDF -------------------------------------------------------------------------------------
 
+class _Capture(logging.Handler):
+    """Collects this thread's pypdf log records, so they land in metadata["warnings"] instead of
+    reaching stderr through logging's last-resort handler (documents never print)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread and record.getMessage() not in self.messages:
+            self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _pypdf_warnings() -> Iterator[list[str]]:
+    logger, capture = logging.getLogger("pypdf"), _Capture()
+    logger.addHandler(capture)
+    try:
+        yield capture.messages
+    finally:
+        logger.removeHandler(capture)
+
+
 def read_pdf(data: bytes, *, where: str, password: str | None) -> tuple[list[str], dict[str, Any]]:
     """Page texts and metadata. Opens encrypted PDFs with the empty user password or `password`."""
+    with _pypdf_warnings() as messages:
+        pages, meta = _read_pdf(data, where=where, password=password)
+    if messages:
+        meta.setdefault("warnings", []).extend(f"{where}: pypdf: {m}" for m in messages)
+    return pages, meta
+
+
+def _read_pdf(data: bytes, *, where: str, password: str | None) -> tuple[list[str], dict[str, Any]]:
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError
 
@@ -93,7 +129,8 @@ def read_html(data: bytes) -> tuple[str, str | None]:
     for tag in soup.find_all("li"):
         tag.insert_before("\n- ")
     for tag in soup.find_all(["td", "th"]):
-        tag.insert_after(" | ")
+        if tag.find_previous_sibling(["td", "th"]):
+            tag.insert_before(" | ")
     for tag in soup.find_all(_HTML_BLOCKS):
         tag.insert_before("\n\n" if tag.name in ("p", "table", "pre", "blockquote") else "\n")
         tag.insert_after("\n")

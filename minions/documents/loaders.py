@@ -7,6 +7,7 @@ that is not UTF-8) are recorded in `metadata["warnings"]`; documents never print
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,7 @@ _DOC_SUFFIXES = set(KINDS) | {".doc", ".rtf", ".odt", ".csv", ".tsv", ".json", "
                               ".tiff", ".zip"}
 _SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 _MAX_PATH = 1024
+_MD_TITLE = re.compile(r"^#[ \t]+(.+)$", re.M)
 
 Source = str | Path | bytes
 
@@ -39,15 +41,15 @@ def load(source: Source, *, name: str | None = None, password: str | None = None
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _load_bytes(bytes(source), name=name, password=password)
-    if isinstance(source, Path):
-        return _load_path(source, password=password)
+    if isinstance(source, os.PathLike):
+        return _load_path(Path(source), password=password)
     if not isinstance(source, str):
         raise DocumentError(f"Cannot load a {type(source).__name__}: pass a file path, bytes or a string of "
                             "text.", source=repr(source)[:80])
     if _exists(source):
-        return _load_path(Path(source), password=password)
-    if looks_like_path(source):
-        return _load_path(Path(source), password=password)  # raises the right "not found" error
+        return _load_path(Path(source).expanduser(), password=password)
+    if looks_like_path(source):  # meant as a file, so say it is missing rather than index its name
+        return _load_path(Path(source.strip()).expanduser(), password=password)
     if not source.strip():
         raise DocumentError("The text to load is empty: pass a non-empty string, a file path or bytes.",
                             source="<text>")
@@ -86,7 +88,7 @@ def _exists(text: str) -> bool:
     if "\n" in text or "\0" in text or len(text) > _MAX_PATH:
         return False
     try:
-        return Path(text).exists()
+        return Path(text).expanduser().exists()
     except (OSError, ValueError):  # e.g. a name too long for the file system
         return False
 
@@ -155,6 +157,9 @@ def _parse(data: bytes, kind: str, *, source: str, stem: str | None, password: s
     else:
         text = decode_text(data, where=where, warnings=warnings)
     text = _normalize_newlines(text)
+    if kind == "markdown":  # a Markdown file's title is its first top-level heading
+        heading = _MD_TITLE.search(text, 0, 4000)
+        title = heading.group(1).strip() if heading else None
     if not text.strip():
         raise DocumentError(f"{where} has no text ({kind}): check that it is the file you meant.",
                             source=source)

@@ -39,9 +39,15 @@ class Document(BaseModel):
     _starts: list[int] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
-    def _default_page(self) -> Document:
+    def _check_pages(self) -> Document:
         if not self.pages:
             self.pages = [PageSpan(number=1, start=0, end=len(self.text))]
+        last = 0
+        for p in self.pages:  # in order and inside the text, or page_of's bisect would lie
+            if not last <= p.start <= p.end <= len(self.text):
+                raise ValueError(f"page {p.number} span [{p.start}, {p.end}) is out of order or outside "
+                                 f"the text (0..{len(self.text)}); pages must be sorted and non-overlapping")
+            last = p.end
         return self
 
     # --- construction ------------------------------------------------------------------------

@@ -38,6 +38,13 @@ def plural_stem(word: str) -> str:
     return word
 
 
+def bm25_tokenizer():
+    """A fresh bm25s Tokenizer configured as BM25Index uses it (each index owns its vocabulary)."""
+    from bm25s.tokenization import Tokenizer
+
+    return Tokenizer(splitter=_SPLITTER, stopwords="en", stemmer=plural_stem)
+
+
 class BM25Index:
     """BM25 (bm25s's Lucene variant, k1=1.5, b=0.75) over chunk texts.
 
@@ -47,10 +54,9 @@ class BM25Index:
 
     def __init__(self, chunks: Sequence[Chunk], *, k1: float = 1.5, b: float = 0.75):
         import bm25s
-        from bm25s.tokenization import Tokenizer
 
         self.chunks: list[Chunk] = list(chunks)
-        self._tokenizer = Tokenizer(splitter=_SPLITTER, stopwords="en", stemmer=plural_stem)
+        self._tokenizer = bm25_tokenizer()
         self._bm25 = bm25s.BM25(k1=k1, b=b)
         if self.chunks:
             ids = self._tokenizer.tokenize([c.text for c in self.chunks], update_vocab=True,

@@ -51,6 +51,7 @@ class RunContext:
         self.shown_texts: list[str] = []   # document text put into prompts (redacted from logs on request)
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
+        self._last_prompt: dict[str, list[Message]] = {}
 
     # -- rounds and events ----------------------------------------------------------------------
 
@@ -87,7 +88,7 @@ class RunContext:
             self._check_budget(client, messages, options)
         rec = self.rounds[-1] if self.rounds else self.new_round()
         rec.messages.extend(TranscriptMessage(round=rec.round, step=step, to=role, role=m.role, content=m.content)
-                            for m in messages)
+                            for m in self._new_messages(role, messages))
         started = time.perf_counter()
         try:
             completion = await client.complete(messages, options)
@@ -101,6 +102,17 @@ class RunContext:
         if announce:
             await self.emit(MessageSent(round=rec.round, sender=role, step=step, content=completion.text))
         return completion
+
+    def _new_messages(self, role: str, messages: list[Message]) -> list[Message]:
+        """Messages identical to the start of the previous call to the same side were logged then;
+        log the rest. So a document held in the first message (Minion) or a chunk shared by several
+        jobs (MinionS) is logged once, not once per round or job."""
+        prev = self._last_prompt.get(role, [])
+        self._last_prompt[role] = messages
+        same = 0
+        while same < min(len(prev), len(messages) - 1) and prev[same] == messages[same]:
+            same += 1
+        return messages[same:]
 
     async def _protect(self, m: Message) -> Message:
         scrubber = self.protocol.privacy

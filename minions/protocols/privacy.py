@@ -27,15 +27,15 @@ PLACEHOLDERS = ("[EMAIL]", "[IP]", "[CARD]", "[SSN]", "[PHONE]", "[NAME]")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # IPv6 candidates (hex groups with at least two colons, optionally an embedded IPv4 tail), then
 # validated by `ipaddress` so clock times ("10:30:00") and C++ scopes ("std::map") are left alone.
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|\d{1,3}(?:\.\d{1,3}){3})"
-                   r"(?:%[\w.]+)?(?![\w:])")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})"
+                   r"(?:%[\w.]+)?(?![\w:]|\.\d)")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
 # 13-19 digits, optionally grouped by single spaces or dashes; Luhn decides.
 _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w]|-\d)")
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\w]|-\d)")
-# NANP: area code and exchange start with 2-9, which spares ids like SEC CIKs ("0000320193").
-_PHONE_US = re.compile(r"(?<![\w+])(?:\+?1[-. ]?)?(?:\([2-9]\d{2}\)[-. ]?|[2-9]\d{2}[-. ]?)[2-9]\d{2}[-. ]?\d{4}"
+# Area codes start with 2-9 (NANP), which spares ids like SEC CIKs ("0000320193").
+_PHONE_US = re.compile(r"(?<![\w+])(?:\+?1[-. ]?)?(?:\([2-9]\d{2}\)[-. ]?|[2-9]\d{2}[-. ]?)\d{3}[-. ]?\d{4}"
                        r"(?!\w|-\d)")
 # "+44 20 7946 0958", "+49-30-1234567", "+33 (0)1 23 45 67 89": a leading + and 7-15 digits.
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[-. ]?(?:\(\d{1,4}\)|\d{1,5})){1,6}(?!\w)")

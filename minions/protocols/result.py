@@ -98,16 +98,20 @@ class RunResult(BaseModel):
         }
 
     def redacted(self, texts: list[str]) -> RunResult:
-        """A copy with every occurrence of the given document texts' chunks removed from messages."""
+        """A copy with every occurrence of the given document texts removed from messages and citations."""
+        # Longest first: a chunk replaced inside a whole document would leave the rest of it unmatched.
+        ordered = sorted({t for t in texts if t}, key=len, reverse=True)
+
         def scrub(s: str) -> str:
-            for t in texts:
-                if t and t in s:
+            for t in ordered:
+                if t in s:
                     s = s.replace(t, f"[document text omitted: {len(t)} chars]")
             return s
 
         rounds = [r.model_copy(update={"messages": [m.model_copy(update={"content": scrub(m.content)})
                                                     for m in r.messages]}) for r in self.rounds]
-        return self.model_copy(update={"rounds": rounds})
+        citations = [c.model_copy(update={"text": scrub(c.text)}) for c in self.citations]
+        return self.model_copy(update={"rounds": rounds, "citations": citations})
 
     def save(self, log_dir: str | Path, *, name: str | None = None) -> Path:
         """Write the run log as one JSON file; returns its path."""

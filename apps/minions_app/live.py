@@ -1,0 +1,87 @@
+"""Running a protocol while the page shows its events live.
+
+The run happens on a worker thread (through `minions._sync.run_sync`, so SDK clients kept across
+turns stay on the one shared event loop); its `on_event` handler only puts events on a queue. The
+script thread drains the queue and renders each event, because Streamlit elements can only be
+written from the script's own thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from minions._sync import run_sync
+from minions.documents import Document
+from minions.protocols import Protocol, RunResult
+from minions.protocols.events import FinalAnswer, JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
+
+from .fmt import DECISIONS, clip, pages_label, safe_md, tokens, usd
+
+_DONE = object()
+SIDES = {"remote": "☁️ remote (supervisor)", "local": "💻 local (worker)"}
+
+
+class LiveView:
+    """Renders events into a `st.status` box: messages, planned jobs with a progress bar, worker
+    answers with their pages, round summaries and notices."""
+
+    def __init__(self, status: Any, *, max_chars: int = 800):
+        self.status, self.max_chars = status, max_chars
+        self.bar: Any = None
+        self.events: list[Any] = []  # every event seen, in order (tests and the summary use it)
+
+    def __call__(self, ev: Any) -> None:
+        self.events.append(ev)
+        box = self.status
+        if isinstance(ev, MessageSent):
+            box.markdown(f"**Round {ev.round} · {SIDES[ev.sender]} · {ev.step}**")
+            box.text(clip(ev.content, self.max_chars))
+        elif isinstance(ev, JobsPlanned):
+            box.markdown(f"**Round {ev.round} plan:** {ev.n_tasks} task(s) × {ev.n_chunks} chunk(s) → "
+                         f"{ev.n_jobs} local job(s)")
+            for i, t in enumerate(ev.plan.get("tasks", []) or [], 1):
+                text = t.get("instruction", t) if isinstance(t, dict) else t
+                box.markdown(f"- task {i}: {safe_md(clip(str(text), 300))}")
+            self.bar = box.progress(0.0, text=f"local jobs 0/{ev.n_jobs}")
+            self.status.update(label=f"Round {ev.round}: running {ev.n_jobs} local job(s)…")
+        elif isinstance(ev, JobFinished):
+            if self.bar is not None and ev.total:
+                self.bar.progress(min(1.0, ev.done / ev.total), text=f"local jobs {ev.done}/{ev.total}")
+            if ev.kept and ev.answer:
+                line = (f"✅ `{safe_md(ev.chunk_id)}` ({pages_label(*ev.pages)}) · task {ev.task_id}: "
+                        f"{safe_md(clip(ev.answer, 240))}")
+                if ev.citation:
+                    line += f" — “{safe_md(clip(ev.citation, 160))}”"
+                box.markdown(line)
+        elif isinstance(ev, RoundDone):
+            self.bar = None
+            box.caption(f"Round {ev.round} done: {DECISIONS.get(ev.decision, ev.decision)} · remote so far "
+                        f"{usd(ev.remote_usd)} · local tokens {tokens(ev.local_tokens)}")
+        elif isinstance(ev, Notice):
+            (box.warning if ev.level == "warning" else box.info)(safe_md(ev.message))
+        elif isinstance(ev, FinalAnswer):
+            self.status.update(label="Answer ready" if ev.answer else "Finished without an answer")
+
+
+def run_live(protocol: Protocol, task: str, docs: list[Document], view: LiveView) -> RunResult:
+    """Run the protocol, rendering its events as they arrive; returns the RunResult or raises what
+    the run raised (typed minions errors are usually inside the result instead)."""
+    events: queue.Queue[Any] = queue.Queue()
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            out["result"] = run_sync(protocol.arun(task, docs, on_event=events.put))
+        except BaseException as e:  # handed to the script thread, which shows it
+            out["error"] = e
+        finally:
+            events.put(_DONE)
+
+    threading.Thread(target=work, name="minions-app-run", daemon=True).start()
+    while (ev := events.get()) is not _DONE:
+        view(ev)
+    if "error" in out:
+        raise out["error"]
+    return out["result"]

@@ -1,0 +1,122 @@
+"""One question and its outcome, and how a finished turn is shown: errors with their fix, the
+answer, its citations, the cost panel (overall and per round), how it was answered, the run log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from minions.errors import MinionsError
+from minions.protocols.result import RunResult
+
+from .fmt import (
+    DECISIONS,
+    citation_line,
+    clip,
+    jobs_table,
+    plan_tasks,
+    rounds_table,
+    safe_md,
+    saving,
+    tokens,
+    usd,
+)
+
+# What to do about an error, in the app's terms (library messages name the library's fix).
+HINTS = {
+    "MissingAPIKeyError": "Paste the key under “API keys” in the sidebar (kept in this session only), "
+                          "or set the variable before starting the app.",
+    "AuthenticationError": "Check the API key in the sidebar or the environment.",
+    "ServerUnreachableError": "Check the “Ollama host” or “Remote server URL” in the sidebar.",
+    "ContextTooLongError": "Lower the chunk size, or use MinionS so the local model reads one chunk at a time.",
+    "UnknownProviderError": "Fix the model spec in the sidebar.",
+    "ModelNotFoundError": "Pick another model in the sidebar, or install/pull the one named.",
+}
+
+
+def explain(message: str, error_type: str | None) -> str:
+    """The error message (which names the library's fix) plus the fix in the app."""
+    message = message.replace("Raise --max-remote-usd", "Raise “Remote budget” in the sidebar")
+    hint = HINTS.get(error_type or "")
+    return safe_md(f"{message} {hint}" if hint else message)
+
+
+def explain_exception(e: BaseException) -> str:
+    if isinstance(e, MinionsError):
+        return explain(str(e), type(e).__name__)
+    return safe_md(f"Unexpected error ({type(e).__name__}: {e}). This is a bug in minions; please report "
+                   "it with the run log.")
+
+
+@dataclass
+class Turn:
+    question: str
+    settings: dict[str, Any]
+    result: RunResult | None
+    error: str | None   # shown as st.error; already explained and scrubbed
+    log: bytes          # the downloadable run log, built when the run ended (secrets removed)
+
+    @property
+    def answer(self) -> str | None:
+        return self.result.answer if self.result else None
+
+
+def render_turn(turn: Turn, index: int, titles: dict[str, str]) -> None:
+    if turn.error:
+        st.error(turn.error)
+    r = turn.result
+    if r is not None:
+        if r.budget_exhausted:
+            st.error("The remote budget stopped this run" + (": the answer below is the best found so far. "
+                     if r.answer else " before an answer was found. ") + explain(r.error or "", r.error_type))
+        elif r.error:
+            st.error(explain(r.error, r.error_type))
+        if r.answer:
+            st.markdown(safe_md(r.answer))
+        elif not (r.error or turn.error):
+            st.warning("The models did not produce an answer. Try more rounds or another protocol.")
+        if r.citations:
+            st.markdown("**Sources**\n\n" + "\n".join("- " + citation_line(c, titles) for c in r.citations[:8]))
+        if r.rounds_exhausted:
+            st.caption("Reached the round limit: the remote answered with what it had.")
+        cost_panel(r)
+        details(r)
+    st.download_button("Download run log (JSON)", data=turn.log, file_name=f"minions-run-{index + 1}.json",
+                       mime="application/json", key=f"log.{index}", on_click="ignore")
+
+
+def cost_panel(r: RunResult) -> None:
+    rep = r.cost
+    remote, local = rep.role("remote"), rep.role("local")
+    cols = st.columns(4)
+    cols[0].metric("Remote spent", usd(remote.cost_usd))
+    cols[1].metric("Local tokens", tokens(local.usage.total_tokens))
+    cols[2].metric("Remote-only estimate", usd(rep.remote_only_estimate_usd))
+    cols[3].metric("Saving", saving(rep))
+    remote_label = r.remote_model or "none"
+    if rep.remote_stand_in and rep.remote_model:
+        remote_label += f" (stand-in, priced as {rep.remote_model})"
+    st.caption(safe_md(f"Remote: {remote_label} · local: {r.local_model or 'none'} · {r.n_rounds} round(s) · "
+                       f"{r.elapsed_s:.1f} s"))
+    rows = rounds_table(r.calls)
+    if rows:
+        st.dataframe(rows, hide_index=True, column_config={
+            "remote $": st.column_config.NumberColumn(format="$%.6f")})
+
+
+def details(r: RunResult) -> None:
+    n_jobs = sum(len(rnd.jobs) for rnd in r.rounds)
+    with st.expander(f"How it was answered: {r.n_rounds} round(s), {n_jobs} local job(s)"):
+        for rnd in r.rounds:
+            st.markdown(f"**Round {rnd.round}** · {DECISIONS.get(rnd.decision, rnd.decision) or '—'}")
+            for i, task in enumerate(plan_tasks(rnd.plan), 1):
+                st.markdown(f"- task {i}: {safe_md(clip(task, 300))}")
+            if rnd.jobs:
+                st.dataframe(jobs_table(rnd), hide_index=True)
+            for m in rnd.messages:
+                if m.role == "assistant":  # replies only: prompts hold document text
+                    sender = "☁️ remote" if m.to == "local" else "💻 local"
+                    st.markdown(f"{sender} · {m.step}")
+                    st.text(clip(m.content, 1500))

@@ -1,0 +1,192 @@
+"""MinionS orchestration overhead and local fan-out efficiency (issue 4). Prints figures; not a test.
+
+1. Overhead: zero-latency scripted clients, a synthetic ~1M-token document, 1,000 jobs per round.
+   Everything the protocol does around the model calls — chunking, BM25-free selection, expansion,
+   prompt building, metering, transcript, citation checks, events, aggregation — per job and per
+   round. Targets: < 1 ms per job, < 2 s per round.
+2. Fan-out efficiency: jobs/s of MinionS's executor on the embedded llama.cpp model, divided by the
+   jobs/s of a bare `client.batch` loop sending the same prompts to the same client with the same
+   concurrency, in the same run. Target: >= 0.95.
+
+    python benchmarks/protocols.py                # both
+    python benchmarks/protocols.py --skip-model   # overhead only
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+
+from minions.clients.base import Options, Request
+from minions.clients.function import FunctionClient
+from minions.documents import Document, chunk_documents
+from minions.protocols.events import JobFinished, JobsPlanned
+from minions.protocols.minions import MinionS
+from minions.protocols.minions_jobs import JOB_OUTPUT_SCHEMA, job_messages
+from minions.tokens import count_tokens
+
+_WORDS = ("revenue income margin segment capital expenditure liquidity cash flow operating statement "
+          "fiscal quarter company million billion percent growth decline share dividend debt equity "
+          "asset liability tax rate guidance outlook customer product market risk factor employee").split()
+
+
+def synthetic_document(target_tokens: int, seed: int = 0) -> Document:
+    """Filing-like prose, one page per ~3,000 characters, until it holds ~target_tokens cl100k tokens."""
+    rng = random.Random(seed)
+
+    def page() -> str:
+        return " ".join(" ".join(rng.choices(_WORDS, k=rng.randint(8, 18))).capitalize()
+                        + f" was ${rng.randint(1, 999)}.{rng.randint(0, 9)} million." for _ in range(30))
+
+    pages = [page()]
+    chars_per_token = len(pages[0]) / count_tokens(pages[0]).n
+    size = len(pages[0])
+    while size < target_tokens * chars_per_token:
+        pages.append(page())
+        size += len(pages[-1]) + 2
+    return Document.from_pages(pages, id="synthetic", title="Synthetic 10-K")
+
+
+# --- 1. orchestration overhead --------------------------------------------------------------------
+
+def overhead(jobs: int, rounds: int) -> None:
+    doc = synthetic_document(1_000_000)
+    n_tokens = count_tokens(doc.text).n
+    chunk_size = len(doc.text) // jobs + 1
+    n_chunks = len(chunk_documents([doc], "chars", chunk_size))
+    plan = json.dumps({"tasks": [{"instruction": "Extract the revenue figure", "advice": "quote it"}],
+                       "chunking": {"strategy": "chars", "size": chunk_size}, "max_jobs": jobs})
+    decision = {"n": 0}
+
+    def remote(msgs, _o):
+        if "plan the workers' jobs" in msgs[-1].content:
+            return plan
+        decision["n"] += 1
+        return json.dumps({"decision": "request_additional_info", "explanation": "more", "answer": "x",
+                           "feedback": "again"})
+
+    reply_answer = json.dumps({"explanation": "stated", "citation": "million", "answer": "$1 million"})
+    reply_none = json.dumps({"explanation": "absent", "citation": None, "answer": None})
+    counter = {"n": 0}
+
+    def local(_m, _o):  # zero latency; half answer with a quote found in every chunk, half abstain
+        counter["n"] += 1
+        return reply_answer if counter["n"] % 2 else reply_none
+
+    proto = MinionS(FunctionClient(local), FunctionClient(remote, model="scripted-remote"),
+                    max_rounds=rounds, max_jobs_per_round=jobs, max_chunk_chars=chunk_size + 1, concurrency=8)
+    count_tokens("warm up the tokenizer")  # loading the BPE file once is not per-run work
+    setup = {}
+    estimate = proto._estimate_remote_only
+
+    def timed_estimate(ctx):  # base.py's remote-only estimate tokenizes the whole document: run-level cost
+        t = time.perf_counter()
+        estimate(ctx)
+        setup["estimate"] = time.perf_counter() - t
+        marks.append(("round_start", time.perf_counter()))
+
+    proto._estimate_remote_only = timed_estimate
+    marks: list[tuple[str, float]] = []
+    holder = []
+
+    async def go() -> None:  # keep the result off the main task (asyncio.run reprs it at exit on 3.11)
+        holder.append(await proto.arun("What was revenue?", [doc],
+                                       on_event=lambda e: marks.append((e.kind, time.perf_counter()))))
+
+    started = time.perf_counter()
+    asyncio.run(go())
+    total = time.perf_counter() - started
+    res = holder[0]
+    starts = [t for k, t in marks if k in ("round_start", "round_done")][:-1]
+    planned = [t for k, t in marks if k == "jobs_planned"]
+    done = [t for k, t in marks if k == "round_done"]
+    ran = [len(r.jobs) for r in res.rounds]
+    print(f"Synthetic document: {len(doc.text):,} chars, {n_tokens:,} cl100k tokens, {n_chunks:,} chunks "
+          f"of {chunk_size:,} chars; {rounds} rounds x {ran[0]:,} jobs (answer: {res.answer!r}, error: {res.error})")
+    print(f"  whole run                          {total:7.3f} s")
+    print(f"  run setup: remote-only estimate    {setup['estimate']:7.3f} s  (base.py tokenizes the whole document "
+          "once per run)")
+    worst_round, worst_job = 0.0, 0.0
+    for i, (s0, p, d, n) in enumerate(zip(starts, planned, done, ran, strict=False), start=1):
+        whole, jobs_part = d - s0, d - p
+        worst_round, worst_job = max(worst_round, whole), max(worst_job, whole / n)
+        print(f"  round {i}: {whole:6.3f} s  (decompose + chunking {p - s0:6.3f} s; jobs + aggregate + synthesize "
+              f"{jobs_part:6.3f} s)  {whole / n * 1e3:6.3f} ms/job")
+    print(f"  per round (worst):  {worst_round:6.3f} s   [target < 2 s]  {'OK' if worst_round < 2 else 'MISSED'}")
+    print(f"  per job (worst):    {worst_job * 1e3:6.3f} ms  [target < 1 ms] {'OK' if worst_job < 1e-3 else 'MISSED'}")
+
+
+# --- 2. fan-out efficiency against the embedded model ---------------------------------------------
+
+async def fanout(n_chunks: int, n_tasks: int, max_tokens: int, concurrency: int, reps: int) -> None:
+    from minions.clients.llamacpp import LlamaCppClient
+
+    client = LlamaCppClient("smollm2")
+    await client.complete("Hello", max_tokens=1)  # load the model outside the timings
+    text = synthetic_document(n_chunks * 300, seed=1).text[: n_chunks * 1200]
+    doc = Document.from_text(text, id="fan", title="Synthetic report")
+    chunks = chunk_documents([doc], "chars", 1200)[:n_chunks]
+    tasks = [f"Extract figure number {i + 1} mentioned in the excerpt" for i in range(n_tasks)]
+    plan = json.dumps({"tasks": [{"instruction": t, "advice": ""} for t in tasks],
+                       "chunking": {"strategy": "chars", "size": 1200}, "chunk_ids": [c.id for c in chunks]})
+    final = json.dumps({"decision": "provide_final_answer", "explanation": "-", "answer": "-"})
+    remote = FunctionClient(lambda m, _o: plan if "plan the workers' jobs" in m[-1].content else final)
+    opts = Options(max_tokens=max_tokens, temperature=0.0, json_schema=JOB_OUTPUT_SCHEMA, seed=0)
+    requests = [Request(messages=job_messages(c, t, "", doc_title=doc.title), options=opts)
+                for c in chunks for t in tasks]  # the same prompts, in MinionS's order (grouped by chunk)
+
+    async def bare() -> float:
+        t = time.perf_counter()
+        out = await client.batch(requests, concurrency=concurrency)
+        assert not any(isinstance(o, Exception) for o in out), out
+        return len(requests) / (time.perf_counter() - t)
+
+    async def minions() -> float:
+        marks: dict[str, float] = {}
+
+        def on_event(e):
+            if isinstance(e, JobsPlanned):
+                marks["start"] = time.perf_counter()
+            elif isinstance(e, JobFinished) and e.done == e.total:
+                marks["end"] = time.perf_counter()
+
+        res = await MinionS(client, remote, max_rounds=1, local_max_tokens=max_tokens, concurrency=concurrency,
+                            max_jobs_per_round=len(requests)).arun("q", doc, on_event=on_event)
+        assert len(res.rounds[0].jobs) == len(requests), res.error
+        return len(requests) / (marks["end"] - marks["start"])
+
+    bare_rates, ours = [], []
+    for _ in range(reps):  # interleaved, so drift in machine load hits both alike
+        bare_rates.append(await bare())
+        ours.append(await minions())
+    b, m = statistics.median(bare_rates), statistics.median(ours)
+    print(f"\nFan-out on the embedded model (llamacpp/smollm2): {len(requests)} jobs ({n_chunks} chunks x "
+          f"{n_tasks} tasks), max_tokens {max_tokens}, concurrency {concurrency}, {reps} interleaved reps")
+    print(f"  bare client.batch loop   {b:6.3f} jobs/s   (reps: {', '.join(f'{x:.3f}' for x in bare_rates)})")
+    print(f"  MinionS executor         {m:6.3f} jobs/s   (reps: {', '.join(f'{x:.3f}' for x in ours)})")
+    print(f"  efficiency               {m / b:6.3f}        [target >= 0.95] {'OK' if m / b >= 0.95 else 'MISSED'}")
+    await client.aclose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--fan-chunks", type=int, default=8)
+    ap.add_argument("--fan-tasks", type=int, default=3)
+    ap.add_argument("--fan-max-tokens", type=int, default=24)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=2)
+    a = ap.parse_args()
+    overhead(a.jobs, a.rounds)
+    if not a.skip_model:
+        asyncio.run(fanout(a.fan_chunks, a.fan_tasks, a.fan_max_tokens, a.concurrency, a.reps))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from minions.cli import main
+
+sys.exit(main())

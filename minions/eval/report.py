@@ -1,0 +1,204 @@
+"""Per-configuration summary of a sweep: summary.csv, summary.md and pareto.png.
+
+Definitions (per dataset × configuration, over its rows):
+- accuracy: mean score (0/1 for most scorers, answer-F1 for QASPER).
+- remote $ / query: mean remote dollars spent (None if any call was unpriced).
+- cost reduction: Σ remote-only estimate / Σ remote dollars spent (×; ∞ when nothing was spent).
+  Rows without their own estimate (local-only has no remote) use the item's estimate from another
+  configuration of the sweep.
+- % of remote-only: accuracy / accuracy of the sweep's remote-only configuration on the same
+  dataset (and remote model), when there is one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from minions.eval.results import ResultRow
+
+if TYPE_CHECKING:
+    from minions.eval.config import RunConfig, SweepConfig
+
+
+class Summary(BaseModel):
+    dataset: str
+    config_id: str
+    config: str
+    protocol: str
+    remote: str | None = None
+    n: int
+    accuracy: float
+    remote_usd_per_query: float | None
+    remote_only_usd_per_query: float | None
+    cost_reduction: float | None
+    pct_of_remote_only: float | None = None
+    local_tokens_per_query: float
+    remote_tokens_per_query: float
+    judge_usd: float | None = None
+    rounds_mean: float
+    latency_p50: float
+    latency_p95: float
+    failures: int
+    stand_in: bool = False
+
+
+def _sum(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else float(sum(v for v in values if v is not None))
+
+
+def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
+    estimates: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r.remote_only_estimate_usd is not None:
+            estimates.setdefault((r.dataset, r.item_id), r.remote_only_estimate_usd)
+    groups: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+    for r in rows:
+        groups[(r.dataset, r.config_id)].append(r)
+    order = {run.id: i for i, run in enumerate(runs)}
+    out: list[Summary] = []
+    for (dataset, cid), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 1 << 30))):
+        spent = _sum([r.remote_usd for r in rs])
+        est = _sum([r.remote_only_estimate_usd if r.remote_only_estimate_usd is not None
+                    else estimates.get((r.dataset, r.item_id)) for r in rs])
+        reduction = None
+        if spent is not None and est is not None:
+            reduction = est / spent if spent > 0 else (math.inf if est > 0 else None)
+        lat = np.array([r.latency_s for r in rs])
+        judge = [r.cost_usd["judge"] for r in rs if "judge" in r.cost_usd]
+        n = len(rs)
+        out.append(Summary(
+            dataset=dataset, config_id=cid, config=rs[0].config, protocol=rs[0].protocol, remote=rs[0].remote, n=n,
+            accuracy=sum(r.score for r in rs) / n,
+            remote_usd_per_query=None if spent is None else spent / n,
+            remote_only_usd_per_query=None if est is None else est / n, cost_reduction=reduction,
+            local_tokens_per_query=sum(r.local_tokens for r in rs) / n,
+            remote_tokens_per_query=sum(r.usage["remote"].total_tokens for r in rs if "remote" in r.usage) / n,
+            judge_usd=_sum(judge) if judge else None, rounds_mean=sum(r.rounds for r in rs) / n,
+            latency_p50=float(np.percentile(lat, 50)), latency_p95=float(np.percentile(lat, 95)),
+            failures=sum(1 for r in rs if r.error), stand_in=any(r.remote_stand_in for r in rs)))
+    for s in out:
+        ref = next((o for o in out if o.dataset == s.dataset and o.protocol == "remote-only"
+                    and (s.remote is None or o.remote == s.remote)), None)
+        if ref is not None and ref.accuracy > 0:
+            s.pct_of_remote_only = 100.0 * s.accuracy / ref.accuracy
+    return out
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+COLUMNS = ["dataset", "config", "n", "accuracy", "remote $/query", "remote-only $/query", "cost ÷",
+           "% of remote-only acc.", "local tok/query", "rounds", "p50 s", "p95 s", "failures"]
+LEGEND = ("cost ÷: remote-only estimate / remote $ spent (how many times cheaper); % of remote-only acc.: accuracy "
+          "relative to the remote-only configuration; p50/p95: latency per query in seconds; rounds: mean.")
+
+
+def usd(v: float | None) -> str:
+    if v is None:
+        return "unpriced"
+    return "$0" if v == 0 else f"${v:.4f}" if v >= 0.01 else f"${v:.2g}"
+
+
+def ratio(v: float | None) -> str:
+    return "—" if v is None else "∞" if math.isinf(v) else f"{v:.1f}×"
+
+
+def display_row(s: Summary) -> list[str]:
+    return [s.dataset, s.config, str(s.n), f"{100 * s.accuracy:.1f}%", usd(s.remote_usd_per_query),
+            usd(s.remote_only_usd_per_query), ratio(s.cost_reduction),
+            "—" if s.pct_of_remote_only is None else f"{s.pct_of_remote_only:.0f}%",
+            f"{s.local_tokens_per_query:,.0f}", f"{s.rounds_mean:.1f}", secs(s.latency_p50), secs(s.latency_p95),
+            str(s.failures)]
+
+
+def secs(v: float) -> str:
+    return f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def write_reports(run_dir: Path, summary: list[Summary], cfg: SweepConfig | None = None) -> dict[str, Path]:
+    run_dir = Path(run_dir)
+    files = {"csv": run_dir / "summary.csv", "md": run_dir / "summary.md"}
+    fields = list(Summary.model_fields)
+    with open(files["csv"], "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for s in summary:
+            w.writerow({k: ("" if v is None else v) for k, v in s.model_dump().items()})
+    lines = [f"# Sweep summary{f': {cfg.name}' if cfg else ''}", ""]
+    if any(s.stand_in for s in summary):
+        price = cfg.remote_price_as if cfg else "a cloud model"
+        lines += [f"The remote model is a stand-in priced as {price}: dollars are what that model would "
+                  "have charged for the same tokens.", ""]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(display_row(s)) + " |" for s in summary]
+    lines += ["", LEGEND]
+    files["md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if summary:
+        files["png"] = pareto_plot(summary, run_dir / "pareto.png", title=cfg.name if cfg else "")
+    return files
+
+
+def frontier(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points (lower cost, higher accuracy), by increasing cost."""
+    idx = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    best, keep = -math.inf, []
+    for i in idx:
+        if points[i][1] > best:
+            keep.append(i)
+            best = points[i][1]
+    return keep
+
+
+def pareto_plot(summary: list[Summary], path: Path, *, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    datasets = list(dict.fromkeys(s.dataset for s in summary))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 5.5), squeeze=False)
+    colors: dict[str, Any] = {}
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        pts = [s for s in summary if s.dataset == ds and s.remote_usd_per_query is not None]
+        xy = [(s.remote_usd_per_query or 0.0, 100 * s.accuracy) for s in pts]
+        positive = [x for x, _ in xy if x > 0]
+        if positive and max(positive) / min(positive) > 20:
+            ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
+        labelled: set[str] = set()
+        at: dict[tuple[float, float], list[str]] = {}  # configurations that land on the same point share a label
+        for s, (x, y) in zip(pts, xy, strict=True):
+            c = colors.setdefault(s.protocol, f"C{len(colors)}")
+            ax.scatter([x], [y], s=60, color=c, zorder=3, label=None if s.protocol in labelled else s.protocol)
+            labelled.add(s.protocol)
+            at.setdefault((x, y), []).append(s.config)
+        for i, ((x, y), names) in enumerate(sorted(at.items())):
+            ax.annotate("\n".join(names), (x, y), textcoords="offset points", fontsize=8,
+                        xytext=(6, 8) if i % 2 == 0 else (6, -10 - 10 * len(names)), zorder=4)
+        front = frontier(xy)
+        if len(front) > 1:
+            fx, fy = [xy[i][0] for i in front], [xy[i][1] for i in front]
+            ax.step(fx, fy, where="post", color="0.4", linestyle="--", linewidth=1.2, zorder=2, label="Pareto frontier")
+        elif front:
+            ax.scatter([xy[front[0]][0]], [xy[front[0]][1]], s=160, facecolors="none", edgecolors="0.4")
+        stand_in = any(s.stand_in for s in pts)
+        ax.set_xlabel("remote $ per query" + (" (stand-in remote, priced as the named model)" if stand_in else ""))
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(-5, 105)
+        ax.set_title(f"{ds}: cost vs accuracy" + (f" — {title}" if title else ""))
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: "$0" if v == 0 else f"${v:g}"))
+        ax.legend(loc="best", fontsize=8)
+        unpriced = [s.config for s in summary if s.dataset == ds and s.remote_usd_per_query is None]
+        if unpriced:
+            ax.text(0.01, 0.01, "unpriced (not shown): " + ", ".join(unpriced), transform=ax.transAxes, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -1,0 +1,230 @@
+"""Run a sweep: every item × configuration, concurrently, resumable, through one shared LM cache.
+
+    outcome = run_sweep(load_config("evals/offline.toml"))
+    outcome = run_sweep(cfg, clients_factory=lambda spec: FunctionClient(...))   # scripted models
+
+`clients_factory(spec) -> Client` builds the model behind a spec (default `get_client`); one is
+built per spec and shared by every configuration and role, each role seeing it through its own
+`CachedClient` (its price key, the shared cache and call counters). Reports progress through
+`on_progress` events; never prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from minions import errors
+from minions._sync import run_sync
+from minions.clients.base import Client, Usage
+from minions.clients.cache import CachedClient, CacheStats, LMCache
+from minions.cost import PriceTable
+from minions.eval.config import RunConfig, SweepConfig, expand
+from minions.eval.datasets import EvalItem, LoadedDataset, load_dataset
+from minions.eval.report import Summary, summarize, write_reports
+from minions.eval.results import ResultRow, ResultsFile
+from minions.eval.scorers import Scorer, get_scorer
+from minions.protocols import Protocol, get_protocol
+
+ClientsFactory = Callable[[str], Client]
+
+
+class SweepStarted(BaseModel):
+    total: int                  # item × configuration pairs in the sweep
+    done: int                   # already in results.jsonl (resumed)
+    configs: list[str]
+    datasets: dict[str, dict[str, int]]  # name -> {"items": n, "skipped": unavailable}
+
+
+class PairFinished(BaseModel):
+    row: ResultRow
+    done: int
+    total: int
+
+
+ProgressHandler = Callable[[Any], None | Awaitable[None]]
+
+
+@dataclass
+class SweepOutcome:
+    run_dir: Path
+    rows: list[ResultRow]               # the sweep's rows (resumed and new), one per pair
+    summary: list[Summary]
+    new_rows: int
+    model_calls: int                    # calls that reached a model (cache misses)
+    cache_hits: int
+    cache: CacheStats | None
+    files: dict[str, Path] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+class _Clients:
+    """One base client per spec; one CachedClient per (spec, price key) on top of it."""
+
+    def __init__(self, factory: ClientsFactory, cache: LMCache | None):
+        self.factory, self.cache = factory, cache
+        self.base: dict[str, Client] = {}
+        self.wrapped: dict[tuple[str, str | None], CachedClient] = {}
+
+    def get(self, spec: str, price_as: str | None = None) -> CachedClient:
+        if spec not in self.base:
+            self.base[spec] = self.factory(spec)
+        key = (spec, price_as)
+        if key not in self.wrapped:
+            self.wrapped[key] = CachedClient(self.base[spec], self.cache, price_as=price_as)
+        return self.wrapped[key]
+
+    @property
+    def hits(self) -> int:
+        return sum(c.hits for c in self.wrapped.values())
+
+    @property
+    def misses(self) -> int:
+        return sum(c.misses for c in self.wrapped.values())
+
+    async def aclose(self) -> None:
+        for c in self.base.values():
+            await c.aclose()
+
+
+def default_factory(timeout: float | None = None) -> ClientsFactory:
+    def make(spec: str) -> Client:
+        from minions.clients import RetryPolicy, get_client
+
+        return get_client(spec, retry=RetryPolicy(timeout=timeout)) if timeout else get_client(spec)
+    return make
+
+
+def load_items(cfg: SweepConfig) -> list[LoadedDataset]:
+    return [load_dataset(d.name, d.path, limit=d.limit or cfg.limit, seed=cfg.seed,
+                         **({"split": d.split} if d.split else {})) for d in cfg.datasets]
+
+
+async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None = None,
+                     on_progress: ProgressHandler | None = None, prices: PriceTable | None = None) -> SweepOutcome:
+    runs = expand(cfg)
+    datasets = await asyncio.to_thread(load_items, cfg)
+    run_dir = cfg.run_dir  # created only once the configuration and the data are known to be good
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prices = prices or PriceTable.load()
+    cache = LMCache(Path(cfg.cache_path) if cfg.cache_path else run_dir / "lm_cache.sqlite") if cfg.cache else None
+    clients = _Clients(clients_factory or default_factory(cfg.request_timeout), cache)
+    (run_dir / "config.json").write_text(json.dumps(
+        {"sweep": cfg.model_dump(mode="json"), "configurations": [
+            {"id": r.id, "label": r.label, **r.model_dump(exclude={"label"})} for r in runs]}, indent=1))
+
+    protocols = {r.id: _build(r, clients, prices) for r in runs}
+    judge = None
+    if cfg.judge is not None:
+        judge = clients.get(cfg.judge.model, cfg.judge.price_as)
+    scorers: dict[str, Scorer] = {}
+
+    def scorer_for(item: EvalItem) -> tuple[str, Scorer]:
+        name = cfg.scorer or item.scorer
+        if name not in scorers:
+            scorers[name] = get_scorer(name, judge=judge, prices=prices)
+        return name, scorers[name]
+
+    items = [it for ds in datasets for it in ds.items]
+    wanted = {(it.dataset, it.id, r.id) for it in items for r in runs}
+    with ResultsFile(run_dir / "results.jsonl") as results:
+        finished = results.done() & wanted
+        pending = [(it, r) for it in items for r in runs if (it.dataset, it.id, r.id) not in finished]
+        total, done = len(wanted), len(finished)
+        await _emit(on_progress, SweepStarted(
+            total=total, done=done, configs=[r.label for r in runs],
+            datasets={ds.name: {"items": len(ds.items), "skipped": ds.skipped} for ds in datasets}))
+        remaining = Counter(id(it) for it, _ in pending)
+        locks = {id(it): asyncio.Lock() for it in items}
+        sem = asyncio.Semaphore(cfg.concurrency)
+        new_rows = 0
+
+        async def one(item: EvalItem, run: RunConfig) -> None:
+            nonlocal done, new_rows
+            async with sem:
+                async with locks[id(item)]:
+                    docs = await asyncio.to_thread(lambda: item.documents)
+                name, scorer = scorer_for(item)
+                row = await _run_pair(item, docs, run, protocols[run.id], name, scorer)
+                results.append(row)
+                done, new_rows = done + 1, new_rows + 1
+                remaining[id(item)] -= 1
+                if remaining[id(item)] == 0:
+                    item.release()  # FinanceBench filings are large: keep only those in flight
+                await _emit(on_progress, PairFinished(row=row, done=done, total=total))
+
+        try:
+            await asyncio.gather(*(one(it, r) for it, r in pending))
+        finally:
+            await clients.aclose()
+        rows = [r for r in results.rows if r.key in wanted]
+    summary = summarize(rows, runs)
+    files = await asyncio.to_thread(write_reports, run_dir, summary, cfg)
+    stats = await asyncio.to_thread(cache.stats) if cache else None
+    if cache:
+        cache.close()
+    return SweepOutcome(run_dir=run_dir, rows=rows, summary=summary, new_rows=new_rows, model_calls=clients.misses,
+                        cache_hits=clients.hits, cache=stats, files=files,
+                        skipped={ds.name: ds.skipped for ds in datasets})
+
+
+def run_sweep(cfg: SweepConfig, **kw: Any) -> SweepOutcome:
+    return run_sync(arun_sweep(cfg, **kw))
+
+
+def _build(run: RunConfig, clients: _Clients, prices: PriceTable) -> Protocol:
+    local = clients.get(run.local) if run.local else None
+    remote = clients.get(run.remote, run.remote_price_as) if run.remote else None
+    try:
+        return get_protocol(run.protocol, local, remote, prices=prices, **run.knobs)
+    except (TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        raise errors.ConfigError(f"Configuration {run.label!r}: {e}") from e
+
+
+async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protocol, scorer_name: str,
+                    scorer: Scorer) -> ResultRow:
+    started = time.perf_counter()
+    base: dict[str, Any] = {"dataset": item.dataset, "item_id": item.id, "config_id": run.id, "config": run.label,
+                            "protocol": run.protocol, "knobs": run.knobs, "local": run.local, "remote": run.remote,
+                            "remote_price_as": run.remote_price_as, "question": item.question, "gold": item.gold,
+                            "scorer": scorer_name}
+    try:
+        result = await protocol.arun(item.task, docs)
+    except Exception as e:  # noqa: BLE001  protocols return typed failures in the result; anything that
+        # still escapes (a bug) is recorded with its type and counted as a failure, not allowed to end a
+        # sweep of hundreds of items
+        return ResultRow(**base, latency_s=time.perf_counter() - started, error=str(e), error_type=type(e).__name__)
+    latency = time.perf_counter() - started
+    usage = {role: t.usage for role, t in result.cost.roles.items()}
+    cost = {role: t.cost_usd for role, t in result.cost.roles.items()}
+    try:
+        score = await scorer.score(result.answer, item.gold, item)
+        value, detail = score.value, f"{score.method}: {score.detail}"
+        if score.usage is not None:
+            usage["judge"], cost["judge"] = score.usage, score.cost_usd
+    except errors.MinionsError as e:  # e.g. the judge model is unreachable: the answer stays unscored
+        value, detail = 0.0, f"scorer failed: {type(e).__name__}: {e}"
+    return ResultRow(**base, answer=result.answer, score=value, score_detail=detail, usage=usage, cost_usd=cost,
+                     remote_only_estimate_usd=result.cost.remote_only_estimate_usd,
+                     remote_stand_in=result.cost.remote_stand_in, rounds=result.n_rounds, latency_s=latency,
+                     error=result.error, error_type=result.error_type, budget_exhausted=result.budget_exhausted,
+                     rounds_exhausted=result.rounds_exhausted)
+
+
+async def _emit(handler: ProgressHandler | None, event: Any) -> None:
+    if handler is None:
+        return
+    out = handler(event)
+    if asyncio.iscoroutine(out):
+        await out
+
+
+__all__ = ["ClientsFactory", "PairFinished", "SweepOutcome", "SweepStarted", "Usage", "arun_sweep", "run_sweep"]

@@ -1,0 +1,224 @@
+"""Minion (Narayan et al. 2025, arXiv 2502.15964, §Minion): a remote model chats with a local one.
+
+The remote model (the supervisor) gets the task, never the documents. It asks the local model
+(the worker), which has every document in its prompt, one focused question per round; the worker
+answers; the remote then decides, in JSON validated by `RemoteDecision`, to give the final answer
+or ask again. The last round's prompt forces a final answer.
+
+Round r: local answers question r -> remote decides (round 1 starts with the remote's first
+question). With `multi_turn`, the protocol instance keeps the last few task/answer pairs and shows
+them to the remote, so follow-up questions ("and the year before?") work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from minions import errors
+from minions.clients.base import Message, Options
+from minions.protocols.base import ContextLike, Protocol, ProtocolConfig, RunContext
+from minions.protocols.baselines import (
+    DEFAULT_LOCAL_WINDOW,
+    fit_context,
+    format_documents,
+    locate_citations,
+    prompt_tokens,
+    render,
+    round_done,
+    show,
+)
+from minions.protocols.events import EventHandler, MessageSent
+from minions.protocols.parsing import ask_json
+from minions.protocols.result import RunResult
+
+FINAL, MORE = "provide_final_answer", "request_additional_info"
+_PLACEHOLDER = re.compile(r"<[^<>]*>")
+#: tokens each round's question and framing may add to the worker's chat (its answer is local_max_tokens)
+_QUESTION_TOKENS = 256
+
+
+class RemoteDecision(BaseModel):
+    """The remote's reply each round. Tolerant: small or sloppy models get their meaning read."""
+
+    decision: Literal["provide_final_answer", "request_additional_info"]
+    message: str = ""
+    answer: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        d = dict(data)
+        for key in ("message", "answer"):
+            d[key] = _as_text(d.get(key))
+        d["message"] = (d["message"] or "").strip()
+        d["answer"] = (d["answer"] or "").strip() or None
+        raw = str(d.get("decision") or "").strip().lower().replace("-", "_").replace(" ", "_")
+        if raw in (FINAL, MORE):
+            d["decision"] = raw
+        elif "final" in raw or raw in ("answer", "provide_answer", "done", "complete"):
+            d["decision"] = FINAL
+        elif any(w in raw for w in ("request", "more", "additional", "question", "ask", "continue")):
+            d["decision"] = MORE
+        elif not raw:  # no decision: an answer means final, a message means another question
+            d["decision"] = FINAL if d["answer"] else MORE if d["message"] else None
+        return d
+
+    @model_validator(mode="after")
+    def _final_has_answer(self) -> RemoteDecision:
+        if self.decision == FINAL and not (self.answer or "").strip() and not self.message.strip():
+            raise ValueError("provide_final_answer needs a non-empty 'answer'")
+        return self
+
+    @property
+    def final_text(self) -> str:
+        return (self.answer or "").strip() or self.message.strip()
+
+
+def _as_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        # Small models copy the prompt's "<your question ...>" placeholders verbatim: that is no text.
+        return "" if _PLACEHOLDER.fullmatch(value.strip()) else value
+    if value is None:
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+    except (ValueError, RecursionError) as e:  # pydantic turns ValueError into a validation error
+        raise ValueError(f"unreadable value: {type(value).__name__}") from e
+
+
+class MinionConfig(ProtocolConfig):
+    max_rounds: int = Field(3, ge=1, le=50)
+    #: keep a short history of earlier task/answer pairs on this protocol instance for follow-ups
+    multi_turn: bool = False
+    history_turns: int = Field(3, ge=1)
+    #: cap on the worker's prompt tokens; the local model's own context window applies as well
+    max_context_tokens: int | None = Field(None, ge=1)
+    #: how many times the remote may be asked for valid JSON per decision
+    json_attempts: int = Field(2, ge=1, le=5)
+
+
+class Minion(Protocol):
+    name = "minion"
+    Config = MinionConfig
+
+    def __init__(self, local: Any = None, remote: Any = None, **kw: Any):
+        super().__init__(local, remote, **kw)
+        # State of this instance, the conversation its user is having; never shared between instances.
+        self._history: deque[tuple[str, str]] = deque(maxlen=self.config.history_turns)
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        """Earlier (task, answer) pairs this instance remembers (multi_turn only), oldest first."""
+        return list(self._history)
+
+    def clear_history(self) -> None:
+        self._history.clear()
+
+    async def arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None
+                   ) -> RunResult:
+        result = await super().arun(task, context, on_event=on_event)
+        if self.config.multi_turn and result.answer and result.error is None:
+            self._history.append((task, result.answer))
+        return result
+
+    # -- the protocol -----------------------------------------------------------------------------
+
+    async def _run(self, ctx: RunContext) -> str | None:
+        cfg = self.config
+        local_opts = Options(max_tokens=cfg.local_max_tokens, temperature=cfg.temperature)
+        remote_opts = Options(max_tokens=cfg.remote_max_tokens, temperature=cfg.temperature)
+        rec = ctx.new_round()
+        try:
+            remote_msgs = [Message(role="user", content=render(
+                "minion_supervisor_start", task=ctx.task, history=self._history_block(),
+                max_rounds=cfg.max_rounds))]
+            decision = await self._decide(ctx, remote_msgs, remote_opts, step="ask")
+            drafted = bool(decision.answer)
+            if decision.decision == FINAL:  # answerable without the documents (or a follow-up)
+                return await self._finish(ctx, rec, decision.final_text, "final_answer")
+            local_msgs = [Message(role="system", content=await self._worker_prompt(ctx))]
+            for r in range(1, cfg.max_rounds + 1):
+                if r > 1:
+                    rec = ctx.new_round()
+                local_msgs.append(Message(role="user", content=decision.message.strip() or ctx.task))
+                reply = (await ctx.call("local", local_msgs, local_opts, step="answer", announce=True)).text.strip()
+                local_msgs.append(Message(role="assistant", content=reply))
+                if not drafted and reply:
+                    # No answer from the remote yet: if the budget stops the run, the worker's latest
+                    # answer is the best we have.
+                    ctx.best_answer = reply
+                last = r == cfg.max_rounds
+                remote_msgs.append(Message(role="user", content=render(
+                    "minion_supervisor_final" if last else "minion_supervisor_decide",
+                    reply=await self._for_remote(ctx, reply) or "(no reply)", round=r, max_rounds=cfg.max_rounds)))
+                decision = await self._decide(ctx, remote_msgs, remote_opts, step="decide")
+                drafted = drafted or bool(decision.answer)
+                if last:
+                    if decision.decision != FINAL:
+                        await ctx.notice("minion: the remote asked for more on the last round; returning its "
+                                         "best answer so far.")
+                    answer = decision.final_text if decision.decision == FINAL else ctx.best_answer
+                    if not answer:
+                        raise errors.ModelOutputError("minion: no answer by the last round (the remote kept "
+                                                      "asking and the local model said nothing); raise max_rounds "
+                                                      "or try a stronger local model.")
+                    return await self._finish(ctx, rec, answer, "forced_answer")
+                if decision.decision == FINAL:
+                    return await self._finish(ctx, rec, decision.final_text, "final_answer")
+                await round_done(ctx, rec, "another_round")
+            raise AssertionError("unreachable: the last round always finishes")  # pragma: no cover
+        except errors.MinionsError as e:
+            if not rec.decision:
+                rec.decision = "budget_exhausted" if isinstance(e, errors.BudgetExceededError) else "failed"
+            raise
+
+    async def _decide(self, ctx: RunContext, remote_msgs: list[Message], opts: Options, *, step: str
+                      ) -> RemoteDecision:
+        decision, _ = await ask_json(ctx, "remote", remote_msgs, RemoteDecision, opts, step=step,
+                                     attempts=self.config.json_attempts)
+        # The normalised reply, not the raw one: what the remote said, minus any repaired damage.
+        remote_msgs.append(Message(role="assistant", content=decision.model_dump_json()))
+        if decision.answer:
+            ctx.best_answer = decision.answer  # a draft while asking for more, or the final
+        said = decision.final_text if decision.decision == FINAL else decision.message
+        await ctx.emit(MessageSent(round=ctx.round, sender="remote", step=step, content=said))
+        return decision
+
+    async def _finish(self, ctx: RunContext, rec, answer: str | None, decision: str) -> str | None:
+        ctx.best_answer = answer
+        ctx.citations = locate_citations(answer, ctx.documents)
+        await round_done(ctx, rec, decision)
+        return answer
+
+    async def _worker_prompt(self, ctx: RunContext) -> str:
+        cfg = self.config
+        client = ctx.client("local")
+        context = await fit_context(
+            ctx, "local", format_documents(ctx.documents),
+            overhead=prompt_tokens(client, render("minion_worker", context="", task=ctx.task)),
+            # every round adds a question and an answer to the worker's chat
+            reserve=cfg.max_rounds * (cfg.local_max_tokens + _QUESTION_TOKENS),
+            limit=cfg.max_context_tokens, default_window=DEFAULT_LOCAL_WINDOW)
+        show(ctx, context)
+        return render("minion_worker", context=context, task=ctx.task)
+
+    async def _for_remote(self, ctx: RunContext, reply: str) -> str:
+        """The worker's reply as the remote may see it: through the local privacy rewrite when enabled
+        (the deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
+        privacy = self.privacy
+        if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
+            return await privacy.shield(ctx, reply)
+        return reply
+
+    def _history_block(self) -> str:
+        if not (self.config.multi_turn and self._history):
+            return ""
+        turns = "\n".join(f"{i}. Question: {q}\n   Answer: {a}" for i, (q, a) in enumerate(self._history, 1))
+        return "\n" + render("minion_history", turns=turns) + "\n"

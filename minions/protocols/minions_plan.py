@@ -1,0 +1,336 @@
+"""MinionS, part 1: the configuration, the declarative job plan the remote writes, and its expansion.
+
+The reference implementation asks the remote for Python code and runs it with `exec()`; a prompt
+injected into a document can reach that code through worker outputs. Here the remote returns data
+(a `JobPlan`), validated by pydantic, and every number in it is clamped to the configuration before
+the framework — never the model — turns it into jobs (task x chunk x sample).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from string import Template
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from minions.documents import Chunk, ChunkStrategy, Document
+from minions.documents.chunking import DEFAULT_SIZES, STRATEGIES
+from minions.protocols.base import ProtocolConfig
+
+# Caps on strings the remote writes into a plan: long enough for any sensible task, short enough
+# that an adversarial reply cannot blow up worker prompts.
+# They are also maxLength/maxItems in the JSON schema, which bounds constrained decoding; a longer
+# value from an unconstrained remote is cut to the bound before validation, never rejected.
+MAX_INSTRUCTION_CHARS = 500
+MAX_ADVICE_CHARS = 500
+MAX_QUERY_CHARS = 200
+MAX_TASKS = 10
+MAX_CHUNK_IDS = 200
+_CHARS_PER_TOKEN = 4
+_CHARS_PER_PAGE = 3000
+
+
+class MinionSConfig(ProtocolConfig):
+    max_rounds: int = Field(2, ge=1, le=20)
+    tasks_per_round: int = Field(3, ge=1, le=50, description="most tasks a plan may hold")
+    samples_per_task: int = Field(1, ge=1, le=16, description="most samples per task and chunk")
+    chunk_strategy: ChunkStrategy = "chars"
+    chunk_size: int = Field(3000, ge=1, description="default size, in the strategy's unit")
+    min_chunk_chars: int = Field(300, ge=1)
+    max_chunk_chars: int = Field(12000, ge=1, description="upper bound for any chunking the remote picks")
+    max_jobs_per_round: int = Field(64, ge=1)
+    local_max_tokens: int = 256
+    remote_max_tokens: int = 1024
+    retrieval: bool = Field(False, description="always BM25-filter chunks (plan query, else the task)")
+    retrieval_top_k: int = Field(8, ge=1, description="most chunks a keyword filter may select")
+    concurrency: int = Field(4, ge=1)
+    strategy: Literal["retries", "scratchpad"] = "retries"
+    citation_check: Literal["drop", "flag"] = "drop"
+    citation_similarity: float = Field(0.8, ge=0.0, le=1.0)
+    plan_attempts: int = Field(2, ge=1, le=10)
+    synth_attempts: int = Field(2, ge=1, le=10)
+    aggregate_max_chars: int = Field(12000, ge=500, description="budget for job outputs shown to the remote")
+    sample_temperature: float = Field(0.7, ge=0.0, le=2.0, description="used when a task has >1 sample")
+
+    @model_validator(mode="after")
+    def _strategy_default_size(self) -> MinionSConfig:
+        # chunk_size=3000 means characters; another strategy without an explicit size gets its own default.
+        if "chunk_size" not in self.model_fields_set and self.chunk_strategy != "chars":
+            self.chunk_size = DEFAULT_SIZES[self.chunk_strategy]
+        if self.min_chunk_chars > self.max_chunk_chars:
+            self.min_chunk_chars = self.max_chunk_chars
+        return self
+
+    def size_bounds(self, strategy: str) -> tuple[int, int]:
+        """Safe chunk sizes for a strategy, in its own unit."""
+        lo, hi = self.min_chunk_chars, self.max_chunk_chars
+        if strategy == "tokens":
+            return max(1, lo // _CHARS_PER_TOKEN), max(1, hi // _CHARS_PER_TOKEN)
+        if strategy == "pages":
+            return 1, max(1, hi // _CHARS_PER_PAGE)
+        return lo, hi
+
+
+# --- the plan the remote writes ----------------------------------------------------------------
+
+def _to_int(v: Any) -> Any:
+    """Numbers from a model: accept 3, 3.0, "3", 1e300 (clamped later); reject bools, NaN, words."""
+    if isinstance(v, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError("expected a finite integer")
+        return int(max(-1e12, min(1e12, v)))
+    if isinstance(v, int):
+        return max(-10**12, min(10**12, v))
+    if isinstance(v, str) and v.strip().lstrip("+-").isdigit() and len(v.strip()) < 30:
+        return int(v.strip())
+    return v
+
+
+def _text(v: Any, limit: int | None = None) -> Any:
+    """A model may write a list where we asked for a string; join it rather than fail. Strings are
+    stripped and cut to `limit`."""
+    if isinstance(v, list) and all(isinstance(x, str | int | float) for x in v):
+        v = "; ".join(str(x) for x in v)
+    elif isinstance(v, int | float) and not isinstance(v, bool):
+        v = str(v)
+    if isinstance(v, str):
+        v = v.strip()
+        if limit is not None:
+            v = v[:limit]
+    return v
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PlanTask(_Lenient):
+    instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS,
+                             description="one atomic question a worker answers from ONE chunk")
+    advice: str = Field("", max_length=MAX_ADVICE_CHARS, description="what to look for and how to format the answer")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return {"instruction": v} if isinstance(v, str) else v
+
+    @field_validator("instruction", mode="before")
+    @classmethod
+    def _instruction(cls, v: Any) -> Any:
+        return _text(v, MAX_INSTRUCTION_CHARS)
+
+    @field_validator("advice", mode="before")
+    @classmethod
+    def _advice(cls, v: Any) -> Any:
+        return "" if v is None else _text(v, MAX_ADVICE_CHARS)
+
+
+class ChunkingChoice(_Lenient):
+    strategy: ChunkStrategy | None = Field(None, description="chars | tokens | pages | paragraphs | sections")
+    size: int | None = Field(None, description="chunk size in the strategy's unit")
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _int(cls, v: Any) -> Any:
+        return _to_int(v)
+
+
+class KeywordFilter(_Lenient):
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS,
+                       description="keywords; only the best-matching chunks (BM25) get jobs")
+    top_k: int | None = Field(None, description="how many chunks to keep")
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _int(cls, v: Any) -> Any:
+        return _to_int(v)
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _join(cls, v: Any) -> Any:
+        return _text(v, MAX_QUERY_CHARS)
+
+
+class JobPlan(_Lenient):
+    """What the remote returns at the decompose step: data, never code."""
+
+    tasks: list[PlanTask] = Field(min_length=1, max_length=MAX_TASKS,
+                                  description="atomic tasks; each runs on every selected chunk")
+    chunking: ChunkingChoice | None = None
+    samples_per_task: int | None = Field(None, description="how many times each task runs on each chunk")
+    keyword_filter: KeywordFilter | None = None
+    chunk_ids: list[str] | None = Field(None, max_length=MAX_CHUNK_IDS,
+                                        description="restrict jobs to these chunk ids (from earlier rounds)")
+    max_jobs: int | None = Field(None, description="cap on jobs this round")
+
+    @field_validator("samples_per_task", "max_jobs", mode="before")
+    @classmethod
+    def _int(cls, v: Any) -> Any:
+        return _to_int(v)
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks(cls, v: Any) -> Any:
+        return v[:MAX_TASKS] if isinstance(v, list) else v
+
+    @field_validator("chunk_ids", mode="before")
+    @classmethod
+    def _ids(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [str(x)[:100] for x in v[:MAX_CHUNK_IDS] if isinstance(x, str | int) and not isinstance(x, bool)]
+        return v
+
+
+class ResolvedPlan(BaseModel):
+    """The plan after clamping to the configuration: what actually runs, and what is recorded."""
+
+    tasks: list[PlanTask]
+    strategy: str
+    size: int
+    samples_per_task: int
+    keyword_query: str | None = None
+    top_k: int | None = None
+    chunk_ids: list[str] | None = None
+    max_jobs: int
+    adjustments: list[str] = Field(default_factory=list)  # what clamping changed, for the user
+
+
+def resolve_plan(plan: JobPlan, cfg: MinionSConfig, task: str) -> ResolvedPlan:
+    """Clamp every number and string of the remote's plan to the configuration's limits."""
+    notes: list[str] = []
+    tasks = plan.tasks
+    if len(tasks) > cfg.tasks_per_round:
+        notes.append(f"plan had {len(tasks)} tasks; kept the first {cfg.tasks_per_round} (tasks_per_round)")
+        tasks = tasks[: cfg.tasks_per_round]
+
+    choice = plan.chunking or ChunkingChoice()
+    strategy = choice.strategy or cfg.chunk_strategy
+    if strategy not in STRATEGIES:  # unreachable through validation; belt and braces
+        strategy = cfg.chunk_strategy
+    if choice.size is None:
+        size = cfg.chunk_size if strategy == cfg.chunk_strategy else DEFAULT_SIZES[strategy]
+    else:
+        size = choice.size
+    lo, hi = cfg.size_bounds(strategy)
+    if not lo <= size <= hi:
+        clamped = min(max(size, lo), hi)
+        notes.append(f"chunk size {size} ({strategy}) clamped to {clamped}")
+        size = clamped
+
+    samples = cfg.samples_per_task if plan.samples_per_task is None else plan.samples_per_task
+    if not 1 <= samples <= cfg.samples_per_task:
+        clamped = min(max(samples, 1), cfg.samples_per_task)
+        notes.append(f"samples_per_task {samples} clamped to {clamped}")
+        samples = clamped
+
+    query, top_k = None, None
+    if plan.keyword_filter is not None and plan.keyword_filter.query.strip():
+        query = plan.keyword_filter.query.strip()
+        top_k = plan.keyword_filter.top_k
+    elif cfg.retrieval:
+        query = task.strip()[:MAX_QUERY_CHARS] or None
+    if query is not None:
+        want = cfg.retrieval_top_k if top_k is None else top_k
+        top_k = min(max(want, 1), cfg.retrieval_top_k)
+        if want != top_k:
+            notes.append(f"keyword filter top_k {want} clamped to {top_k}")
+
+    max_jobs = cfg.max_jobs_per_round if plan.max_jobs is None else plan.max_jobs
+    max_jobs = min(max(max_jobs, 1), cfg.max_jobs_per_round)
+    return ResolvedPlan(tasks=list(tasks), strategy=strategy, size=size, samples_per_task=samples,
+                        keyword_query=query, top_k=top_k, chunk_ids=plan.chunk_ids or None, max_jobs=max_jobs,
+                        adjustments=notes)
+
+
+# --- expansion into jobs -----------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Job:
+    job_id: str
+    task_id: int          # 1-based, as the remote sees it
+    sample: int           # 0-based
+    chunk: Chunk
+    instruction: str
+    advice: str
+
+
+def select_chunks(plan: ResolvedPlan, chunks: Sequence[Chunk],
+                  search: Callable[[str, int], list[Chunk]]) -> tuple[list[Chunk], list[str]]:
+    """The chunks a plan's jobs run on: the listed ids (if any), then the keyword filter's top k
+    (best first), else every chunk in document order. `search(query, k)` is the BM25 lookup."""
+    notes: list[str] = []
+    pool = list(chunks)
+    if plan.chunk_ids:
+        wanted = set(plan.chunk_ids)
+        picked = [c for c in pool if c.id in wanted]
+        if picked:
+            pool = picked
+            if len(picked) < len(wanted):
+                notes.append(f"{len(wanted) - len(picked)} requested chunk ids do not exist under "
+                             f"{plan.strategy}/{plan.size} chunking; ignored")
+        else:
+            notes.append("none of the requested chunk ids exist under this chunking; using all chunks")
+    if plan.keyword_query and plan.top_k:
+        if len(pool) == len(chunks):
+            hits = search(plan.keyword_query, plan.top_k)
+        else:  # filter within the requested chunks: rank the whole set, keep those in the pool
+            allowed = {c.id for c in pool}
+            hits = [c for c in search(plan.keyword_query, len(chunks)) if c.id in allowed][: plan.top_k]
+        if hits:
+            pool = hits
+        else:
+            notes.append(f"keyword filter {plan.keyword_query[:60]!r} matched no chunk; kept the first "
+                         f"{plan.top_k} chunks instead")
+            pool = pool[: plan.top_k]
+    return pool, notes
+
+
+def expand_jobs(plan: ResolvedPlan, chunks: Sequence[Chunk], round: int) -> tuple[list[Job], int]:
+    """Jobs grouped by chunk — every task and sample of chunk 1, then of chunk 2, ... — so jobs
+    sharing a prompt prefix run back to back (issue 8). Returns (jobs capped at max_jobs, planned)."""
+    per_chunk = len(plan.tasks) * plan.samples_per_task
+    planned = per_chunk * len(chunks)
+    n_chunks = min(len(chunks), -(-plan.max_jobs // per_chunk)) if per_chunk else 0
+    jobs: list[Job] = []
+    for chunk in chunks[:n_chunks]:
+        for t, task in enumerate(plan.tasks, start=1):
+            for s in range(plan.samples_per_task):
+                jobs.append(Job(job_id=f"r{round}-t{t}-{chunk.id}-s{s}", task_id=t, sample=s, chunk=chunk,
+                                instruction=task.instruction, advice=task.advice))
+    return jobs[: plan.max_jobs], planned
+
+
+# --- prompts ------------------------------------------------------------------------------------
+
+@cache
+def template(name: str) -> Template:
+    """A prompt template from minions/protocols/prompts/ (string.Template: $name placeholders, so
+    braces in documents or JSON examples need no escaping)."""
+    return Template(resources.files("minions.protocols").joinpath("prompts", name).read_text("utf-8"))
+
+
+def documents_overview(docs: Sequence[Document], chunks: Sequence[Chunk], cfg: MinionSConfig) -> str:
+    """What the remote may know about the documents: titles, sizes, chunk counts — never their text."""
+    counts: dict[str, int] = {}
+    for c in chunks:
+        counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+    lines = [f"- {d.id}: \"{d.title[:120]}\" — {len(d.text):,} characters (~{len(d.text) // _CHARS_PER_TOKEN:,} "
+             f"tokens), {len(d.pages)} page(s), {counts.get(d.id, 0)} chunks at {cfg.chunk_strategy}/{cfg.chunk_size}"
+             for d in docs]
+    return "\n".join(lines) or "- (no documents)"
+
+
+def chunking_options(cfg: MinionSConfig) -> str:
+    parts = []
+    for s in STRATEGIES:
+        lo, hi = cfg.size_bounds(s)
+        unit = {"tokens": "tokens", "pages": "pages"}.get(s, "characters")
+        parts.append(f"{s} ({lo}-{hi} {unit})")
+    return ", ".join(parts)
