@@ -57,7 +57,8 @@ def overhead(jobs: int, rounds: int) -> None:
     doc = synthetic_document(1_000_000)
     n_tokens = count_tokens(doc.text).n
     chunk_size = len(doc.text) // jobs + 1
-    n_chunks = len(chunk_documents([doc], "chars", chunk_size))
+    while (n_chunks := len(chunk_documents([doc], "chars", chunk_size))) > jobs:  # every chunk gets its job
+        chunk_size += 10
     plan = json.dumps({"tasks": [{"instruction": "Extract the revenue figure", "advice": "quote it"}],
                        "chunking": {"strategy": "chars", "size": chunk_size}, "max_jobs": jobs})
     decision = {"n": 0}
@@ -122,10 +123,11 @@ def overhead(jobs: int, rounds: int) -> None:
 
 # --- 2. fan-out efficiency against the embedded model ---------------------------------------------
 
-async def fanout(n_chunks: int, n_tasks: int, max_tokens: int, concurrency: int, reps: int) -> None:
+async def fanout(n_chunks: int, n_tasks: int, max_tokens: int, concurrency: int, reps: int,
+                 threads: int | None) -> None:
     from minions.clients.llamacpp import LlamaCppClient
 
-    client = LlamaCppClient("smollm2")
+    client = LlamaCppClient("smollm2", n_threads=threads)
     await client.complete("Hello", max_tokens=1)  # load the model outside the timings
     text = synthetic_document(n_chunks * 300, seed=1).text[: n_chunks * 1200]
     doc = Document.from_text(text, id="fan", title="Synthetic report")
@@ -164,7 +166,7 @@ async def fanout(n_chunks: int, n_tasks: int, max_tokens: int, concurrency: int,
         bare_rates.append(await bare())
         ours.append(await minions())
     b, m = statistics.median(bare_rates), statistics.median(ours)
-    print(f"\nFan-out on the embedded model (llamacpp/smollm2): {len(requests)} jobs ({n_chunks} chunks x "
+    print(f"\nFan-out on the embedded model (llamacpp/smollm2, {client.n_threads} threads): {len(requests)} jobs ({n_chunks} chunks x "
           f"{n_tasks} tasks), max_tokens {max_tokens}, concurrency {concurrency}, {reps} interleaved reps")
     print(f"  bare client.batch loop   {b:6.3f} jobs/s   (reps: {', '.join(f'{x:.3f}' for x in bare_rates)})")
     print(f"  MinionS executor         {m:6.3f} jobs/s   (reps: {', '.join(f'{x:.3f}' for x in ours)})")
@@ -182,10 +184,12 @@ def main() -> None:
     ap.add_argument("--fan-max-tokens", type=int, default=24)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="llama.cpp threads (default: all cores; 1 avoids spin-wait thrash on a busy machine)")
     a = ap.parse_args()
     overhead(a.jobs, a.rounds)
     if not a.skip_model:
-        asyncio.run(fanout(a.fan_chunks, a.fan_tasks, a.fan_max_tokens, a.concurrency, a.reps))
+        asyncio.run(fanout(a.fan_chunks, a.fan_tasks, a.fan_max_tokens, a.concurrency, a.reps, a.threads))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,6 @@ def choose(driver, label: str, option: str) -> None:
     item = WebDriverWait(driver, 20).until(lambda d: next(
         (o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]') if o.text.startswith(option)), None))
     item.click()
-    WebDriverWait(driver, 20).until(lambda d: option in box.text)
     settle(driver)
 
 
@@ -137,6 +136,15 @@ def ask(driver, question: str, timeout: float = 600) -> None:
     settle(driver, timeout)
 
 
+def toggle(driver, title: str) -> None:
+    """Open or close the expander (or st.status) whose header contains `title`."""
+    header = next(h for h in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stExpander"] summary')
+                  if title in h.text)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", header)
+    header.click()
+    time.sleep(1.5)  # the expand animation moves everything below it
+
+
 def page_text(driver) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
 
@@ -154,6 +162,7 @@ def open_app(driver, url: str) -> None:
 def test_ask_the_bundled_sample_in_a_real_browser(server: str, browser, tmp_path: Path) -> None:
     open_app(browser, server)
     choose(browser, "Protocol", "RAG")
+    assert "Protocol: RAG" in page_text(browser)
     set_number(browser, "Chunks retrieved", 1)
     set_number(browser, "Remote max tokens", 48)
     ask(browser, "What was Northwind's total revenue in fiscal 2024?")
@@ -172,11 +181,9 @@ def test_minions_run_screenshot_for_the_docs(server: str, browser) -> None:
                          "Local max tokens": 96, "Remote max tokens": 200}.items():
         set_number(browser, label, value)
     ask(browser, "What was Northwind's total revenue in fiscal 2024?")
-    for header in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stExpander"] summary'):
-        if header.text.startswith("How it was answered"):
-            header.click()
-    settle(browser)
-    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.HOME)
+    browser.set_window_size(1440, 2300)
+    for title in ("Documents", "Answered in"):  # fold the document picker, open the live log
+        toggle(browser, title)
     out = ROOT / os.environ["MINIONS_SCREENSHOT"]
     out.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(out))

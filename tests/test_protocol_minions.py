@@ -153,6 +153,14 @@ def test_keyword_filter_selects_bm25_chunks():
     assert res.citations[0].chunk_id == "nw#3" and res.citations[0].page_start == 4
 
 
+def test_job_cap_keeps_the_chunks_that_best_match_the_task_not_the_first_pages():
+    local = FunctionClient(honest_local)
+    res = run(local, scripted_remote([plan("Find the capital expenditure")], [final("$3.1 million")]),
+              max_jobs_per_round=1, task="What was capital expenditure?")
+    assert [j.chunk_id for j in res.rounds[0].jobs] == ["nw#3"] and res.rounds[0].jobs[0].kept
+    assert any("best match the task" in w for w in res.warnings)
+
+
 def test_retrieval_config_filters_by_the_task_when_the_plan_has_no_filter():
     local = FunctionClient(honest_local)
     res = run(local, scripted_remote([plan("Find the revenue")], [final()]), retrieval=True, retrieval_top_k=1,

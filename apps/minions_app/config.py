@@ -16,9 +16,10 @@ from minions import errors
 from minions.clients import Client, get_client, parse_spec
 from minions.clients.spec import OPENAI_COMPATIBLE
 from minions.protocols import Protocol, protocol_class
+from minions.protocols.build import STAND_IN_PRICE
+from minions.protocols.build import build_protocol as build
 
 EMBEDDED = "llamacpp/smollm2"
-STAND_IN_PRICE = "openai/gpt-4o"  # what the embedded remote is priced as (same default as the CLI)
 CUSTOM = "Other (type a spec)"
 DEFAULT_PROTOCOL = "minions"
 
@@ -74,8 +75,18 @@ KNOBS = [
 
 def knobs_for(protocol: str) -> list[tuple[Knob, Any]]:
     """(knob, default) for every main knob the protocol accepts. Raises ImportError if it is missing."""
-    fields = protocol_class(protocol).Config.model_fields
-    return [(k, fields[k.name].default) for k in KNOBS if k.name in fields]
+    cls = protocol_class(protocol)
+    fields = cls.Config.model_fields
+    unused = set() if "local" in cls.needs else {"local_max_tokens"}
+    return [(k, fields[k.name].default) for k in KNOBS if k.name in fields and k.name not in unused]
+
+
+def model_roles(protocol: str) -> tuple[str, ...]:
+    """The models the protocol calls ("local", "remote"); both when it cannot be imported."""
+    try:
+        return protocol_class(protocol).needs
+    except ImportError:
+        return ("local", "remote")
 
 
 class Settings(BaseModel):
@@ -85,7 +96,7 @@ class Settings(BaseModel):
 
     protocol: str = DEFAULT_PROTOCOL
     knobs: dict[str, int | bool] = {}
-    local: str = EMBEDDED
+    local: str | None = EMBEDDED  # None: the protocol reads nothing locally
     remote: str = EMBEDDED
     remote_price_as: str | None = STAND_IN_PRICE
     remote_base_url: str | None = None
@@ -134,20 +145,13 @@ def make_client(spec: str, settings: Settings, secrets: Mapping[str, str], *, ro
 def build_protocol(settings: Settings, secrets: Mapping[str, str], *,
                    embedded: EmbeddedFactory | None = None) -> Protocol:
     """The protocol the settings describe. Raises typed minions errors (missing key, bad spec, ...)."""
-    cls = protocol_class(settings.protocol)
-    local = make_client(settings.local, settings, secrets, role="local", embedded=embedded) \
-        if "local" in cls.needs else None
-    try:
-        remote = make_client(settings.remote, settings, secrets, role="remote", embedded=embedded)
-    except errors.MissingAPIKeyError:
-        if "remote" in cls.needs:
-            raise
-        remote = None  # only used to estimate the remote-only bill; not worth a key
-    fields = cls.Config.model_fields
-    knobs = {k: v for k, v in settings.knobs.items() if k in fields}
-    if "multi_turn" in fields:
-        knobs["multi_turn"] = True  # follow-ups continue the same conversation
-    return cls(local, remote, max_remote_usd=settings.max_remote_usd, **knobs)
+    def factory(role: str, spec: str, _kw: dict[str, Any]) -> Client:
+        return make_client(spec, settings, secrets, role=role, embedded=embedded)
+
+    knobs = dict(settings.knobs)
+    knobs["multi_turn"] = True  # follow-ups continue the same conversation (protocols that support it)
+    return build(settings.protocol, local=settings.local or None, remote=settings.remote, knobs=knobs,
+                 client_factory=factory, max_remote_usd=settings.max_remote_usd)
 
 
 def native_multi_turn(protocol: Protocol) -> bool:

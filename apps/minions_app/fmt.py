@@ -15,8 +15,17 @@ from minions.protocols.result import Citation, RoundRecord
 _UNSAFE_MD = re.compile(r"([\\\[\]<>$`])")
 
 
+_MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&])")
+
+
 def safe_md(text: str) -> str:
+    """Keeps emphasis and lists (answers read better), makes links, images, HTML and LaTeX inert."""
     return _UNSAFE_MD.sub(r"\\\1", text)
+
+
+def literal_md(text: str) -> str:
+    """Shows the text exactly, no Markdown at all: for quotes from documents and short model outputs."""
+    return _MD_PUNCT.sub(r"\\\1", text)
 
 
 def clip(text: str, n: int) -> str:
@@ -40,22 +49,22 @@ def pages_label(start: int | None, end: int | None) -> str:
     return f"p. {start}" if end in (None, start) else f"pp. {start}–{end}"
 
 
-def saving(rep: CostReport) -> str:
-    """Dollars saved against remote-only, and how many times cheaper."""
+def saving(rep: CostReport) -> tuple[str, str | None]:
+    """Dollars saved against remote-only, and a note: how many times cheaper (or costlier)."""
     spent, est = rep.role("remote").cost_usd, rep.remote_only_estimate_usd
     if spent is None or est is None:
-        return "unknown"
-    if spent > est:  # tiny documents: planning costs more than sending everything
-        return f"none: {usd(spent - est)} more than remote-only"
+        return "unknown", None
+    if spent > est:  # tiny documents: planning can cost more than sending everything once
+        return "none", f"-{usd(spent - est)} vs remote-only"
     ratio = rep.savings_ratio
-    return usd(est - spent) + (f" ({ratio:.1f}× cheaper)" if ratio else " (no remote spend)")
+    return usd(est - spent), (f"{ratio:.1f}× cheaper" if ratio else "no remote spend")
 
 
 def citation_line(c: Citation, titles: dict[str, str] | None = None) -> str:
     """One Markdown line for a citation: document, pages, quoted text (escaped)."""
     name = (titles or {}).get(c.doc_id, c.doc_id)
-    where = ", ".join(x for x in (safe_md(name), pages_label(c.page_start, c.page_end)) if x)
-    return f"**{where}** — “{safe_md(clip(c.text, 300))}”"
+    where = ", ".join(x for x in (literal_md(name), pages_label(c.page_start, c.page_end)) if x)
+    return f"**{where}** — “{literal_md(clip(c.text, 300))}”"
 
 
 DECISIONS = {"final_answer": "answered", "another_round": "asked for another round",

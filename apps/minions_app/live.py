@@ -17,7 +17,7 @@ from minions.documents import Document
 from minions.protocols import Protocol, RunResult
 from minions.protocols.events import FinalAnswer, JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
 
-from .fmt import DECISIONS, clip, pages_label, safe_md, tokens, usd
+from .fmt import DECISIONS, clip, literal_md, pages_label, safe_md, tokens, usd
 
 _DONE = object()
 SIDES = {"remote": "☁️ remote (supervisor)", "local": "💻 local (worker)"}
@@ -43,17 +43,17 @@ class LiveView:
                          f"{ev.n_jobs} local job(s)")
             for i, t in enumerate(ev.plan.get("tasks", []) or [], 1):
                 text = t.get("instruction", t) if isinstance(t, dict) else t
-                box.markdown(f"- task {i}: {safe_md(clip(str(text), 300))}")
+                box.markdown(f"- task {i}: {literal_md(clip(str(text), 300))}")
             self.bar = box.progress(0.0, text=f"local jobs 0/{ev.n_jobs}")
             self.status.update(label=f"Round {ev.round}: running {ev.n_jobs} local job(s)…")
         elif isinstance(ev, JobFinished):
             if self.bar is not None and ev.total:
                 self.bar.progress(min(1.0, ev.done / ev.total), text=f"local jobs {ev.done}/{ev.total}")
             if ev.kept and ev.answer:
-                line = (f"✅ `{safe_md(ev.chunk_id)}` ({pages_label(*ev.pages)}) · task {ev.task_id}: "
-                        f"{safe_md(clip(ev.answer, 240))}")
+                line = (f"✅ {literal_md(ev.chunk_id)} ({pages_label(*ev.pages)}) · task {ev.task_id}: "
+                        f"{literal_md(clip(ev.answer, 240))}")
                 if ev.citation:
-                    line += f" — “{safe_md(clip(ev.citation, 160))}”"
+                    line += f" — “{literal_md(clip(ev.citation, 160))}”"
                 box.markdown(line)
         elif isinstance(ev, RoundDone):
             self.bar = None

@@ -12,6 +12,7 @@ import streamlit as st
 
 from minions import errors
 from minions.clients import parse_spec
+from minions.clients.spec import OPENAI_COMPATIBLE
 from minions.protocols import PROTOCOL_NAMES
 
 from .config import (
@@ -24,9 +25,10 @@ from .config import (
     Settings,
     key_env,
     knobs_for,
+    model_roles,
 )
 
-OPENAI_WIRE = ("openai", "vllm", "sglang", "lmstudio", "llamacpp-server", "together", "openrouter")
+OPENAI_WIRE = ("openai", *OPENAI_COMPATIBLE)  # providers that take a server URL
 
 
 def _provider(spec: str) -> str | None:
@@ -66,17 +68,21 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
     """Returns the settings, the typed API keys (env var -> key) and a problem with the protocol."""
     with st.sidebar:
         st.header("Protocol")
-        protocol = st.selectbox("Protocol", PROTOCOL_NAMES, key="protocol", index=PROTOCOL_NAMES.index(DEFAULT_PROTOCOL),
-                                format_func=lambda p: PROTOCOL_LABELS.get(p, p))
+        protocol = st.selectbox("Protocol", PROTOCOL_NAMES, index=PROTOCOL_NAMES.index(DEFAULT_PROTOCOL),
+                                key="protocol", format_func=lambda p: PROTOCOL_LABELS.get(p, p))
         knobs, problem = _knobs(protocol)
+        needs = model_roles(protocol)
         budget = st.number_input("Remote budget in USD (0 = no limit)", min_value=0.0, value=0.0,
                                  step=0.01, format="%.6f", key="budget",
                                  help="The run stops before a remote call that could exceed it.")
 
         st.header("Models")
-        local = _model_picker("Local model (reads the documents)", LOCAL_PRESETS, "local")
+        local = _model_picker("Local model (reads the documents)", LOCAL_PRESETS, "local") \
+            if "local" in needs else None
         remote = _model_picker("Remote model (plans and answers)", REMOTE_PRESETS, "remote")
-        remote_provider, providers = _provider(remote), {_provider(local), _provider(remote)}
+        if "remote" not in needs:
+            st.caption("This protocol does not call the remote model; it prices the remote-only estimate.")
+        remote_provider, providers = _provider(remote), {_provider(local or ""), _provider(remote)}
         price_as, base_url, host = None, None, None
         if remote_provider in ("llamacpp", "ollama"):
             price_as = st.text_input(
@@ -92,7 +98,7 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
                                  value=os.environ.get("OLLAMA_HOST") or "http://localhost:11434").strip() or None
 
         secrets: dict[str, str] = {}
-        envs = sorted({e for e in (key_env(local), key_env(remote)) if e})
+        envs = sorted({e for e in (key_env(local or ""), key_env(remote)) if e})
         if envs:
             st.header("API keys")
             st.caption("Read from the environment, or typed here: kept in this browser session only, "

@@ -16,6 +16,7 @@ from .fmt import (
     citation_line,
     clip,
     jobs_table,
+    literal_md,
     plan_tasks,
     rounds_table,
     safe_md,
@@ -94,7 +95,8 @@ def cost_panel(r: RunResult) -> None:
     cols[0].metric("Remote spent", usd(remote.cost_usd))
     cols[1].metric("Local tokens", tokens(local.usage.total_tokens))
     cols[2].metric("Remote-only estimate", usd(rep.remote_only_estimate_usd))
-    cols[3].metric("Saving", saving(rep))
+    value, note = saving(rep)
+    cols[3].metric("Saving", value, delta=note, delta_color="normal" if value != "none" else "inverse")
     remote_label = r.remote_model or "none"
     if rep.remote_stand_in and rep.remote_model:
         remote_label += f" (stand-in, priced as {rep.remote_model})"
@@ -112,7 +114,7 @@ def details(r: RunResult) -> None:
         for rnd in r.rounds:
             st.markdown(f"**Round {rnd.round}** · {DECISIONS.get(rnd.decision, rnd.decision) or '—'}")
             for i, task in enumerate(plan_tasks(rnd.plan), 1):
-                st.markdown(f"- task {i}: {safe_md(clip(task, 300))}")
+                st.markdown(f"- task {i}: {literal_md(clip(task, 300))}")
             if rnd.jobs:
                 st.dataframe(jobs_table(rnd), hide_index=True)
             for m in rnd.messages:

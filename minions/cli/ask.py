@@ -12,7 +12,6 @@ from minions import errors
 
 DEFAULT_LOCAL = "llamacpp/smollm2"
 DEFAULT_REMOTE = "llamacpp/smollm2"
-DEFAULT_STAND_IN_PRICE = "openai/gpt-4o"
 
 # CLI flag -> protocol config field. Each protocol takes the ones its Config declares.
 KNOBS = {
@@ -35,7 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--local", default=DEFAULT_LOCAL, help="local model spec, e.g. ollama/llama3.2:3b")
     p.add_argument("--remote", default=DEFAULT_REMOTE, help="remote model spec, e.g. openai/gpt-4o-mini")
     p.add_argument("--remote-price-as", default=None, metavar="SPEC",
-                   help=f"price the remote as this model (default {DEFAULT_STAND_IN_PRICE} when the remote is embedded)")
+                   help="price the remote as this model (default openai/gpt-4o when the remote is embedded)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server URL for the remote")
     for knob, typ in KNOBS.items():
         p.add_argument("--" + knob.replace("_", "-"), type=typ, default=None, help=argparse.SUPPRESS
@@ -53,34 +52,18 @@ def add_parser(sub) -> None:
 
 
 def build_protocol(args: argparse.Namespace):
-    from minions.clients import get_client
-    from minions.protocols import protocol_class
+    from minions.protocols.build import build_protocol as build
 
-    cls = protocol_class(args.protocol)
-    local = get_client(args.local) if "local" in cls.needs else None
-    price_as = args.remote_price_as
-    if price_as is None and args.remote.startswith("llamacpp/"):
-        price_as = DEFAULT_STAND_IN_PRICE
-    remote_kw = {"price_as": price_as} if price_as else {}
-    if args.base_url:
-        remote_kw["base_url"] = args.base_url
-    try:
-        remote = get_client(args.remote, **remote_kw)
-    except errors.MissingAPIKeyError:
-        if "remote" in cls.needs:
-            raise
-        remote = None  # local-only uses the remote only to estimate the remote-only bill
-    fields = cls.Config.model_fields
-    knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None and k in fields}
-    if args.retrieval and "retrieval" in fields:
-        knobs["retrieval"] = True
     privacy = None
     if args.privacy or args.private_name:
         from minions.protocols.privacy import Scrubber
 
         privacy = Scrubber(names=args.private_name)
-    return cls(local, remote, max_remote_usd=args.max_remote_usd, privacy=privacy,
-               store_text=not args.no_store_text, **knobs)
+    knobs = {k: getattr(args, k) for k in KNOBS}
+    knobs["retrieval"] = True if args.retrieval else None
+    return build(args.protocol, local=args.local, remote=args.remote, remote_price_as=args.remote_price_as,
+                 remote_kw={"base_url": args.base_url} if args.base_url else None, knobs=knobs,
+                 max_remote_usd=args.max_remote_usd, privacy=privacy, store_text=not args.no_store_text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -149,7 +149,8 @@ class MinionS(Protocol):
 
             # -- execute: jobs grouped by chunk, run on the local model ---------------------------
             pool = chunks.get(resolved.strategy, resolved.size)
-            selected, notes = select_chunks(resolved, pool, chunks.searcher(resolved.strategy, resolved.size))
+            query = " ".join([ctx.task, *(t.instruction for t in resolved.tasks)])
+            selected, notes = select_chunks(resolved, pool, chunks.searcher(resolved.strategy, resolved.size), query)
             jobs, planned = expand_jobs(resolved, selected, r)
             if planned > len(jobs):
                 notes.append(f"plan expands to {planned} jobs; running the first {len(jobs)} (job cap)")

@@ -261,10 +261,12 @@ class Job:
     advice: str
 
 
-def select_chunks(plan: ResolvedPlan, chunks: Sequence[Chunk],
-                  search: Callable[[str, int], list[Chunk]]) -> tuple[list[Chunk], list[str]]:
+def select_chunks(plan: ResolvedPlan, chunks: Sequence[Chunk], search: Callable[[str, int], list[Chunk]],
+                  fallback_query: str = "") -> tuple[list[Chunk], list[str]]:
     """The chunks a plan's jobs run on: the listed ids (if any), then the keyword filter's top k
-    (best first), else every chunk in document order. `search(query, k)` is the BM25 lookup."""
+    (best first), else every chunk in document order. When that would exceed the job cap and the
+    plan has no filter, the chunks that best match `fallback_query` (the task and the plan's
+    instructions) are kept rather than the document's first pages. `search(query, k)` is BM25."""
     notes: list[str] = []
     pool = list(chunks)
     if plan.chunk_ids:
@@ -277,19 +279,32 @@ def select_chunks(plan: ResolvedPlan, chunks: Sequence[Chunk],
                              f"{plan.strategy}/{plan.size} chunking; ignored")
         else:
             notes.append("none of the requested chunk ids exist under this chunking; using all chunks")
+    per_chunk = len(plan.tasks) * plan.samples_per_task
     if plan.keyword_query and plan.top_k:
-        if len(pool) == len(chunks):
-            hits = search(plan.keyword_query, plan.top_k)
-        else:  # filter within the requested chunks: rank the whole set, keep those in the pool
-            allowed = {c.id for c in pool}
-            hits = [c for c in search(plan.keyword_query, len(chunks)) if c.id in allowed][: plan.top_k]
-        if hits:
-            pool = hits
-        else:
-            notes.append(f"keyword filter {plan.keyword_query[:60]!r} matched no chunk; kept the first "
-                         f"{plan.top_k} chunks instead")
-            pool = pool[: plan.top_k]
+        ranked = _rank(pool, chunks, search, plan.keyword_query, plan.top_k)
+        if ranked:
+            return ranked, notes
+        notes.append(f"keyword filter {plan.keyword_query[:60]!r} matched no chunk; kept the first "
+                     f"{plan.top_k} chunks instead")
+        return pool[: plan.top_k], notes
+    fits = max(1, -(-plan.max_jobs // per_chunk))  # chunks needed to fill the cap
+    if len(pool) > fits and fallback_query.strip():
+        ranked = _rank(pool, chunks, search, fallback_query, fits)
+        if ranked:
+            chosen = {c.id for c in ranked}
+            rest = [c for c in pool if c.id not in chosen][: fits - len(ranked)]
+            notes.append(f"{len(pool)} chunks x {per_chunk} jobs exceed the cap of {plan.max_jobs}: ran the "
+                         f"{len(ranked) + len(rest)} chunks that best match the task (BM25)")
+            return ranked + rest, notes
     return pool, notes
+
+
+def _rank(pool: list[Chunk], chunks: Sequence[Chunk], search: Callable[[str, int], list[Chunk]],
+          query: str, k: int) -> list[Chunk]:
+    if len(pool) == len(chunks):
+        return search(query, k)
+    allowed = {c.id for c in pool}  # rank the whole set, keep those in the pool
+    return [c for c in search(query, len(chunks)) if c.id in allowed][:k]
 
 
 def expand_jobs(plan: ResolvedPlan, chunks: Sequence[Chunk], round: int) -> tuple[list[Job], int]:

@@ -1,0 +1,56 @@
+"""From names and specs to a ready protocol — the one recipe the CLI, the app and the eval share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from minions import errors
+from minions.clients import Client, get_client
+from minions.protocols import Protocol, protocol_class
+
+#: what an embedded remote (the offline stand-in for a cloud model) is priced as by default
+STAND_IN_PRICE = "openai/gpt-4o"
+
+ClientFactory = Callable[[str, str, dict[str, Any]], Client]  # (role, spec, kwargs) -> client
+
+
+def default_price_as(spec: str, price_as: str | None) -> str | None:
+    """An embedded remote is priced as a named cloud model unless told otherwise."""
+    return price_as or (STAND_IN_PRICE if spec.startswith("llamacpp/") else None)
+
+
+def _get(role: str, spec: str, kw: dict[str, Any]) -> Client:
+    return get_client(spec, **kw)
+
+
+def build_protocol(name: str, *, local: str | Client | None, remote: str | Client | None,
+                   remote_price_as: str | None = None, local_kw: Mapping[str, Any] | None = None,
+                   remote_kw: Mapping[str, Any] | None = None, knobs: Mapping[str, Any] | None = None,
+                   client_factory: ClientFactory = _get, **protocol_kw: Any) -> Protocol:
+    """Build protocol `name` with clients for the roles it needs.
+
+    `knobs` may hold any protocol's knobs: each protocol takes those its Config declares (None
+    values are skipped). A remote the protocol does not need is still built, when possible, to
+    estimate the remote-only bill — but a missing API key for it is not an error.
+    """
+    cls = protocol_class(name)
+
+    def make(role: str, spec: str | Client | None, kw: dict[str, Any]) -> Client | None:
+        if spec is None or isinstance(spec, Client):
+            return spec
+        return client_factory(role, spec, kw)
+
+    local_client = make("local", local, dict(local_kw or {})) if "local" in cls.needs else None
+    rkw = dict(remote_kw or {})
+    if isinstance(remote, str) and (price := default_price_as(remote, remote_price_as)):
+        rkw["price_as"] = price
+    try:
+        remote_client = make("remote", remote, rkw)
+    except errors.MissingAPIKeyError:
+        if "remote" in cls.needs:
+            raise
+        remote_client = None
+    fields = cls.Config.model_fields
+    chosen = {k: v for k, v in (knobs or {}).items() if v is not None and k in fields}
+    return cls(local_client, remote_client, **protocol_kw, **chosen)
