@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: install
+	@echo "== One question, MinionS, embedded model in both roles (remote priced as gpt-4o, a stand-in) =="
 	$(VENV)/bin/minions ask datasets/sample/northwind_annual_report.md \
-		-q "What was Northwind's total revenue in fiscal 2024?" \
-		--protocol minions --local llamacpp/smollm2 --remote llamacpp/smollm2 --remote-price-as openai/gpt-4o
+		-q "What was Northwind's total revenue in fiscal 2024?" --protocol minions \
+		--max-rounds 1 --tasks-per-round 2 --chunk-size 6000 --local-max-tokens 96 --remote-max-tokens 256
+	@echo "== All five protocols on the bundled sample: summary table and runs/offline/pareto.png =="
+	$(PY) -m minions.eval --config evals/offline.toml
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests

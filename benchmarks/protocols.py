@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 
-from minions.clients.base import Options, Request
+from minions.clients.base import Options, Request, RetryPolicy
 from minions.clients.function import FunctionClient
 from minions.documents import Document, chunk_documents
 from minions.protocols.events import JobFinished, JobsPlanned
@@ -127,7 +127,7 @@ async def fanout(n_chunks: int, n_tasks: int, max_tokens: int, concurrency: int,
                  threads: int | None) -> None:
     from minions.clients.llamacpp import LlamaCppClient
 
-    client = LlamaCppClient("smollm2", n_threads=threads)
+    client = LlamaCppClient("smollm2", n_threads=threads, retry=RetryPolicy(max_retries=0, timeout=None))
     await client.complete("Hello", max_tokens=1)  # load the model outside the timings
     text = synthetic_document(n_chunks * 300, seed=1).text[: n_chunks * 1200]
     doc = Document.from_text(text, id="fan", title="Synthetic report")

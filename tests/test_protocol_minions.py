@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minions import errors
-from minions.clients.base import Message
+from minions.clients.base import Message, RetryPolicy
 from minions.clients.function import FunctionClient
 from minions.cost import Price, PriceTable
 from minions.documents import Document, chunk_documents
@@ -483,16 +483,21 @@ SMALL = dict(max_rounds=1, tasks_per_round=2, max_jobs_per_round=4, local_max_to
              chunk_size=1200, max_chunk_chars=1600, plan_attempts=1, synth_attempts=1, concurrency=2)
 
 
+# A busy machine makes the embedded model slow; a timeout would only abandon a running generation
+# and queue it again behind the others.
+PATIENT = RetryPolicy(max_retries=1, timeout=900)
+
+
 @pytest.fixture(scope="module")
 def local_llm():
     from minions.clients.llamacpp import LlamaCppClient
-    return LlamaCppClient("smollm2")
+    return LlamaCppClient("smollm2", retry=PATIENT)
 
 
 @pytest.fixture(scope="module")
 def remote_llm():
     from minions.clients.llamacpp import LlamaCppClient
-    return LlamaCppClient("smollm2", price_as="openai/gpt-4o")
+    return LlamaCppClient("smollm2", price_as="openai/gpt-4o", retry=PATIENT)
 
 
 @pytest.mark.real_model

@@ -42,7 +42,8 @@ class CacheStats(BaseModel):
     path: str
 
     def describe(self) -> str:
-        return f"{self.entries} entries, {self.bytes / 1e6:.1f} MB at {self.path}"
+        size = f"{self.bytes / 1e6:.1f} MB" if self.bytes >= 1e6 else f"{self.bytes / 1e3:.0f} kB"
+        return f"{self.entries} entries, {size} at {self.path}"
 
 
 class LMCache:

@@ -178,19 +178,28 @@ def pareto_plot(summary: list[Summary], path: Path, *, title: str = "") -> Path:
             ax.scatter([x], [y], s=60, color=c, zorder=3, label=None if s.protocol in labelled else s.protocol)
             labelled.add(s.protocol)
             at.setdefault((x, y), []).append(s.config)
-        for i, ((x, y), names) in enumerate(sorted(at.items())):
-            ax.annotate("\n".join(names), (x, y), textcoords="offset points", fontsize=8,
-                        xytext=(6, 8) if i % 2 == 0 else (6, -10 - 10 * len(names)), zorder=4)
+        right = max((x for x, _ in xy), default=0.0)
+        seen_rows: dict[int, int] = {}
+        for (x, y), names in sorted(at.items()):
+            # Labels stay inside the axes: above a point unless it is near the top, to the left of points
+            # at the right edge, and alternating above/below along a row of similar accuracy.
+            k = seen_rows[round(y / 10)] = seen_rows.get(round(y / 10), -1) + 1
+            below = y > 85 or (y > 15 and k % 2 == 1)
+            at_right = right > 0 and x >= 0.8 * right
+            ax.annotate("\n".join(names), (x, y), textcoords="offset points", fontsize=8, zorder=4,
+                        xytext=(-6 if at_right else 6, -8 if below else 8), ha="right" if at_right else "left",
+                        va="top" if below else "bottom")
         front = frontier(xy)
         if len(front) > 1:
             fx, fy = [xy[i][0] for i in front], [xy[i][1] for i in front]
             ax.step(fx, fy, where="post", color="0.4", linestyle="--", linewidth=1.2, zorder=2, label="Pareto frontier")
         elif front:
-            ax.scatter([xy[front[0]][0]], [xy[front[0]][1]], s=160, facecolors="none", edgecolors="0.4")
+            ax.scatter([xy[front[0]][0]], [xy[front[0]][1]], s=160, facecolors="none", edgecolors="0.4",
+                       label="Pareto frontier")
         stand_in = any(s.stand_in for s in pts)
         ax.set_xlabel("remote $ per query" + (" (stand-in remote, priced as the named model)" if stand_in else ""))
         ax.set_ylabel("accuracy (%)")
-        ax.set_ylim(-5, 105)
+        ax.set_ylim(-8, 108)
         ax.set_title(f"{ds}: cost vs accuracy" + (f" — {title}" if title else ""))
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: "$0" if v == 0 else f"${v:g}"))

@@ -1,7 +1,8 @@
 """Scorers: how an answer is checked against a gold answer. Each returns a `Score` in [0, 1].
 
     financebench  numeric-aware match (rules in `minions.eval.numbers`), yes/no polarity, else
-                  gold-token recall ≥ 0.8 for free-text golds (use `judge` for those in earnest)
+                  gold-token recall ≥ 0.8 for free-text golds (use `judge` for those in earnest).
+                  Lenient by design: an answer listing several figures is credited if one matches.
     longhealth    option accuracy: the answer is mapped to a letter (or an option's text)
     qasper        the official QASPER answer-F1 (SQuAD normalisation, max over gold answers)
     contains      the normalised gold (any of a list) appears in the answer

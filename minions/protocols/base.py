@@ -202,12 +202,12 @@ class Protocol(ABC):
         return run_sync(self.arun(task, context, on_event=on_event))
 
     def _estimate_remote_only(self, ctx: RunContext) -> None:
-        """Remote-only bill: the whole context and the task sent once to the remote model.
-        The answer length is taken as the remote's max tokens' quarter (answers are short)."""
+        """Remote-only bill: the whole context and the task sent once to the remote model, counted
+        with the remote's own tokenizer where it has one. The answer is taken as a quarter of the
+        remote's max tokens (answers are short)."""
         if self.remote is None:
             return
-        key = self.remote.price_key
         text = "\n\n".join(d.text for d in ctx.documents) + "\n\n" + ctx.task
-        ctx.meter.estimate_remote_only(key, count_tokens(text, key).n + 20,
+        ctx.meter.estimate_remote_only(self.remote.price_key, self.remote.count_tokens(text) + 20,
                                        max(1, self.config.remote_max_tokens // 4),
                                        stand_in=self.remote.price_as is not None)
