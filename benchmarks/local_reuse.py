@@ -22,7 +22,7 @@ import json
 import time
 from pathlib import Path
 
-from minions.clients.base import Message, Options, Request, RetryPolicy, Usage
+from minions.clients.base import Message, Options, Request, Usage
 from minions.clients.function import FunctionClient
 from minions.documents import Document, chunk_documents
 from minions.protocols.events import JobFinished, JobsPlanned
@@ -106,7 +106,7 @@ async def main(n_chunks: int, max_tokens: int, filing: str, concurrency: int, bl
     from minions.clients.llamacpp import LlamaCppClient
 
     chunks = chunk_documents([doc], "chars", 3000)[:n_chunks]
-    client = LlamaCppClient("smollm2", n_threads=threads, retry=RetryPolicy(max_retries=0, timeout=None))
+    client = LlamaCppClient("smollm2", n_threads=threads)
     await client.complete("Hello", max_tokens=1)  # load the model outside the timings
     opts = Options(max_tokens=max_tokens, temperature=0.0, json_schema=JOB_OUTPUT_SCHEMA, seed=0)
     system = Message(role="system", content=worker_system())

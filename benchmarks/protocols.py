@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 
-from minions.clients.base import Options, Request, RetryPolicy
+from minions.clients.base import Options, Request
 from minions.clients.function import FunctionClient
 from minions.documents import Document, chunk_documents
 from minions.protocols.events import JobFinished, JobsPlanned
@@ -84,7 +84,7 @@ def overhead(jobs: int, rounds: int) -> None:
     setup = {}
     estimate = proto._estimate_remote_only
 
-    def timed_estimate(ctx):  # base.py's remote-only estimate tokenizes the whole document: run-level cost
+    def timed_estimate(ctx):  # base.py's remote-only estimate counts the whole document: run-level cost
         t = time.perf_counter()
         estimate(ctx)
         setup["estimate"] = time.perf_counter() - t
@@ -109,8 +109,8 @@ def overhead(jobs: int, rounds: int) -> None:
     print(f"Synthetic document: {len(doc.text):,} chars, {n_tokens:,} cl100k tokens, {n_chunks:,} chunks "
           f"of {chunk_size:,} chars; {rounds} rounds x {ran[0]:,} jobs (answer: {res.answer!r}, error: {res.error})")
     print(f"  whole run                          {total:7.3f} s")
-    print(f"  run setup: remote-only estimate    {setup['estimate']:7.3f} s  (base.py tokenizes the whole document "
-          "once per run)")
+    print(f"  run setup: remote-only estimate    {setup['estimate']:7.3f} s  (base.py counts the whole document's "
+          "tokens once per run, with the remote's tokenizer)")
     worst_round, worst_job = 0.0, 0.0
     for i, (s0, p, d, n) in enumerate(zip(starts, planned, done, ran, strict=False), start=1):
         whole, jobs_part = d - s0, d - p
@@ -127,7 +127,7 @@ async def fanout(n_chunks: int, n_tasks: int, max_tokens: int, concurrency: int,
                  threads: int | None) -> None:
     from minions.clients.llamacpp import LlamaCppClient
 
-    client = LlamaCppClient("smollm2", n_threads=threads, retry=RetryPolicy(max_retries=0, timeout=None))
+    client = LlamaCppClient("smollm2", n_threads=threads)
     await client.complete("Hello", max_tokens=1)  # load the model outside the timings
     text = synthetic_document(n_chunks * 300, seed=1).text[: n_chunks * 1200]
     doc = Document.from_text(text, id="fan", title="Synthetic report")

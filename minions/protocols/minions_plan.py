@@ -178,7 +178,13 @@ class JobPlan(_Lenient):
     @field_validator("tasks", mode="before")
     @classmethod
     def _tasks(cls, v: Any) -> Any:
-        return v[:MAX_TASKS] if isinstance(v, list) else v
+        # One malformed task (a number, a nested list, a dict without an instruction — small models
+        # write these) is dropped rather than failing the whole plan; an empty list still fails.
+        if not isinstance(v, list):
+            return v
+        usable = [t for t in v if (isinstance(t, str) and t.strip())
+                  or (isinstance(t, dict) and _text(t.get("instruction")))]
+        return usable[:MAX_TASKS]
 
     @field_validator("chunk_ids", mode="before")
     @classmethod
