@@ -205,5 +205,5 @@ class Client(ABC):
                    ) -> list[Completion | errors.ClientError]:
         return run_sync(self.batch(requests, concurrency=concurrency))
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections. Safe to call more than once."""

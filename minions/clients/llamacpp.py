@@ -158,7 +158,7 @@ class LlamaCppClient(Client):
 def _common_prefix(a: list[int], b: list[int]) -> int:
     """Tokens llama.cpp reuses: the longest common prefix with what it evaluated last (its own rule)."""
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

@@ -23,7 +23,7 @@ from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
 from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
-from minions.tokens import count_messages, count_tokens
+from minions.tokens import count_messages
 
 ContextLike = str | Document | Sequence[str | Document]
 
