@@ -76,3 +76,9 @@ def test_instances_route_same_prefix_to_same_engine():
     assert c._route([*a, Message(role="user", content="t1")]) == c._route([*a, Message(role="user", content="t2")])
     routes = {c._route([*m, Message(role="user", content="t")]) for m in (a, b)}
     assert routes <= {0, 1, 2}
+
+
+def test_schema_beyond_the_grammar_limit_is_refused_not_crashed(llm):
+    schema = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 1500}}, "required": ["a"]}
+    with pytest.raises(errors.BadRequestError, match="grammar limit"):
+        llm.complete_sync("x", max_tokens=4, json_schema=schema)

