@@ -83,3 +83,18 @@ def test_every_protocol_on_a_real_filing_answers_or_fails_typed(name, filing, mo
     assert result.cost.remote_only_estimate_usd and result.cost.remote_only_estimate_usd > 0.1  # a 10-K is big
     if name in ("minion", "remote-only", "local-only"):  # the whole filing cannot fit: cut, and said so
         assert any("kept the first" in w for w in result.warnings), result.warnings
+
+
+def test_anthropic_remote_gets_its_stable_prefix_marked_and_cache_reads_are_priced_lower(gateway):
+    gateway.backend = ScriptedBackend(backend_reply, cached_prompt_tokens=40)
+    local = gateway.client("ollama", "llama3.2:3b", retry=FAST)
+    remote = gateway.client("anthropic", "claude-haiku-4-5", retry=FAST)
+    result = get_protocol("minions", local, remote).run("What was revenue in fiscal 2024?", [make_doc()])
+    assert result.error is None
+    bodies = gateway.bodies("/v1/messages")
+    assert bodies and all(b["system"][-1].get("cache_control") == {"type": "ephemeral"} for b in bodies)
+    spent = result.cost.role("remote")
+    assert spent.usage.cached_prompt_tokens == 40 * spent.usage.requests
+    price = get_protocol("minions", local, remote).prices.get("anthropic/claude-haiku-4-5")
+    uncached = price.cost(spent.usage.model_copy(update={"cached_prompt_tokens": 0}))
+    assert spent.cost_usd < uncached  # what the prompt cache saved is visible in dollars

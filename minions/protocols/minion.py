@@ -136,7 +136,9 @@ class Minion(Protocol):
         remote_opts = Options(max_tokens=cfg.remote_max_tokens, temperature=cfg.temperature)
         rec = ctx.new_round()
         try:
-            remote_msgs = [Message(role="user", content=render(
+            # cache=True: the opening message is the stable prefix of every later remote call
+            # (Anthropic prompt caching; other providers cache prefixes on their own).
+            remote_msgs = [Message(role="user", cache=True, content=render(
                 "minion_supervisor_start", task=ctx.task, history=self._history_block(),
                 max_rounds=cfg.max_rounds))]
             decision = await self._decide(ctx, remote_msgs, remote_opts, step="ask")

@@ -123,7 +123,8 @@ class MinionS(Protocol):
         titles = {d.id: d.title for d in ctx.documents}
         shown: set[str] = set()
         remote_opts = Options(max_tokens=cfg.remote_max_tokens, temperature=cfg.temperature)
-        system = Message(role="system", content=template("minions_remote_system.txt").substitute())
+        # Stable across rounds: marked for the provider's prompt cache (Anthropic `cache_control`).
+        system = Message(role="system", cache=True, content=template("minions_remote_system.txt").substitute())
         feedback: str | None = None
         scratchpad = ""
         answered_chunks: list[str] = []
