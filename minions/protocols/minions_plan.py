@@ -1,6 +1,6 @@
 """MinionS, part 1: the configuration, the declarative job plan the remote writes, and its expansion.
 
-The reference implementation asks the remote for Python code and runs it with `exec()`; a prompt
+The reference implementation asks the remote for Python code and executes it; a prompt
 injected into a document can reach that code through worker outputs. Here the remote returns data
 (a `JobPlan`), validated by pydantic, and every number in it is clamped to the configuration before
 the framework — never the model — turns it into jobs (task x chunk x sample).
