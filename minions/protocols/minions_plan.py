@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from string import Template
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from minions.documents import Chunk, ChunkStrategy, Document
 from minions.documents.chunking import DEFAULT_SIZES, STRATEGIES
@@ -107,6 +107,10 @@ def _text(v: Any, limit: int | None = None) -> Any:
     return v
 
 
+#: an integer as a model writes it ("3", 3.0, 1e300 -> clamped later); see _to_int
+ModelInt = Annotated[int | None, BeforeValidator(_to_int)]
+
+
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -134,23 +138,13 @@ class PlanTask(_Lenient):
 
 class ChunkingChoice(_Lenient):
     strategy: ChunkStrategy | None = Field(None, description="chars | tokens | pages | paragraphs | sections")
-    size: int | None = Field(None, description="chunk size in the strategy's unit")
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _int(cls, v: Any) -> Any:
-        return _to_int(v)
+    size: ModelInt = Field(None, description="chunk size in the strategy's unit")
 
 
 class KeywordFilter(_Lenient):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS,
                        description="keywords; only the best-matching chunks (BM25) get jobs")
-    top_k: int | None = Field(None, description="how many chunks to keep")
-
-    @field_validator("top_k", mode="before")
-    @classmethod
-    def _int(cls, v: Any) -> Any:
-        return _to_int(v)
+    top_k: ModelInt = Field(None, description="how many chunks to keep")
 
     @field_validator("query", mode="before")
     @classmethod
@@ -164,16 +158,11 @@ class JobPlan(_Lenient):
     tasks: list[PlanTask] = Field(min_length=1, max_length=MAX_TASKS,
                                   description="atomic tasks; each runs on every selected chunk")
     chunking: ChunkingChoice | None = None
-    samples_per_task: int | None = Field(None, description="how many times each task runs on each chunk")
+    samples_per_task: ModelInt = Field(None, description="how many times each task runs on each chunk")
     keyword_filter: KeywordFilter | None = None
     chunk_ids: list[str] | None = Field(None, max_length=MAX_CHUNK_IDS,
                                         description="restrict jobs to these chunk ids (from earlier rounds)")
-    max_jobs: int | None = Field(None, description="cap on jobs this round")
-
-    @field_validator("samples_per_task", "max_jobs", mode="before")
-    @classmethod
-    def _int(cls, v: Any) -> Any:
-        return _to_int(v)
+    max_jobs: ModelInt = Field(None, description="cap on jobs this round")
 
     @field_validator("tasks", mode="before")
     @classmethod
