@@ -30,7 +30,8 @@ def embedded_models() -> list[dict]:
             path = packaged_model_path(name)
         except errors.MinionsError:
             continue
-        found.append({"spec": f"llamacpp/{name}", "path": str(path), "bytes": path.stat().st_size})
+        if all(m["path"] != str(path) for m in found):  # aliases of one file are listed once
+            found.append({"spec": f"llamacpp/{name}", "path": str(path), "bytes": path.stat().st_size})
     return found
 
 

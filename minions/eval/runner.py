@@ -33,6 +33,7 @@ from minions.eval.report import Summary, summarize, write_reports
 from minions.eval.results import ResultRow, ResultsFile
 from minions.eval.scorers import Scorer, get_scorer
 from minions.protocols import Protocol, get_protocol
+from minions.protocols.events import emit
 
 ClientsFactory = Callable[[str], Client]
 
@@ -139,7 +140,7 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
         finished = results.done() & wanted
         pending = [(it, r) for it in items for r in runs if (it.dataset, it.id, r.id) not in finished]
         total, done = len(wanted), len(finished)
-        await _emit(on_progress, SweepStarted(
+        await emit(on_progress, SweepStarted(
             total=total, done=done, configs=[r.label for r in runs],
             datasets={ds.name: {"items": len(ds.items), "skipped": ds.skipped} for ds in datasets}))
         remaining = Counter(id(it) for it, _ in pending)
@@ -159,7 +160,7 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
                 remaining[id(item)] -= 1
                 if remaining[id(item)] == 0:
                     item.release()  # FinanceBench filings are large: keep only those in flight
-                await _emit(on_progress, PairFinished(row=row, done=done, total=total))
+                await emit(on_progress, PairFinished(row=row, done=done, total=total))
 
         try:
             await asyncio.gather(*(one(it, r) for it, r in pending))
@@ -217,14 +218,6 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
                      remote_stand_in=result.cost.remote_stand_in, rounds=result.n_rounds, latency_s=latency,
                      error=result.error, error_type=result.error_type, budget_exhausted=result.budget_exhausted,
                      rounds_exhausted=result.rounds_exhausted)
-
-
-async def _emit(handler: ProgressHandler | None, event: Any) -> None:
-    if handler is None:
-        return
-    out = handler(event)
-    if asyncio.iscoroutine(out):
-        await out
 
 
 __all__ = ["ClientsFactory", "PairFinished", "SweepOutcome", "SweepStarted", "Usage", "arun_sweep", "run_sweep"]
