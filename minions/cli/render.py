@@ -1,4 +1,8 @@
-"""Rich rendering of protocol events and results, shared by `minions ask` and other front ends."""
+"""Rich rendering of protocol events and results, shared by `minions ask` and other front ends.
+
+Model output, document ids and messages are untrusted: each goes through `safe_text` (control
+sequences stripped, rich markup escaped) before it reaches the terminal.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
+from minions.cli.safe_text import markup, plain
 from minions.protocols.events import FinalAnswer, JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
 from minions.protocols.result import RunResult
 
@@ -24,14 +30,15 @@ class LiveView:
     def __call__(self, event) -> None:
         if isinstance(event, MessageSent):
             title, style = _SIDE[event.sender]
-            text = event.content if len(event.content) <= self.max_chars else event.content[: self.max_chars] + " …"
-            self.console.print(Panel(text, title=f"round {event.round} · {title} · {event.step}",
+            content = plain(event.content)
+            text = content if len(content) <= self.max_chars else content[: self.max_chars] + " …"
+            self.console.print(Panel(Text(text), title=f"round {event.round} · {title} · {event.step}",
                                      border_style=style, title_align="left"))
         elif isinstance(event, JobsPlanned):
             self.console.print(f"[bold]round {event.round}[/]: {event.n_tasks} task(s) × {event.n_chunks} chunk(s) "
                                f"→ {event.n_jobs} local job(s)")
             for i, t in enumerate(event.plan.get("tasks", []), 1):
-                self.console.print(f"  [dim]task {i}:[/] {t.get('instruction', t)}")
+                self.console.print(f"  [dim]task {i}:[/] {markup(t.get('instruction', t))}")
             self._start_progress(event.n_jobs)
         elif isinstance(event, JobFinished):
             if self._progress is not None and self._task is not None:
@@ -39,15 +46,15 @@ class LiveView:
             if event.kept and event.answer:
                 p0, p1 = event.pages
                 pages = f"p.{p0}" if p0 == p1 else f"pp.{p0}-{p1}"
-                self.console.print(f"  [green]✓[/] {event.chunk_id} ({pages}) task {event.task_id}: "
-                                   f"{_clip(event.answer, 160)}")
+                self.console.print(f"  [green]✓[/] {markup(event.chunk_id)} ({pages}) task {event.task_id}: "
+                                   f"{markup(_clip(event.answer, 160))}")
         elif isinstance(event, RoundDone):
             self._stop_progress()
             usd = "?" if event.remote_usd is None else f"${event.remote_usd:.4f}"
-            self.console.print(f"[dim]round {event.round} done: {event.decision}; remote so far {usd}, "
+            self.console.print(f"[dim]round {event.round} done: {markup(event.decision)}; remote so far {usd}, "
                                f"local tokens {event.local_tokens:,}[/]")
         elif isinstance(event, Notice):
-            self.console.print(f"[yellow]{event.level}:[/] {event.message}")
+            self.console.print(f"[yellow]{event.level}:[/] {markup(event.message)}")
         elif isinstance(event, FinalAnswer):
             self._stop_progress()
 
@@ -65,7 +72,7 @@ class LiveView:
 
 
 def _clip(s: str, n: int) -> str:
-    s = " ".join(s.split())
+    s = " ".join(plain(s).split())
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
@@ -96,11 +103,12 @@ def cost_table(result: RunResult) -> Table:
 
 
 def print_result(console: Console, result: RunResult) -> None:
-    console.print(Panel(result.answer or "[red]no answer[/]", title="answer", border_style="bold"))
+    answer = Text(plain(result.answer)) if result.answer else Text("no answer", style="red")
+    console.print(Panel(answer, title="answer", border_style="bold"))
     for c in result.citations[:5]:
         pages = "" if c.page_start is None else (f" p.{c.page_start}" if c.page_start == c.page_end
                                                    else f" pp.{c.page_start}-{c.page_end}")
-        console.print(f"  [dim]cited[/] {c.doc_id}{pages}: “{_clip(c.text, 140)}”")
+        console.print(f"  [dim]cited[/] {markup(c.doc_id)}{pages}: “{markup(_clip(c.text, 140))}”")
     console.print(cost_table(result))
     if result.budget_exhausted:
         console.print("[yellow]Stopped at the remote budget; the answer is the best found so far.[/]")

@@ -10,9 +10,11 @@ import io
 import logging
 import re
 import threading
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
+from minions.documents.limits import MARKUP_BYTES_PER_CHAR, too_big
 from minions.errors import DocumentError, MissingDependencyError
 
 _HTML_DROP = ("script", "style", "noscript", "template", "head", "svg", "iframe")
@@ -49,18 +51,29 @@ def _pypdf_warnings() -> Iterator[list[str]]:
         logger.removeHandler(capture)
 
 
-def read_pdf(data: bytes, *, where: str, password: str | None) -> tuple[list[str], dict[str, Any]]:
-    """Page texts and metadata. Opens encrypted PDFs with the empty user password or `password`."""
+def read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int | None = None
+             ) -> tuple[list[str], dict[str, Any]]:
+    """Page texts and metadata. Opens encrypted PDFs with the empty user password or `password`.
+    Stops with DocumentError once the text passes `max_chars` characters."""
     with _pypdf_warnings() as messages:
-        pages, meta = _read_pdf(data, where=where, password=password)
+        pages, meta = _read_pdf(data, where=where, password=password, max_chars=max_chars)
     if messages:
         meta.setdefault("warnings", []).extend(f"{where}: pypdf: {m}" for m in messages)
     return pages, meta
 
 
-def _read_pdf(data: bytes, *, where: str, password: str | None) -> tuple[list[str], dict[str, Any]]:
+def _safety_limit(where: str, exc: Exception, page: int | None = None) -> DocumentError:
+    at = f" on page {page}" if page else ""
+    return DocumentError(
+        f"{where} hit a safety limit of the PDF reader{at} ({exc}): a stream decompresses to far more data "
+        "than a document holds, as a decompression bomb does. Do not open it with other tools either; if "
+        "you trust the file, re-export it from its source (print to PDF).", source=where)
+
+
+def _read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int | None
+              ) -> tuple[list[str], dict[str, Any]]:
     from pypdf import PasswordType, PdfReader
-    from pypdf.errors import DependencyError
+    from pypdf.errors import DependencyError, LimitReachedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -79,6 +92,8 @@ def _read_pdf(data: bytes, *, where: str, password: str | None) -> tuple[list[st
         n_pages = len(reader.pages)
     except DocumentError:
         raise
+    except LimitReachedError as exc:
+        raise _safety_limit(where, exc) from exc
     except Exception as exc:  # pypdf raises many types for damaged files
         raise DocumentError(f"{where} could not be read as a PDF ({type(exc).__name__}: {exc}); it may be "
                             "corrupt, truncated or not a PDF. Check that it opens in a PDF viewer, or "
@@ -87,12 +102,19 @@ def _read_pdf(data: bytes, *, where: str, password: str | None) -> tuple[list[st
         raise DocumentError(f"{where} is a PDF with no pages: re-export it from the original.", source=where)
     pages: list[str] = []
     failed: list[int] = []
+    total = 0
     for i, page in enumerate(reader.pages):
         try:
             pages.append(page.extract_text() or "")
+        except LimitReachedError as exc:  # not a damaged page: a bomb, say so (not "scanned")
+            raise _safety_limit(where, exc, i + 1) from exc
         except Exception:  # one bad page should not lose the document
             pages.append("")
             failed.append(i + 1)
+        total += len(pages[-1])
+        if max_chars is not None and total > max_chars:
+            raise too_big(where, f"over {total:,} characters of text in its first {i + 1} of {n_pages} pages",
+                          max_chars, source=where)
     if not any(p.strip() for p in pages):
         raise DocumentError(
             f"{where} has no extractable text in its {n_pages} page(s): it looks scanned (image-only) and "
@@ -141,12 +163,28 @@ def read_html(data: bytes) -> tuple[str, str | None]:
 
 # --- DOCX ------------------------------------------------------------------------------------
 
-def read_docx(stream: io.BytesIO, *, where: str) -> tuple[str, str | None]:
-    """Paragraphs and tables in document order; "Heading N" / "Title" styles become Markdown headings."""
+def _xml_bytes(stream: io.BytesIO) -> int:
+    """Uncompressed size of the archive's XML parts, from the zip directory (nothing is inflated).
+    zipfile stops reading a member at its declared size, so a lying header cannot exceed it."""
+    try:
+        with zipfile.ZipFile(stream) as z:
+            return sum(i.file_size for i in z.infolist() if i.filename.endswith((".xml", ".rels")))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0  # not a zip: python-docx says so below
+    finally:
+        stream.seek(0)
+
+
+def read_docx(stream: io.BytesIO, *, where: str, max_xml_bytes: int | None = None) -> tuple[str, str | None]:
+    """Paragraphs and tables in document order; "Heading N" / "Title" styles become Markdown headings.
+    Refuses, before parsing, an archive whose XML would expand past `max_xml_bytes`."""
     try:
         import docx
     except ImportError as exc:
         raise MissingDependencyError("python-docx", "docx") from exc
+    if max_xml_bytes is not None and (expanded := _xml_bytes(stream)) > max_xml_bytes:
+        raise too_big(where, f"its XML expands to {expanded:,} bytes (more than {MARKUP_BYTES_PER_CHAR} bytes "
+                      "per allowed character)", max_xml_bytes // MARKUP_BYTES_PER_CHAR, source=where)
     try:
         document = docx.Document(stream)
     except Exception as exc:

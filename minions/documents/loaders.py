@@ -1,11 +1,16 @@
 """Loading paths, bytes and strings into Documents.
 
 Every bad input raises DocumentError naming the file and the fix. Recoverable problems (a text file
-that is not UTF-8) are recorded in `metadata["warnings"]`; documents never print.
+that is not UTF-8) are recorded in `metadata["warnings"]`; documents never print. Protocols copy
+those warnings into `RunResult.warnings` at the start of a run.
+
+Documents over the size limit (`max_chars`, see minions.documents.limits) are refused, before
+they are read into memory where the file's size already says so.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from minions.documents import formats
+from minions.documents.limits import MARKUP_BYTES_PER_CHAR, TEXT_BYTES_PER_CHAR, max_document_chars, too_big
 from minions.documents.model import Document, content_id, default_title, slug
 from minions.errors import DocumentError
 
@@ -28,43 +34,61 @@ _SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 _MAX_PATH = 1024
 _MD_TITLE = re.compile(r"^#[ \t]+(.+)$", re.M)
 
+# Binary sniffing: a NUL early on, or many control characters, is not a text document.
+_SNIFF_CHARS = 65_536
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+
 Source = str | Path | bytes
 
 
-def load(source: Source, *, name: str | None = None, password: str | None = None) -> Document:
+def load(source: Source, *, name: str | None = None, password: str | None = None,
+         max_chars: int | None = None) -> Document:
     """Load one document.
 
     source: a path (str or Path) to a .pdf/.txt/.md/.markdown/.html/.htm/.docx file; raw bytes, with
     `name` (e.g. "report.pdf") telling the type; or a string of text. A string that is not an existing
-    file but looks like a path ("reports/q3.pdf") raises DocumentError rather than being read as text.
+    file but looks like a path ("reports/q3.pdf") raises DocumentError rather than being read as text;
+    a short one-line string loaded as text carries a warning saying so. A Path is always a file.
     password: for password-protected PDFs.
+    max_chars: refuse documents with more characters of text (default: see `max_document_chars`).
     """
+    limit = max_document_chars(max_chars)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _load_bytes(bytes(source), name=name, password=password)
+        return _load_bytes(bytes(source), name=name, password=password, limit=limit)
     if isinstance(source, os.PathLike):
-        return _load_path(Path(source), password=password)
+        return _load_path(Path(source), password=password, limit=limit)
     if not isinstance(source, str):
         raise DocumentError(f"Cannot load a {type(source).__name__}: pass a file path, bytes or a string of "
                             "text.", source=repr(source)[:80])
     if _exists(source):
-        return _load_path(Path(source).expanduser(), password=password)
+        return _load_path(Path(source).expanduser(), password=password, limit=limit)
     if looks_like_path(source):  # meant as a file, so say it is missing rather than index its name
-        return _load_path(Path(source.strip()).expanduser(), password=password)
+        return _load_path(Path(source.strip()).expanduser(), password=password, limit=limit, from_string=True)
     if not source.strip():
         raise DocumentError("The text to load is empty: pass a non-empty string, a file path or bytes.",
                             source="<text>")
-    text = _normalize_newlines(source)
+    if len(source) > limit:
+        raise too_big("The text", f"{len(source):,} characters", limit, source="<text>")
+    warnings: list[str] = []
+    if "\n" not in source.strip() and len(source) <= _MAX_PATH:
+        # One short line: perhaps a file name with a typo. Loading it as text is the documented
+        # behaviour, so say so where the user will see it (RunResult.warnings, the CLI).
+        warnings.append(f"{source.strip()[:80]!r} is not an existing file, so it was read as the text of the "
+                        "document; pass a pathlib.Path to require a file.")
+    text = check_text(_normalize_newlines(source), where="The text", source="<text>", warnings=warnings)
     return Document.from_text(text, id=slug(Path(name).stem) if name else None,
                               title=Path(name).stem if name else None,
-                              metadata={"format": "text", "warnings": []})
+                              metadata={"format": "text", "warnings": warnings})
 
 
-def load_many(sources: Iterable[Source], *, password: str | None = None) -> list[Document]:
-    """Load several documents; ids are made unique ("report", "report-2", ...) within the call."""
+def load_many(sources: Iterable[Source], *, password: str | None = None,
+              max_chars: int | None = None) -> list[Document]:
+    """Load several documents; ids are made unique ("report", "report-2", ...) within the call.
+    `max_chars` applies to each document."""
     docs: list[Document] = []
     seen: set[str] = set()
     for source in sources:
-        doc = load(source, password=password)
+        doc = load(source, password=password, max_chars=max_chars)
         if doc.id in seen:
             n = 2
             while f"{doc.id}-{n}" in seen:
@@ -87,41 +111,70 @@ def looks_like_path(text: str) -> bool:
 def _exists(text: str) -> bool:
     if "\n" in text or "\0" in text or len(text) > _MAX_PATH:
         return False
-    try:
-        return Path(text).expanduser().exists()
+    try:  # lexists: a broken or looping symlink is a file the user meant, to be reported as such
+        return os.path.lexists(Path(text).expanduser())
     except (OSError, ValueError):  # e.g. a name too long for the file system
         return False
 
 
 # --- paths and bytes -------------------------------------------------------------------------
 
-def _load_path(path: Path, *, password: str | None) -> Document:
+def _load_path(path: Path, *, password: str | None, limit: int, from_string: bool = False) -> Document:
     where = str(path)
-    if not path.exists():
-        raise DocumentError(f"File not found: {where} (looked in {path.absolute().parent}). Check the "
-                            "path and spelling; to load text rather than a file, pass a longer string.",
-                            source=where)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise _stat_error(path, exc, from_string=from_string) from None
     if path.is_dir():
         raise DocumentError(f"{where} is a directory, not a file: pass the files in it, e.g. "
                             f"load_many(sorted(Path({where!r}).glob('*.pdf'))).", source=where)
     kind = _kind(path.name, where)
-    try:
-        data = path.read_bytes()
+    _check_size(st.st_size, kind, where=where, limit=limit)
+    try:  # the holder is the only reference, so _parse can free the bytes once they are decoded
+        holder = [path.read_bytes()]
     except OSError as exc:
         raise DocumentError(f"Cannot read {where}: {exc.strerror or exc}. Check its permissions.",
                             source=where) from exc
-    return _parse(data, kind, source=where, stem=path.stem, password=password, size=len(data))
+    return _parse(holder, kind, source=where, stem=path.stem, password=password, size=len(holder[0]),
+                  limit=limit)
 
 
-def _load_bytes(data: bytes, *, name: str | None, password: str | None) -> Document:
+def _stat_error(path: Path, exc: OSError, *, from_string: bool) -> DocumentError:
+    where = str(path)
+    if exc.errno == errno.ELOOP:
+        return DocumentError(f"{where} is a symlink loop (a link that leads back to itself): fix or remove "
+                             f"the link (see `ls -l {where}`), or pass the file it should point to.",
+                             source=where)
+    if path.is_symlink():
+        return DocumentError(f"{where} is a symbolic link to {os.readlink(path)}, which does not exist: fix "
+                             "the link or pass the real file.", source=where)
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        hint = "; to load text rather than a file, pass a longer string" if from_string else ""
+        return DocumentError(f"File not found: {where} (looked in {path.absolute().parent}). Check the path "
+                             f"and spelling{hint}.", source=where)
+    return DocumentError(f"Cannot open {where}: {exc.strerror or exc}. Check the path and its permissions.",
+                         source=where)
+
+
+def _check_size(size: int, kind: str, *, where: str, limit: int) -> None:
+    """Refuse, before reading, a file that cannot fit the character limit."""
+    per_char = {"text": TEXT_BYTES_PER_CHAR, "markdown": TEXT_BYTES_PER_CHAR,
+                "html": MARKUP_BYTES_PER_CHAR}.get(kind)
+    if per_char and size > per_char * limit:
+        raise too_big(where, f"{size:,} bytes of {kind}", limit, source=where)
+
+
+def _load_bytes(data: bytes, *, name: str | None, password: str | None, limit: int) -> Document:
     label = f"<bytes{': ' + name if name else ''}>"
     if name:
         kind = _kind(name, label)
     else:  # sniff the two binary formats; anything else is text
         kind = "pdf" if data[:1024].lstrip().startswith(b"%PDF") else \
             "docx" if data.startswith(b"PK\x03\x04") and b"word/" in data[:4096] else "text"
+    _check_size(len(data), kind, where=label, limit=limit)
     stem = Path(name).stem if name else None
-    return _parse(data, kind, source="<bytes>", stem=stem, password=password, size=len(data), label=label)
+    return _parse([data], kind, source="<bytes>", stem=stem, password=password, size=len(data), label=label,
+                  limit=limit)
 
 
 def _kind(name: str, where: str) -> str:
@@ -133,39 +186,68 @@ def _kind(name: str, where: str) -> str:
     return KINDS[suffix]
 
 
-def _parse(data: bytes, kind: str, *, source: str, stem: str | None, password: str | None, size: int,
-           label: str | None = None) -> Document:
+def _parse(holder: list[bytes], kind: str, *, source: str, stem: str | None, password: str | None, size: int,
+           limit: int, label: str | None = None) -> Document:
+    """Parse the bytes in `holder` (a one-item list, emptied once they are no longer needed, so a
+    large text file is never held as bytes and text and a copy at once)."""
     where = label or source
-    if not data.strip():
+    data = holder[0]
+    if not data or data.isspace():
         raise DocumentError(f"{where} is empty ({size} bytes" + (", only whitespace" if size else "") +
                             "): check that the file was fully written or downloaded.", source=source)
     warnings: list[str] = []
     meta: dict[str, Any] = {"format": kind, "size_bytes": size, "warnings": warnings}
     title: str | None = None
+    fallback_id = "" if stem and slug(stem) else content_id(data)
     if kind == "pdf":
-        pages, pdf_meta = formats.read_pdf(data, where=where, password=password)
+        pages, pdf_meta = formats.read_pdf(data, where=where, password=password, max_chars=limit)
         warnings.extend(pdf_meta.pop("warnings", []))
         meta.update(pdf_meta)
         title = pdf_meta.get("pdf_title")
-        doc_id = slug(stem) if stem else content_id(data)
-        return Document.from_pages(pages, id=doc_id or content_id(data), title=title or stem or None,
-                                   source=source, metadata=meta)
+        doc_id = (slug(stem) if stem else "") or fallback_id
+        return Document.from_pages(pages, id=doc_id, title=title or stem or None, source=source, metadata=meta)
     if kind == "docx":
-        text, title = formats.read_docx(io.BytesIO(data), where=where)
+        text, title = formats.read_docx(io.BytesIO(data), where=where,
+                                        max_xml_bytes=MARKUP_BYTES_PER_CHAR * limit)
     elif kind == "html":
         text, title = formats.read_html(data)
     else:
         text = decode_text(data, where=where, warnings=warnings)
-    text = _normalize_newlines(text)
+    holder.clear()
+    del data
+    if len(text) > limit:
+        raise too_big(where, f"{len(text):,} characters of text", limit, source=source)
+    text = check_text(_normalize_newlines(text), where=where, source=source, warnings=warnings)
     if kind == "markdown":  # a Markdown file's title is its first top-level heading
         heading = _MD_TITLE.search(text, 0, 4000)
         title = heading.group(1).strip() if heading else None
     if not text.strip():
         raise DocumentError(f"{where} has no text ({kind}): check that it is the file you meant.",
                             source=source)
-    doc_id = (slug(stem) if stem else "") or content_id(data)
+    doc_id = (slug(stem) if stem else "") or fallback_id
     return Document.from_text(text, id=doc_id, title=title or stem or default_title(text, doc_id),
                               source=source, metadata=meta)
+
+
+def check_text(text: str, *, where: str, source: str, warnings: list[str]) -> str:
+    """Refuse binary data loaded as text; drop stray NUL characters with a warning.
+
+    Like git and grep: a NUL in the first 8,000 characters, NULs in more than 1% of the text, or
+    more than 10% control characters in the first 64K characters mean it is not a text document.
+    """
+    nul = text.count("\0")
+    sample = text[:_SNIFF_CHARS]
+    controls = len(_CONTROL_CHARS.findall(sample))
+    if "\0" in text[:8000] or nul * 100 > len(text) or controls * 10 > len(sample):
+        raise DocumentError(
+            f"{where} looks like binary data, not text ({nul:,} NUL and {controls:,} other control "
+            f"characters in its first {len(sample):,}): check that it is the file you meant. A document in "
+            f"another format must be converted to one of {SUPPORTED}; UTF-16 text without a byte-order mark "
+            "must be re-saved as UTF-8.", source=source)
+    if nul:
+        warnings.append(f"{where} contains {nul:,} NUL character(s); they were removed.")
+        text = text.replace("\0", "")
+    return text
 
 
 def decode_text(data: bytes, *, where: str, warnings: list[str]) -> str:

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from minions import errors
+from minions.cli.safe_text import markup
 
 
 def _value(text: str) -> Any:
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         return _run(cfg, console)
     except errors.MinionsError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {markup(e)}")
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished items are saved; rerun the same command to resume.")
@@ -134,11 +135,13 @@ def _run(cfg, console) -> int:
             console.print(f"{len(event.configs)} configurations: {', '.join(event.configs)}")
             if event.done:
                 console.print(f"resuming: {event.done} of {event.total} pairs already in results.jsonl")
+            for w in event.warnings:
+                console.print(f"[yellow]warning:[/yellow] {markup(w)}")
             task_id = progress.add_task(cfg.name, total=event.total, completed=event.done, last="")
         elif isinstance(event, PairFinished) and task_id is not None:
             r = event.row
             mark = "[red]✗ error[/red]" if r.error else f"score {r.score:.2f}"
-            progress.update(task_id, completed=event.done, last=f"{r.item_id} · {r.config} · {mark}")
+            progress.update(task_id, completed=event.done, last=f"{markup(r.item_id)} · {markup(r.config)} · {mark}")
 
     with progress:
         outcome = run_sweep(cfg, on_progress=on_progress)
@@ -166,6 +169,8 @@ def print_summary(console, outcome, cfg) -> None:
     judge = [s.judge_usd for s in outcome.summary if s.judge_usd]
     if judge:
         console.print(f"judge cost (not included above): ${sum(judge):.4f}")
+    for w in outcome.warnings:  # again after the table, where it is read
+        console.print(f"[yellow]warning:[/yellow] {markup(w)}")
     cache = outcome.cache.describe() if outcome.cache else "off (--no-cache)"
     console.print(f"LM cache: {outcome.cache_hits} hits, {outcome.model_calls} model calls this run; {cache}")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +122,8 @@ def secs(v: float) -> str:
     return f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
 
-def write_reports(run_dir: Path, summary: list[Summary], cfg: SweepConfig | None = None) -> dict[str, Path]:
+def write_reports(run_dir: Path, summary: list[Summary], cfg: SweepConfig | None = None,
+                  warnings: Sequence[str] = ()) -> dict[str, Path]:
     run_dir = Path(run_dir)
     files = {"csv": run_dir / "summary.csv", "md": run_dir / "summary.md"}
     fields = list(Summary.model_fields)
@@ -138,6 +140,8 @@ def write_reports(run_dir: Path, summary: list[Summary], cfg: SweepConfig | None
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(display_row(s)) + " |" for s in summary]
     lines += ["", LEGEND]
+    if warnings:  # e.g. unreadable results.jsonl lines: the table may be missing rows
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in warnings]
     files["md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     if summary:
         files["png"] = pareto_plot(summary, run_dir / "pareto.png", title=cfg.name if cfg else "")

@@ -43,6 +43,7 @@ class SweepStarted(BaseModel):
     done: int                   # already in results.jsonl (resumed)
     configs: list[str]
     datasets: dict[str, dict[str, int]]  # name -> {"items": n, "skipped": unavailable}
+    warnings: list[str] = []    # problems found in results.jsonl (unreadable lines, a torn tail)
 
 
 class PairFinished(BaseModel):
@@ -65,6 +66,8 @@ class SweepOutcome:
     cache: CacheStats | None
     files: dict[str, Path] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)   # problems found in results.jsonl on resume
+    dropped_lines: int = 0                               # unreadable results.jsonl lines (not counted)
 
 
 class _Clients:
@@ -137,12 +140,14 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
     items = [it for ds in datasets for it in ds.items]
     wanted = {(it.dataset, it.id, r.id) for it in items for r in runs}
     with ResultsFile(run_dir / "results.jsonl") as results:
+        warnings, dropped = results.describe_problems(), results.dropped
         finished = results.done() & wanted
         pending = [(it, r) for it in items for r in runs if (it.dataset, it.id, r.id) not in finished]
         total, done = len(wanted), len(finished)
         await emit(on_progress, SweepStarted(
             total=total, done=done, configs=[r.label for r in runs],
-            datasets={ds.name: {"items": len(ds.items), "skipped": ds.skipped} for ds in datasets}))
+            datasets={ds.name: {"items": len(ds.items), "skipped": ds.skipped} for ds in datasets},
+            warnings=warnings))
         remaining = Counter(id(it) for it, _ in pending)
         locks = {id(it): asyncio.Lock() for it in items}
         sem = asyncio.Semaphore(cfg.concurrency)
@@ -168,13 +173,14 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
             await clients.aclose()
         rows = [r for r in results.rows if r.key in wanted]
     summary = summarize(rows, runs)
-    files = await asyncio.to_thread(write_reports, run_dir, summary, cfg)
+    files = await asyncio.to_thread(write_reports, run_dir, summary, cfg, warnings)
     stats = await asyncio.to_thread(cache.stats) if cache else None
     if cache:
         cache.close()
     return SweepOutcome(run_dir=run_dir, rows=rows, summary=summary, new_rows=new_rows, model_calls=clients.misses,
                         cache_hits=clients.hits, cache=stats, files=files,
-                        skipped={ds.name: ds.skipped for ds in datasets})
+                        skipped={ds.name: ds.skipped for ds in datasets}, warnings=warnings,
+                        dropped_lines=dropped)
 
 
 def run_sweep(cfg: SweepConfig, **kw: Any) -> SweepOutcome:

@@ -1,0 +1,47 @@
+"""The document size limit: one knob, read where documents are loaded.
+
+A document may hold at most `max_chars` characters of text: 50 million by default (about 12 million
+tokens), overridden per call with `load(..., max_chars=N)`, for every call with the
+environment variable MINIONS_MAX_DOCUMENT_CHARS, or on the command line with
+`minions ask --max-document-chars N`. Files that cannot fit are refused before they are read into
+memory (text by size, DOCX by the declared size of its XML); others once their text passes it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from minions.errors import ConfigError, DocumentError
+
+DEFAULT_MAX_CHARS = 50_000_000
+MAX_CHARS_ENV = "MINIONS_MAX_DOCUMENT_CHARS"
+#: UTF-8 needs at most 4 bytes a character: a text file over 4 x max_chars bytes is over the limit
+TEXT_BYTES_PER_CHAR = 4
+#: HTML and DOCX XML carry markup around the text; more bytes than this per allowed character is
+#: refused before parsing (BeautifulSoup and lxml need several times the markup's size in memory)
+MARKUP_BYTES_PER_CHAR = 10
+
+
+def max_document_chars(max_chars: int | None = None) -> int:
+    """The size limit in force: `max_chars`, else $MINIONS_MAX_DOCUMENT_CHARS, else 50,000,000."""
+    if max_chars is None:
+        raw = os.environ.get(MAX_CHARS_ENV, "").strip().replace("_", "")
+        if not raw:
+            return DEFAULT_MAX_CHARS
+        try:
+            max_chars = int(raw)
+        except ValueError:
+            raise ConfigError(f"{MAX_CHARS_ENV}={os.environ[MAX_CHARS_ENV]!r} is not a whole number of "
+                              "characters: set it to e.g. 100000000, or unset it for the default "
+                              f"({DEFAULT_MAX_CHARS:,}).") from None
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise ConfigError(f"max_chars must be a positive whole number of characters, got {max_chars!r}.")
+    return max_chars
+
+
+def too_big(where: str, size: str, limit: int, *, source: str) -> DocumentError:
+    """The error for a document over the size limit; names every knob that raises it."""
+    return DocumentError(
+        f"{where} is too large: {size}, over the limit of {limit:,} characters of text. Raise the limit "
+        f"if you mean it (load(..., max_chars=N), minions ask --max-document-chars N, or the {MAX_CHARS_ENV} "
+        "environment variable), or split the document.", source=source)
