@@ -28,6 +28,7 @@ class AnthropicClient(Client):
         key = api_key or os.environ.get(_KEY_ENV)
         if not key:
             raise errors.MissingAPIKeyError(self.provider, _KEY_ENV)
+        self.secrets = (key,)  # removed from every error this client raises
         # The key is always passed explicitly, so the SDK never falls back to profiles on disk.
         # max_retries=0: `Client.complete` retries, so each attempt's usage is seen (and counted) once.
         self._sdk = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0,
@@ -77,11 +78,8 @@ class AnthropicClient(Client):
         try:
             resp = await self._sdk.messages.create(**kw)
         except self._sdk_module.AnthropicError as e:
-            mapped = _http.sdk_error(e, self._sdk_module, provider=self.provider, model=self.model,
-                                     url=self.base_url, key_env=_KEY_ENV)
-            if mapped is None:
-                raise errors.ClientError(f"{self.spec}: {e}", provider=self.provider, model=self.model) from e
-            raise mapped from e
+            _http.raise_sdk_error(e, self._sdk_module, provider=self.provider, model=self.model,
+                                  url=self.base_url, key_env=_KEY_ENV, secrets=self.secrets)
         except json.JSONDecodeError as e:
             raise _http.malformed(self.provider, self.model, e) from e
         try:

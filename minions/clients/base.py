@@ -115,6 +115,8 @@ class Client(ABC):
     provider: ClassVar[str]
     #: False where the backend cannot constrain decoding to a schema; callers then parse and repair.
     supports_json_schema: ClassVar[bool] = True
+    #: this client's API keys: it removes them from its errors, protocols from their results
+    secrets: tuple[str, ...] = ()
 
     def __init__(self, model: str, *, retry: RetryPolicy | None = None, price_as: str | None = None,
                  context_window: int | None = None, seed: int | None = None):

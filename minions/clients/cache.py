@@ -101,6 +101,7 @@ class CachedClient(Client):
         self.inner, self.cache = inner, cache
         self.provider = inner.provider  # type: ignore[misc]  # same spec as the inner client
         self.supports_json_schema = inner.supports_json_schema  # type: ignore[misc]
+        self.secrets = inner.secrets
         self.hits = 0
         self.misses = 0  # calls that reached the model
         self._inflight: dict[str, asyncio.Future[Completion]] = {}

@@ -164,9 +164,12 @@ class LlamaCppClient(Client):
                 stack.extend(node)
 
     def count_tokens(self, text: str) -> int:
-        """Exact, with the model's own tokenizer."""
+        """Exact, with the model's own tokenizer (in pieces, so a long text's token list is never held)."""
+        from minions.tokens import count_in_pieces
+
         llm = self._engine(0)
-        return len(llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=False))
+        return count_in_pieces(text, lambda p: len(llm.tokenize(p.encode("utf-8", "replace"), add_bos=False,
+                                                                special=False)))
 
     async def aclose(self) -> None:
         for i, llm in enumerate(self._engines):

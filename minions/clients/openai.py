@@ -37,6 +37,7 @@ class OpenAIClient(Client):
             if api_key_env and not (base_url and _http.is_local(base_url)):
                 raise errors.MissingAPIKeyError(self.provider, api_key_env)
             key = _NO_KEY
+        self.secrets = () if key == _NO_KEY else (key,)  # removed from every error this client raises
         # max_retries=0: `Client.complete` retries, so each attempt's usage is seen (and counted) once.
         self._sdk = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0,
                                        timeout=self.retry.timeout)
@@ -76,11 +77,8 @@ class OpenAIClient(Client):
         try:
             return await self._sdk.chat.completions.create(**kw)
         except self._sdk_module.OpenAIError as e:
-            mapped = _http.sdk_error(e, self._sdk_module, provider=self.provider, model=self.model,
-                                     url=self.base_url, key_env=self.api_key_env)
-            if mapped is None:
-                raise errors.ClientError(f"{self.spec}: {e}", provider=self.provider, model=self.model) from e
-            raise mapped from e
+            _http.raise_sdk_error(e, self._sdk_module, provider=self.provider, model=self.model,
+                                  url=self.base_url, key_env=self.api_key_env, secrets=self.secrets)
         except json.JSONDecodeError as e:  # a 200 whose body claims to be JSON and is not
             raise _http.malformed(self.provider, self.model, e) from e
 

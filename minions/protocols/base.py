@@ -23,7 +23,8 @@ from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
 from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
-from minions.tokens import count_messages
+from minions.redact import env_secrets, normalize, redact
+from minions.tokens import count_in_pieces, count_messages
 
 ContextLike = str | Document | Sequence[str | Document]
 
@@ -35,6 +36,11 @@ def to_documents(context: ContextLike) -> list[Document]:
         docs.append(item if isinstance(item, Document)
                     else Document.from_text(item, id=f"doc{i + 1}", title=f"Document {i + 1}"))
     return docs
+
+
+def protocol_secrets(protocol: Protocol) -> tuple[str, ...]:
+    """The API keys of a protocol's clients."""
+    return tuple(s for c in (protocol.local, protocol.remote) if c is not None for s in c.secrets)
 
 
 class RunContext:
@@ -52,6 +58,8 @@ class RunContext:
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
         self._last_prompt: dict[str, list[Message]] = {}
+        # API keys to keep out of notices and the result: the clients' own and the environment's
+        self.secrets = normalize([*protocol_secrets(protocol), *env_secrets()])
 
     # -- rounds and events ----------------------------------------------------------------------
 
@@ -68,6 +76,7 @@ class RunContext:
         await emit(self.on_event, event)
 
     async def notice(self, message: str, level: str = "warning") -> None:
+        message = redact(message, self.secrets, credentials=True)
         self.warnings.append(message)
         await self.emit(Notice(round=self.round or None, level=level, message=message))
 
@@ -172,6 +181,9 @@ class Protocol(ABC):
                    ) -> RunResult:
         started = time.perf_counter()
         ctx = RunContext(self, task, to_documents(context), on_event)
+        for doc in ctx.documents:  # load warnings (e.g. "decoded it as latin-1") belong with the run
+            for w in doc.metadata.get("warnings", ()):
+                await ctx.notice(str(w))
         self._estimate_remote_only(ctx)
         answer, error = None, None
         budget_hit = False
@@ -196,6 +208,7 @@ class Protocol(ABC):
             warnings=ctx.warnings,
             documents=[{"id": d.id, "title": d.title, "source": d.source, "chars": len(d.text)}
                        for d in ctx.documents])
+        result = result.without_secrets(ctx.secrets)
         return result if self.store_text else result.redacted(ctx.shown_texts + [d.text for d in ctx.documents])
 
     def run(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None) -> RunResult:
@@ -207,7 +220,10 @@ class Protocol(ABC):
         remote's max tokens (answers are short)."""
         if self.remote is None:
             return
-        text = "\n\n".join(d.text for d in ctx.documents) + "\n\n" + ctx.task
-        ctx.meter.estimate_remote_only(self.remote.price_key, self.remote.count_tokens(text) + 20,
+        # Counted document by document, in pieces: joining the documents would copy them all, and
+        # a whole document's token list can take 9x its size in memory.
+        count = self.remote.count_tokens
+        n = sum(count_in_pieces(d.text, count) for d in ctx.documents) + count(ctx.task)
+        ctx.meter.estimate_remote_only(self.remote.price_key, n + 20,
                                        max(1, self.config.remote_max_tokens // 4),
                                        stand_in=self.remote.price_as is not None)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from minions.cost import CostReport, MeterEntry
+from minions.redact import REDACTED, contains, normalize, redact
 
 
 class Citation(BaseModel):
@@ -95,6 +97,7 @@ class RunResult(BaseModel):
             "budget_exhausted": self.budget_exhausted,
             "rounds_exhausted": self.rounds_exhausted,
             "error": self.error,
+            "warnings": self.warnings,
         }
 
     def redacted(self, texts: list[str]) -> RunResult:
@@ -112,6 +115,24 @@ class RunResult(BaseModel):
                                                     for m in r.messages]}) for r in self.rounds]
         citations = [c.model_copy(update={"text": scrub(c.text)}) for c in self.citations]
         return self.model_copy(update={"rounds": rounds, "citations": citations})
+
+    def without_secrets(self, secrets: Sequence[str]) -> RunResult:
+        """A copy with every secret (API keys) replaced by "[redacted]" wherever it appears; error and
+        warnings are also cleaned of credential-shaped text. `self` when there is nothing to remove
+        (the usual case, so a run pays one scan, not a copy)."""
+        secrets = normalize(secrets)
+        data = self.model_dump(mode="json")
+        dumped = json.dumps(data)
+        error = redact(self.error, credentials=True) if self.error else self.error
+        warnings = [redact(w, credentials=True) for w in self.warnings]
+        if not contains(dumped, secrets) and error == self.error and warnings == self.warnings:
+            return self
+        for s in secrets:  # keys are plain ASCII, but replace their JSON-escaped form all the same
+            dumped = dumped.replace(json.dumps(s)[1:-1], REDACTED)
+        data = json.loads(dumped)
+        data["error"] = redact(data["error"], credentials=True) if data["error"] else None
+        data["warnings"] = [redact(w, credentials=True) for w in data["warnings"]]
+        return RunResult.model_validate(data)
 
     def save(self, log_dir: str | Path, *, name: str | None = None) -> Path:
         """Write the run log as one JSON file; returns its path."""
