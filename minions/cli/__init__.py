@@ -56,11 +56,20 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (errors.ConfigError, errors.DocumentError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_safe(e)}", file=sys.stderr)
         return 2
     except errors.MinionsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_safe(e)}", file=sys.stderr)
         return 1
+
+
+def _safe(e: Exception) -> str:
+    """An error message fit for the terminal: no API keys, no control sequences (it may quote a file
+    name or a server)."""
+    from minions.cli.safe_text import plain
+    from minions.redact import env_secrets, redact
+
+    return plain(redact(str(e), env_secrets(), credentials=True))
 
 
 def app_command(args: argparse.Namespace) -> int:

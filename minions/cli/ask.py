@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
 from minions import errors
+from minions.cli.safe_text import markup
 
 DEFAULT_LOCAL = "llamacpp/smollm2"
 DEFAULT_REMOTE = "llamacpp/smollm2"
@@ -28,7 +30,7 @@ def add_parser(sub) -> None:
                        description="Ask a question over one or more documents (PDF, TXT, MD, HTML, DOCX).",
                        epilog="example: minions ask report.pdf -q 'What was FY2023 revenue?' --protocol minions",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="documents to read")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="documents to read (each one a file)")
     p.add_argument("-q", "--question", required=True)
     p.add_argument("--protocol", choices=PROTOCOL_NAMES, default="minions")
     p.add_argument("--local", default=DEFAULT_LOCAL, help="local model spec, e.g. ollama/llama3.2:3b")
@@ -44,6 +46,9 @@ def add_parser(sub) -> None:
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")
     p.add_argument("--private-name", action="append", default=[], metavar="NAME",
                    help="a name to scrub (repeatable; implies --privacy)")
+    p.add_argument("--max-document-chars", type=int, default=None, metavar="N",
+                   help="refuse documents with more characters of text (default: $MINIONS_MAX_DOCUMENT_CHARS "
+                   "or 50,000,000)")
     p.add_argument("--log-dir", default=None, help="write the run log (JSON) here")
     p.add_argument("--no-store-text", action="store_true", help="omit document text from the log")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the live view")
@@ -69,11 +74,15 @@ def build_protocol(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from minions.cli.render import LiveView, print_result
     from minions.documents import load_many
+    from minions.documents.limits import max_document_chars
 
     out = Console()
     err = Console(stderr=True)
+    limit = max_document_chars(args.max_document_chars)
     protocol = build_protocol(args)  # configuration errors first: they are cheaper to find than a bad PDF
-    docs = load_many(args.paths)
+    # On the command line every argument is a file: a Path never falls back to being read as text
+    # (a typo must not become a 14-character document), and a name holding a newline still loads.
+    docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit)
     live = None if (args.json or args.quiet) else LiveView(err)
     result = protocol.run(args.question, docs, on_event=live)
     if args.log_dir:
@@ -84,8 +93,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
     else:
         print_result(out, result)
+        if live is None:  # --quiet: the live view did not show the warnings as they came
+            for w in result.warnings:
+                err.print(f"[yellow]warning:[/] {markup(w)}")
     if result.error:
-        err.print(f"[red]error ({result.error_type}):[/] {result.error}")
+        err.print(f"[red]error ({result.error_type}):[/] {markup(result.error)}")
         if result.answer is None:
             return 2 if result.error_type in {c.__name__ for c in _config_errors()} else 1
     return 0 if result.answer is not None else 1

@@ -18,6 +18,7 @@ from typing import Any
 
 from minions import errors
 from minions.cli.safe_text import markup
+from minions.redact import env_secrets, redact
 
 
 def _value(text: str) -> Any:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         return _run(cfg, console)
     except errors.MinionsError as e:
-        console.print(f"[red]error:[/red] {markup(e)}")
+        console.print(f"[red]error:[/red] {markup(redact(str(e), env_secrets(), credentials=True))}")
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished items are saved; rerun the same command to resume.")

@@ -124,8 +124,13 @@ def load_config(path: str | Path, **overrides: Any) -> SweepConfig:
         raise errors.ConfigError(f"No sweep config at {p}: see evals/offline.toml for an example.")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise errors.ConfigError(f"{p} is not UTF-8 text (byte {e.start} is {e.object[e.start:e.start + 1]!r}): "
+                                 "TOML files must be UTF-8; re-save it as UTF-8.") from None
     except tomllib.TOMLDecodeError as e:
         raise errors.ConfigError(f"{p} is not valid TOML: {e}") from e
+    except OSError as e:
+        raise errors.ConfigError(f"Cannot read the sweep config {p}: {e.strerror or e}.") from e
     data.update({k: v for k, v in overrides.items() if v is not None})
     return validate_config(data, source=str(p))
 
@@ -192,7 +197,34 @@ def expand(cfg: SweepConfig) -> list[RunConfig]:
             raise errors.ConfigError(f"No protocol has the knob(s) {', '.join(sorted(unused - known))}; check the "
                                      f"spelling. Knobs: {', '.join(sorted(known))}.")
     seen: set[str] = set()
-    return [r for r in runs if not (r.id in seen or seen.add(r.id))]
+    runs = [r for r in runs if not (r.id in seen or seen.add(r.id))]
+    for r in runs:  # wrong types fail here, before a sweep creates its folder, cache or config.json
+        check_knobs(r)
+    return runs
+
+
+class _ProtocolKnobs(BaseModel):
+    """The knobs that are `Protocol.__init__` arguments rather than Config fields."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    max_remote_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    store_text: bool = True
+
+
+def check_knobs(run: RunConfig) -> None:
+    """Validate a configuration's knob values against its protocol, as building it would."""
+    from minions.protocols import protocol_class
+
+    config = protocol_class(run.protocol).Config
+    try:
+        _ProtocolKnobs.model_validate(run.knobs)
+        config.model_validate({k: v for k, v in run.knobs.items() if k not in PROTOCOL_LEVEL_KNOBS})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}"
+                             for err in e.errors())
+        raise errors.ConfigError(f"Configuration {run.label!r}: {problems}. Fix the value in [knobs] or "
+                                 "[grid] (or --knob/--grid).") from None
 
 
 def _points(grid: dict[str, list[Any]], mode: str) -> list[dict[str, Any]]:

@@ -33,7 +33,9 @@ from minions.eval.report import Summary, summarize, write_reports
 from minions.eval.results import ResultRow, ResultsFile
 from minions.eval.scorers import Scorer, get_scorer
 from minions.protocols import Protocol, get_protocol
+from minions.protocols.base import protocol_secrets
 from minions.protocols.events import emit
+from minions.redact import env_secrets, redact
 
 ClientsFactory = Callable[[str], Client]
 
@@ -208,7 +210,8 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
     except Exception as e:  # noqa: BLE001  protocols return typed failures in the result; anything that
         # still escapes (a bug) is recorded with its type and counted as a failure, not allowed to end a
         # sweep of hundreds of items
-        return ResultRow(**base, latency_s=time.perf_counter() - started, error=str(e), error_type=type(e).__name__)
+        return ResultRow(**base, latency_s=time.perf_counter() - started, error_type=type(e).__name__,
+                         error=redact(str(e), [*protocol_secrets(protocol), *env_secrets()], credentials=True))
     latency = time.perf_counter() - started
     usage = {role: t.usage for role, t in result.cost.roles.items()}
     cost = {role: t.cost_usd for role, t in result.cost.roles.items()}
