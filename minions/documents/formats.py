@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
-from minions.documents.limits import MARKUP_BYTES_PER_CHAR, too_big
+from minions.documents.limits import BOMB_MIN_BYTES, BOMB_RATIO, DOCX_XML_BYTES_PER_CHAR, too_big
 from minions.errors import DocumentError, MissingDependencyError
 
 _HTML_DROP = ("script", "style", "noscript", "template", "head", "svg", "iframe")
@@ -163,28 +163,38 @@ def read_html(data: bytes) -> tuple[str, str | None]:
 
 # --- DOCX ------------------------------------------------------------------------------------
 
-def _xml_bytes(stream: io.BytesIO) -> int:
-    """Uncompressed size of the archive's XML parts, from the zip directory (nothing is inflated).
-    zipfile stops reading a member at its declared size, so a lying header cannot exceed it."""
+def _check_archive(stream: io.BytesIO, *, where: str, max_chars: int) -> None:
+    """Refuse a zip bomb, or XML past the size limit, from the zip directory alone (nothing is
+    inflated). zipfile stops reading a member at its declared size, so a lying header cannot
+    make python-docx read more than was checked here."""
     try:
         with zipfile.ZipFile(stream) as z:
-            return sum(i.file_size for i in z.infolist() if i.filename.endswith((".xml", ".rels")))
+            members = [i for i in z.infolist() if i.filename.endswith((".xml", ".rels"))]
     except (zipfile.BadZipFile, OSError, ValueError):
-        return 0  # not a zip: python-docx says so below
+        return  # not a zip: python-docx says so
     finally:
         stream.seek(0)
+    for i in members:
+        if i.file_size > BOMB_MIN_BYTES and i.file_size > BOMB_RATIO * max(i.compress_size, 1):
+            raise DocumentError(
+                f"{where} hit a safety limit: its part {i.filename} inflates from {i.compress_size:,} to "
+                f"{i.file_size:,} bytes ({i.file_size // max(i.compress_size, 1):,}x), as a zip bomb does. "
+                "If you trust the file, re-save it from Word or export it to PDF or text.", source=where)
+    expanded = sum(i.file_size for i in members)
+    if expanded > DOCX_XML_BYTES_PER_CHAR * max_chars:
+        raise too_big(where, f"its XML expands to {expanded:,} bytes (more than {DOCX_XML_BYTES_PER_CHAR} bytes "
+                      "per allowed character)", max_chars, source=where)
 
 
-def read_docx(stream: io.BytesIO, *, where: str, max_xml_bytes: int | None = None) -> tuple[str, str | None]:
+def read_docx(stream: io.BytesIO, *, where: str, max_chars: int | None = None) -> tuple[str, str | None]:
     """Paragraphs and tables in document order; "Heading N" / "Title" styles become Markdown headings.
-    Refuses, before parsing, an archive whose XML would expand past `max_xml_bytes`."""
+    With `max_chars`, refuses before parsing a zip bomb or an archive too large for that limit."""
     try:
         import docx
     except ImportError as exc:
         raise MissingDependencyError("python-docx", "docx") from exc
-    if max_xml_bytes is not None and (expanded := _xml_bytes(stream)) > max_xml_bytes:
-        raise too_big(where, f"its XML expands to {expanded:,} bytes (more than {MARKUP_BYTES_PER_CHAR} bytes "
-                      "per allowed character)", max_xml_bytes // MARKUP_BYTES_PER_CHAR, source=where)
+    if max_chars is not None:
+        _check_archive(stream, where=where, max_chars=max_chars)
     try:
         document = docx.Document(stream)
     except Exception as exc:

@@ -17,9 +17,16 @@ DEFAULT_MAX_CHARS = 50_000_000
 MAX_CHARS_ENV = "MINIONS_MAX_DOCUMENT_CHARS"
 #: UTF-8 needs at most 4 bytes a character: a text file over 4 x max_chars bytes is over the limit
 TEXT_BYTES_PER_CHAR = 4
-#: HTML and DOCX XML carry markup around the text; more bytes than this per allowed character is
-#: refused before parsing (BeautifulSoup and lxml need several times the markup's size in memory)
+#: HTML carries markup around the text; more bytes than this per allowed character is refused
+#: before parsing (BeautifulSoup needs several times the markup's size in memory)
 MARKUP_BYTES_PER_CHAR = 10
+#: DOCX XML is verbose (~20 bytes per character of text from python-docx, more with formatting);
+#: an archive whose XML parts declare more than this per allowed character is refused unopened
+DOCX_XML_BYTES_PER_CHAR = 40
+#: an archive member inflating more than this many times, past BOMB_MIN_BYTES, is a zip bomb:
+#: real DOCX XML compresses 5-20x, a bomb of repeated text 1000x
+BOMB_RATIO = 200
+BOMB_MIN_BYTES = 10_000_000
 
 
 def max_document_chars(max_chars: int | None = None) -> int:

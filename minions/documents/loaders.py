@@ -207,8 +207,7 @@ def _parse(holder: list[bytes], kind: str, *, source: str, stem: str | None, pas
         doc_id = (slug(stem) if stem else "") or fallback_id
         return Document.from_pages(pages, id=doc_id, title=title or stem or None, source=source, metadata=meta)
     if kind == "docx":
-        text, title = formats.read_docx(io.BytesIO(data), where=where,
-                                        max_xml_bytes=MARKUP_BYTES_PER_CHAR * limit)
+        text, title = formats.read_docx(io.BytesIO(data), where=where, max_chars=limit)
     elif kind == "html":
         text, title = formats.read_html(data)
     else:
