@@ -211,6 +211,8 @@ def _parse(holder: list[bytes], kind: str, *, source: str, stem: str | None, pas
     elif kind == "html":
         text, title = formats.read_html(data)
     else:
+        if b"\0" in data[:8000] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            check_text(data[:8000].decode("latin-1"), where=where, source=source, warnings=warnings)  # refuses
         text = decode_text(data, where=where, warnings=warnings)
     holder.clear()
     del data
