@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 REDACTED = "[redacted]"
 KEY_SUFFIX = "_API_KEY"
@@ -58,3 +59,26 @@ def redact(text: str, secrets: Iterable[str] = (), *, credentials: bool = False)
 
 def contains(text: str, secrets: Iterable[str]) -> bool:
     return any(s in text for s in normalize(secrets))
+
+
+def tree_contains(obj: Any, secrets: tuple[str, ...]) -> bool:
+    """Whether any string inside `obj` (dicts, lists, tuples of them) holds a secret. Walks the
+    strings in place: no JSON copy of a result whose transcript may be as large as its documents."""
+    if isinstance(obj, str):
+        return any(s in obj for s in secrets)
+    if isinstance(obj, dict):
+        return any(tree_contains(k, secrets) or tree_contains(v, secrets) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return any(tree_contains(v, secrets) for v in obj)
+    return False
+
+
+def redact_tree(obj: Any, secrets: tuple[str, ...]) -> Any:
+    """A copy of `obj` with `redact` applied to every string inside it."""
+    if isinstance(obj, str):
+        return redact(obj, secrets)
+    if isinstance(obj, dict):
+        return {redact_tree(k, secrets): redact_tree(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(redact_tree(v, secrets) for v in obj)
+    return obj

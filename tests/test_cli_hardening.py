@@ -30,6 +30,7 @@ from minions.documents import load
 from minions.errors import AuthenticationError, BadRequestError, RetriesExhaustedError, ServerError
 from minions.protocols import get_protocol
 from minions.protocols.events import FinalAnswer, JobFinished, JobsPlanned, MessageSent, Notice
+from minions.redact import redact
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENAI_KEY = "sk-test-OPENAIabcdef0123456789secret"
@@ -161,6 +162,19 @@ def test_run_result_is_cleaned_of_keys_wherever_they_appear() -> None:
     result = get_protocol("minion", local, remote, max_rounds=1).run("q?", "Some document text here.")
     dumped = result.model_dump_json()
     assert OPENAI_KEY not in dumped and "[redacted]" in dumped
+
+
+def test_keys_from_the_environment_are_redacted_and_model_text_is_otherwise_untouched(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "or-v1-0123456789abcdef0123456789"
+    monkeypatch.setenv("OPENROUTER_API_KEY", key)
+    reply = f"Bearer tokens are mentioned in the text; key {key}; sk-not-a-key is prose."
+    result = get_protocol("local-only", FunctionClient(lambda m, o: reply, model="l"), None).run("q", "text here")
+    assert result.answer == reply.replace(key, "[redacted]")  # only the configured key goes
+    assert redact("401: Authorization: Bearer abc123XYZ987654", credentials=True) == \
+        "401: Authorization: Bearer [redacted]"
+    assert redact('{"x-api-key": "abcdefgh12345678"}', credentials=True) == '{"x-api-key": "[redacted]"}'
+    assert redact("short key: abc", ["abc"]) == "short key: abc"  # too short to be a secret
 
 
 # --- item 5: a path is a path ------------------------------------------------------------------

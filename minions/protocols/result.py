@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from minions.cost import CostReport, MeterEntry
-from minions.redact import REDACTED, contains, normalize, redact
+from minions.redact import normalize, redact, redact_tree, tree_contains
 
 
 class Citation(BaseModel):
@@ -119,17 +119,14 @@ class RunResult(BaseModel):
     def without_secrets(self, secrets: Sequence[str]) -> RunResult:
         """A copy with every secret (API keys) replaced by "[redacted]" wherever it appears; error and
         warnings are also cleaned of credential-shaped text. `self` when there is nothing to remove
-        (the usual case, so a run pays one scan, not a copy)."""
+        (the usual case, which costs one scan of the strings and no copy)."""
         secrets = normalize(secrets)
-        data = self.model_dump(mode="json")
-        dumped = json.dumps(data)
         error = redact(self.error, credentials=True) if self.error else self.error
         warnings = [redact(w, credentials=True) for w in self.warnings]
-        if not contains(dumped, secrets) and error == self.error and warnings == self.warnings:
+        data = self.model_dump()
+        if error == self.error and warnings == self.warnings and not tree_contains(data, secrets):
             return self
-        for s in secrets:  # keys are plain ASCII, but replace their JSON-escaped form all the same
-            dumped = dumped.replace(json.dumps(s)[1:-1], REDACTED)
-        data = json.loads(dumped)
+        data = redact_tree(data, secrets)
         data["error"] = redact(data["error"], credentials=True) if data["error"] else None
         data["warnings"] = [redact(w, credentials=True) for w in data["warnings"]]
         return RunResult.model_validate(data)
