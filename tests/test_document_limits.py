@@ -7,6 +7,7 @@ Everything here is small: limits are set low in the test; the 200 MB case is in 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -208,3 +209,33 @@ def test_stray_nuls_in_text_are_removed_with_a_warning(tmp_path: Path) -> None:
     utf16 = tmp_path / "utf16.txt"
     utf16.write_bytes("Revenue was strong.".encode("utf-16"))  # NUL bytes, but text once decoded
     assert load(utf16).text == "Revenue was strong."
+
+
+# --- with the embedded model ------------------------------------------------------------------
+
+@pytest.mark.real_model
+def test_the_embedded_tokenizer_counts_a_long_text_in_pieces_exactly() -> None:
+    from minions.clients import get_client
+
+    llm = get_client("llamacpp/smollm2")
+    base = SAMPLE.read_text()
+    text = base * (PIECE_CHARS // len(base) + 2)  # over one piece: counted in two or more
+    engine = llm._engine(0)
+    whole = len(engine.tokenize(text.encode(), add_bos=False, special=False))
+    assert llm.count_tokens(text) == whole
+
+
+@pytest.mark.real_model
+def test_a_load_warning_reaches_the_json_of_a_real_run(tmp_path: Path) -> None:
+    """End to end with the embedded model: a cp1252 file is read, answered, and its warning shown."""
+    doc = tmp_path / "legacy.txt"
+    doc.write_bytes(b"Northwind Traders \x96 annual report. Total revenue in fiscal 2024 was $2,847.3 million, "
+                    b"up 12% on fiscal 2023. The \x93Atlas\x94 line grew fastest.\n")
+    out = subprocess.run([sys.executable, "-m", "minions.cli", "ask", str(doc), "-q",
+                          "What was Northwind's total revenue in fiscal 2024?", "--protocol", "remote-only",
+                          "--remote-max-tokens", "32", "--json"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["answer"] and data["answer"].strip()
+    assert any("decoded it as cp1252" in w for w in data["warnings"])
