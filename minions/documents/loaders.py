@@ -64,13 +64,13 @@ def load(source: Source, *, name: str | None = None, password: str | None = None
         return _load_path(Path(source).expanduser(), password=password, limit=limit)
     if looks_like_path(source):  # meant as a file, so say it is missing rather than index its name
         return _load_path(Path(source.strip()).expanduser(), password=password, limit=limit, from_string=True)
-    if not source.strip():
+    if not source or source.isspace():  # (not strip(): that would copy a long text)
         raise DocumentError("The text to load is empty: pass a non-empty string, a file path or bytes.",
                             source="<text>")
     if len(source) > limit:
         raise too_big("The text", f"{len(source):,} characters", limit, source="<text>")
     warnings: list[str] = []
-    if "\n" not in source.strip() and len(source) <= _MAX_PATH:
+    if len(source) <= _MAX_PATH and "\n" not in source.strip():
         # One short line: perhaps a file name with a typo. Loading it as text is the documented
         # behaviour, so say so where the user will see it (RunResult.warnings, the CLI).
         warnings.append(f"{source.strip()[:80]!r} is not an existing file, so it was read as the text of the "
@@ -222,7 +222,7 @@ def _parse(holder: list[bytes], kind: str, *, source: str, stem: str | None, pas
     if kind == "markdown":  # a Markdown file's title is its first top-level heading
         heading = _MD_TITLE.search(text, 0, 4000)
         title = heading.group(1).strip() if heading else None
-    if not text.strip():
+    if not text or text.isspace():
         raise DocumentError(f"{where} has no text ({kind}): check that it is the file you meant.",
                             source=source)
     doc_id = (slug(stem) if stem else "") or fallback_id
