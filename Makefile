@@ -33,6 +33,7 @@ lint: install
 bench: install
 	$(PY) benchmarks/clients.py
 	$(PY) benchmarks/documents.py
+	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/protocols.py
 
 app: install

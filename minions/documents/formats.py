@@ -66,8 +66,8 @@ def _safety_limit(where: str, exc: Exception, page: int | None = None) -> Docume
     at = f" on page {page}" if page else ""
     return DocumentError(
         f"{where} hit a safety limit of the PDF reader{at} ({exc}): a stream decompresses to far more data "
-        "than a document holds, as a decompression bomb does. Do not open it with other tools either; if "
-        "you trust the file, re-export it from its source (print to PDF).", source=where)
+        "than a document holds, as a decompression bomb does. If you trust the file, re-export it from its "
+        "source (print to PDF) and load that.", source=where)
 
 
 def _read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int | None
