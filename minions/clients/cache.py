@@ -105,6 +105,9 @@ class CachedClient(Client):
         self.misses = 0  # calls that reached the model
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
 
+    def check_reasoning(self, effort: str) -> str | None:
+        return self.inner.check_reasoning(effort)
+
     @property  # type: ignore[override]
     def context_window(self) -> int | None:
         return self.inner.context_window
