@@ -29,6 +29,7 @@ from .config import (
     model_roles,
 )
 
+
 def _openai_wire() -> set[str]:
     """Providers that speak the OpenAI format and so take a server URL."""
     return {p.name for p in providers().values() if p.wire == "openai"}
