@@ -17,6 +17,8 @@ from minions.protocols import get_protocol
 from tests.gateway import ANTHROPIC, OPENAI, REASONING_TOKENS, ScriptedBackend
 from tests.test_protocol_minions import honest_local, make_doc, plan
 
+# claude-sonnet-4-5 is the acceptance model; the SDK warns it is nearing end of life.
+pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is deprecated:DeprecationWarning")
 FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.01, timeout=10)
 
 
@@ -217,3 +219,19 @@ def test_protocols_complete_against_todays_remotes(gateway, protocol, model):
     else:
         bodies = gateway.bodies(ANTHROPIC)
         assert bodies and all(b["temperature"] == 0.0 for b in bodies)
+
+
+@pytest.mark.real_model
+def test_embedded_model_behind_a_reasoning_model_name_answers_through_the_strict_gateway(gateway):
+    """The real model end to end: SmolLM2 serves `openai/gpt-5-mini` in OpenAI's wire format; the run
+    must complete with an answer, the request must be one the real API accepts, and the hidden tokens
+    must be metered and priced."""
+    remote = gateway.client("openai", "gpt-5-mini", retry=RetryPolicy(timeout=120))
+    doc = "Northwind Traders annual report. Total revenue in fiscal 2024 was $12.4 million."
+    result = get_protocol("remote-only", None, remote, remote_max_tokens=96, prices=PriceTable.load()).run(
+        "What was Northwind's total revenue in fiscal 2024?", doc)
+    assert result.error is None and result.answer and result.answer.strip()
+    body = gateway.bodies(OPENAI)[-1]
+    assert body["max_completion_tokens"] == 96 and "max_tokens" not in body and "temperature" not in body
+    spent = result.cost.role("remote")
+    assert spent.usage.reasoning_tokens == REASONING_TOKENS["low"] and spent.cost_usd > 0

@@ -61,7 +61,7 @@ class AnthropicClient(Client):
     provider = "anthropic"
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
-                 thinking_budget: int | None = None, **kw: Any):
+                 thinking_budget: int | None = None, api_key_env: str = _KEY_ENV, **kw: Any):
         super().__init__(model, **kw)
         if thinking_budget and thinking_budget < MIN_THINKING:
             raise errors.ConfigError(f"anthropic/{model}: thinking_budget must be at least {MIN_THINKING} "
@@ -75,9 +75,10 @@ class AnthropicClient(Client):
         except ImportError as e:
             raise errors.MissingDependencyError("anthropic", "anthropic") from e
         self._sdk_module = anthropic
-        key = api_key or os.environ.get(_KEY_ENV)
+        self.api_key_env = api_key_env
+        key = api_key or os.environ.get(api_key_env)
         if not key:
-            raise errors.MissingAPIKeyError(self.provider, _KEY_ENV)
+            raise errors.MissingAPIKeyError(self.provider, api_key_env)
         # The key is always passed explicitly, so the SDK never falls back to profiles on disk.
         # max_retries=0: `Client.complete` retries, so each attempt's usage is seen (and counted) once.
         self._sdk = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0,
@@ -161,7 +162,7 @@ class AnthropicClient(Client):
             resp = await self._sdk.messages.create(**kw)
         except self._sdk_module.AnthropicError as e:
             mapped = _http.sdk_error(e, self._sdk_module, provider=self.provider, model=self.model,
-                                     url=self.base_url, key_env=_KEY_ENV)
+                                     url=self.base_url, key_env=self.api_key_env)
             if mapped is None:
                 raise errors.ClientError(f"{self.spec}: {e}", provider=self.provider, model=self.model) from e
             raise mapped from e

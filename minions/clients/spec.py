@@ -191,6 +191,10 @@ def get_client(spec: str, **kw: Any) -> Client:
     if p.wire == "anthropic":
         from minions.clients.anthropic import AnthropicClient
 
+        if p.base_url:
+            kw.setdefault("base_url", p.base_url)
+        if p.api_key_env:
+            kw.setdefault("api_key_env", p.api_key_env)
         return AnthropicClient(model, **kw)
     if p.wire == "azure":
         from minions.clients.azure import AzureOpenAIClient
