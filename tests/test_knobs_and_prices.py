@@ -117,3 +117,14 @@ def test_cli_json_reports_reasoning_tokens_and_price_sources(gateway, monkeypatc
     assert gateway.bodies("/v1/chat/completions")[-1]["reasoning_effort"] == "minimal"
     assert data["usage"]["remote"]["reasoning_tokens"] == 8
     assert data["price_sources"]["openai/gpt-5-mini"].startswith("genai-prices")
+
+
+def test_eval_configs_take_remote_reasoning_and_refuse_typos():
+    from minions.eval.config import expand, validate_config
+
+    cfg = validate_config({"datasets": ["sample"], "protocols": ["minions", "remote-only"],
+                           "knobs": {"remote_reasoning": "low"}})
+    assert all(r.knobs["remote_reasoning"] == "low" for r in expand(cfg))
+    bad = validate_config({"datasets": ["sample"], "protocols": ["minions"], "knobs": {"remote_reasoning_effort": "low"}})
+    with pytest.raises(errors.ConfigError, match="remote_reasoning_effort"):
+        expand(bad)

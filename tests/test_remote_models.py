@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from minions import errors
-from minions.clients import FunctionClient, Message, RetryPolicy
+from minions.clients import FunctionClient, Message, Options, RetryPolicy
 from minions.cost import PriceTable
 from minions.protocols import get_protocol
 from tests.gateway import ANTHROPIC, OPENAI, REASONING_TOKENS, ScriptedBackend
@@ -235,3 +235,18 @@ def test_embedded_model_behind_a_reasoning_model_name_answers_through_the_strict
     assert body["max_completion_tokens"] == 96 and "max_tokens" not in body and "temperature" not in body
     spent = result.cost.role("remote")
     assert spent.usage.reasoning_tokens == REASONING_TOKENS["low"] and spent.cost_usd > 0
+
+
+def test_budget_check_counts_the_retry_a_reasoning_model_may_need(gateway):
+    gateway.backend = ScriptedBackend(lambda m, o: "42")
+    remote = gateway.client("openai", "gpt-5-mini", retry=FAST)
+    remote_opts = Options(max_tokens=1000)
+    assert remote.max_billed_tokens(remote_opts) == 5000
+    assert gateway.client("openai", "gpt-4o").max_billed_tokens(remote_opts) == 1000
+    # $2/M output: one 1000-token reply fits $0.005, but not one plus its 4000-token retry
+    result = get_protocol("remote-only", None, remote, remote_max_tokens=1000, max_remote_usd=0.005,
+                          prices=PriceTable.load()).run("Q?", "short doc")
+    assert result.budget_exhausted and gateway.counts[OPENAI] == 0
+    ok = get_protocol("remote-only", None, remote, remote_max_tokens=1000, max_remote_usd=0.02,
+                      prices=PriceTable.load()).run("Q?", "short doc")
+    assert ok.answer == "42" and not ok.budget_exhausted

@@ -108,6 +108,9 @@ class AnthropicClient(Client):
         return Completion(texts=[t for p in parts for t in p.texts], usage=usage, model=self.model,
                           finish_reasons=[r for p in parts for r in p.finish_reasons], warnings=warnings)
 
+    def max_billed_tokens(self, options: Options) -> int:
+        return (options.max_tokens + self._budget(options)) * options.n  # thinking is sent on top
+
     def _budget(self, options: Options) -> int:
         """Thinking tokens to allow (0: no thinking). Adaptive models take the same headroom."""
         if options.reasoning_effort is not None:

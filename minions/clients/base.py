@@ -147,6 +147,10 @@ class Client(ABC):
     async def _request(self, messages: list[Message], options: Options) -> Completion:
         """Send one call. Raise `minions.errors.ClientError` subclasses, never SDK exceptions."""
 
+    def max_billed_tokens(self, options: Options) -> int:
+        """The most completion tokens one call with `options` can be billed for (budget checks)."""
+        return options.max_tokens * options.n
+
     def check_reasoning(self, effort: str) -> str | None:
         """None if this model takes reasoning effort `effort` (Options.reasoning_effort); else why not."""
         return f"{self.spec} takes no reasoning effort"

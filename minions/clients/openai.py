@@ -54,6 +54,13 @@ class OpenAIClient(Client):
         why = check_effort(self.model, effort)
         return f"{self.provider}/{why}" if why else None
 
+    def max_billed_tokens(self, options: Options) -> int:
+        if not self.family.reasoning:
+            return options.max_tokens * options.n
+        # A reply that is all hidden reasoning is retried once with a larger budget; both are billed.
+        retry = min(options.max_tokens * 4, MAX_RETRY_TOKENS)
+        return (options.max_tokens + (retry if retry > options.max_tokens else 0)) * options.n
+
     def _make_sdk(self, openai: Any, key: str, base_url: str | None) -> Any:
         # max_retries=0: `Client.complete` retries, so each attempt's usage is seen (and counted) once.
         return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.retry.timeout)

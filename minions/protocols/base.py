@@ -133,7 +133,7 @@ class RunContext:
             return
         worst = self.meter.prices.cost(client.price_key, Usage(
             prompt_tokens=count_messages(messages, client.price_key),
-            completion_tokens=options.max_tokens * options.n, requests=1))
+            completion_tokens=client.max_billed_tokens(options), requests=1))
         spent = self.meter.totals("remote").cost_usd
         if worst is None or spent is None:
             return  # unpriced: refused in Protocol._check_remote when a cap is set, noted at run start
