@@ -495,13 +495,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 # -- what the real APIs refuse -------------------------------------------------------------------------
 
-#: chat.completions request fields (openai-openapi CreateChatCompletionRequest); others are refused
+#: chat.completions request fields (the openai SDK's CompletionCreateParams); others are refused
 OPENAI_FIELDS = frozenset({
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop", "seed",
     "response_format", "reasoning_effort", "stream", "stream_options", "frequency_penalty", "presence_penalty",
     "logprobs", "top_logprobs", "logit_bias", "user", "tools", "tool_choice", "parallel_tool_calls", "store",
     "metadata", "service_tier", "modalities", "audio", "prediction", "verbosity", "web_search_options",
-    "prompt_cache_key", "safety_identifier", "functions", "function_call"})
+    "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention", "moderation", "safety_identifier",
+    "functions", "function_call"})
 #: OpenAI reasoning models and the reasoning_effort values each accepts (() = none; first match wins).
 #: Written from the API's documented behaviour, independently of the client's own table.
 OPENAI_REASONING: tuple[tuple[str, tuple[str, ...] | None], ...] = (
@@ -568,11 +569,13 @@ def _openai_refusal(body: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-#: Messages API request fields; others are refused ("<name>: Extra inputs are not permitted")
+#: Messages API request fields (the anthropic SDK's MessageCreateParams, plus the sampling parameters
+#: that models before Opus 4.7 still take); others are refused ("<name>: Extra inputs are not permitted")
 ANTHROPIC_FIELDS = frozenset({
     "model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k", "stop_sequences", "stream",
     "metadata", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
-    "context_management", "output_config", "cache_control", "inference_geo", "speed"})
+    "context_management", "output_config", "cache_control", "inference_geo", "speed", "diagnostics",
+    "user_profile_id", "workspace_id"})
 _THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 #: Claude models that take no sampling parameters and only adaptive thinking (Opus 4.7 and later)
 ANTHROPIC_ADAPTIVE_ONLY = re.compile(r"claude-(opus-4-([7-9]|\d\d)|[a-z]+-([5-9]|\d\d))")

@@ -109,6 +109,17 @@ async def test_reasoning_model_call_sends_only_what_it_accepts_and_meters_hidden
     assert backend.calls[-1][1].max_tokens == 300 - hidden  # the thinking came out of the same budget
 
 
+async def test_first_o1_models_get_no_effort_and_no_system_message(gateway):
+    gateway.backend = backend = ScriptedBackend(lambda m, o: "ok")
+    out = await gateway.client("openai", "o1-mini", retry=FAST).complete(
+        [Message(role="system", content="Be brief."), Message(role="user", content="Q?")], max_tokens=400)
+    body = gateway.bodies(OPENAI)[-1]
+    assert out.text == "ok" and "reasoning_effort" not in body
+    assert [m["role"] for m in body["messages"]] == ["user"] and body["messages"][0]["content"] == "Be brief.\n\nQ?"
+    assert out.usage.reasoning_tokens == REASONING_TOKENS["medium"]  # the API's default effort
+    assert backend.calls
+
+
 async def test_non_reasoning_model_keeps_max_tokens_and_temperature(gateway):
     gateway.backend = ScriptedBackend()
     out = await gateway.client("openai", "gpt-4o", retry=FAST).complete("Q?", max_tokens=40, temperature=0.3)
