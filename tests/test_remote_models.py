@@ -191,6 +191,18 @@ async def test_anthropic_extended_thinking_follows_the_api_rules_and_is_metered(
     assert out.usage.completion_tokens > 700
 
 
+async def test_newest_claude_gets_no_temperature_and_adaptive_thinking(gateway):
+    gateway.backend = ScriptedBackend(lambda m, o: "ok")
+    client = gateway.client("anthropic", "claude-opus-4-7", retry=FAST)
+    assert (await client.complete("Q?", temperature=0.0)).text == "ok"  # the API would refuse any temperature
+    await client.complete("Q?", max_tokens=100, reasoning_effort="high")
+    plain, thinking = gateway.bodies(ANTHROPIC)
+    assert "temperature" not in plain and "thinking" not in plain
+    assert thinking["thinking"] == {"type": "adaptive"} and thinking["output_config"] == {"effort": "high"}
+    with pytest.raises(errors.ConfigError, match="has no extended thinking"):
+        get_protocol("remote-only", None, gateway.client("anthropic", "claude-3-5-haiku"), remote_reasoning="low")
+
+
 # --- acceptance: the protocols complete against today's remotes --------------------------------------
 
 def remote_reply(msgs, _opts) -> str:
