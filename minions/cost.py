@@ -1,15 +1,25 @@
 """Prices and the cost meter: tokens and dollars per role and per step, and the remote-only bill.
 
-Dollars are `None` when a model has no row in the price table — unknown, not free. Add the row
-to your own prices file (MINIONS_PRICES) to price it.
+Where a price comes from, first match wins:
+1. your rows: files passed to `PriceTable.load`, then $MINIONS_PRICES, then the bundled
+   `minions/prices.toml` (local engines at 0, and anything the catalog lacks);
+2. local providers in the registry (Ollama, llama.cpp, Lemonade, vLLM, ...): free per token;
+3. the catalog: `genai-prices` (pydantic's maintained price data), read from the data bundled in
+   the installed package — never fetched at runtime — for providers whose registry entry names
+   their genai-prices id (see `minions.clients.spec`).
+Each `Price` says which in `source`. Dollars are `None` when neither knows the model — unknown,
+not free: price it with `--remote-price-as` or a row in your MINIONS_PRICES file.
+Reasoning tokens are part of completion tokens, so they are priced as output.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -41,34 +51,77 @@ class Price(BaseModel):
 
 
 class PriceTable:
-    def __init__(self, rows: dict[str, Price]):
+    """`rows` (overrides, which win) and, with `catalog=True`, genai-prices for cloud models."""
+
+    def __init__(self, rows: dict[str, Price], *, catalog: bool = False):
         self.rows = rows
+        self.catalog = catalog
 
     @classmethod
     def load(cls, *extra: str | Path) -> PriceTable:
-        """The bundled table, then $MINIONS_PRICES, then `extra` files; later rows win."""
+        """The bundled rows, then $MINIONS_PRICES, then `extra` files (later rows win); then the catalog."""
         text = resources.files("minions").joinpath("prices.toml").read_text()
-        rows = _parse(tomllib.loads(text))
+        rows = _parse(tomllib.loads(text), "minions/prices.toml")
         paths = [p for p in (os.environ.get("MINIONS_PRICES"), *extra) if p]
         for p in paths:
-            rows.update(_parse(tomllib.loads(Path(p).read_text())))
-        return cls(rows)
+            rows.update(_parse(tomllib.loads(Path(p).read_text()), str(p)))
+        return cls(rows, catalog=True)
 
     def get(self, key: str) -> Price | None:
-        """Exact spec, then without a date suffix ("gpt-4o-2024-08-06"), then glob rows ("ollama/*")."""
+        """Exact spec, then without a date suffix ("gpt-4o-2024-08-06"), then glob rows ("ollama/*"),
+        then the catalog."""
         for k in (key, _DATE_SUFFIX.sub("", key)):
             if k in self.rows:
                 return self.rows[k]
         globs = [(k[:-1], p) for k, p in self.rows.items() if k.endswith("*") and key.startswith(k[:-1])]
-        return max(globs, key=lambda kp: len(kp[0]))[1] if globs else None
+        if globs:
+            return max(globs, key=lambda kp: len(kp[0]))[1]
+        return catalog_price(key) if self.catalog else None
 
     def cost(self, key: str, usage: Usage) -> float | None:
         price = self.get(key)
         return None if price is None else price.cost(usage)
 
 
-def _parse(data: dict) -> dict[str, Price]:
-    return {k: Price.model_validate(v) for k, v in data.get("models", {}).items()}
+def _parse(data: dict, where: str) -> dict[str, Price]:
+    rows = {k: Price.model_validate(v) for k, v in data.get("models", {}).items()}
+    return {k: p if p.source else p.model_copy(update={"source": where}) for k, p in rows.items()}
+
+
+@functools.lru_cache(maxsize=1024)  # the catalog is immutable package data: looking a model up twice is waste
+def catalog_price(key: str) -> Price | None:
+    """The genai-prices price of "provider/model" from its bundled data, or None if it has none."""
+    from minions.clients.spec import provider
+
+    name, _, model = key.partition("/")
+    spec = provider(name)
+    if spec is not None and spec.local and model:
+        return Price(input=0.0, output=0.0, source=f"runs on your machine ({spec.description or name})")
+    if spec is None or spec.prices is None or not model:
+        return None
+    try:
+        import genai_prices
+        from genai_prices import data_snapshot
+    except ImportError:  # pragma: no cover - a core dependency; without it only your rows price models
+        return None
+    # The bundled snapshot, not get_snapshot(): that one may hold data a caller fetched with UpdatePrices.
+    snapshot = data_snapshot._bundled_snapshot()
+    try:
+        found, info = snapshot.find_provider_model(model, None, spec.prices, None)
+    except LookupError:
+        return None
+    mp = info.get_prices(datetime.now(tz=timezone.utc))
+
+    def rate(value: object) -> float | None:  # tiered prices: the base tier (prompts under the threshold)
+        value = getattr(value, "base", value)
+        return None if value is None else float(value)  # type: ignore[arg-type]
+
+    inp, out = rate(mp.input_mtok), rate(mp.output_mtok)
+    if inp is None or out is None:
+        return None
+    tiered = " (base tier)" if hasattr(mp.input_mtok, "tiers") else ""
+    return Price(input=inp, output=out, cached_input=rate(mp.cache_read_mtok),
+                 source=f"genai-prices {genai_prices.__version__}: {found.name} {info.id}{tiered}")
 
 
 def add_costs(costs: Iterable[float | None]) -> float | None:
@@ -99,6 +152,8 @@ class CostReport(BaseModel):
     """What a run spent. Same shape in results, logs, the CLI's --json and the app."""
 
     roles: dict[str, RoleTotals]
+    #: price key -> where its price came from (genai-prices, prices.toml, your file)
+    price_sources: dict[str, str] = {}
     remote_only_estimate_usd: float | None = None
     remote_model: str | None = None
     remote_stand_in: bool = False  # the remote was the embedded model priced as `remote_model`
@@ -148,6 +203,8 @@ class CostMeter:
 
     def report(self) -> CostReport:
         roles = sorted({e.role for e in self.entries} | {"local", "remote"})
-        return CostReport(roles={r: self.totals(r) for r in roles},
+        keys = {e.model for e in self.entries} | ({self.remote_model} if self.remote_model else set())
+        sources = {k: p.source for k in sorted(keys) if (p := self.prices.get(k)) is not None}
+        return CostReport(roles={r: self.totals(r) for r in roles}, price_sources=sources,
                           remote_only_estimate_usd=self.remote_only_estimate_usd,
                           remote_model=self.remote_model, remote_stand_in=self.remote_stand_in)

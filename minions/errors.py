@@ -40,6 +40,8 @@ class ClientError(MinionsError):
     """A model call failed. `retryable` errors are retried with backoff by the client."""
 
     retryable = False
+    #: tokens the failed call was still billed for (a `minions.clients.Usage`), when known
+    usage = None
 
     def __init__(self, message: str, *, provider: str = "", model: str = ""):
         self.provider, self.model = provider, model
@@ -101,6 +103,15 @@ class RetriesExhaustedError(ClientError):
         self.last, self.attempts = last, attempts
         super().__init__(f"{last} (gave up after {attempts} attempts)",
                          provider=last.provider, model=last.model)
+
+
+class ReasoningBudgetError(ClientError):
+    """A reasoning model spent its whole completion budget thinking and wrote no answer, even after
+    one retry with a larger budget. The hidden tokens were billed: `usage` holds them."""
+
+    def __init__(self, message: str, *, provider: str = "", model: str = "", usage: object = None):
+        super().__init__(message, provider=provider, model=model)
+        self.usage = usage
 
 
 class MalformedResponseError(ClientError):

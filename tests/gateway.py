@@ -8,6 +8,17 @@ through its real SDK over real HTTP:
     POST /api/chat              Ollama, non-streaming (format, options.num_ctx, prompt_eval_count)
     POST /api/show, GET /api/tags, GET /api/version
 
+It is as strict as the real APIs (see `_openai_refusal` and `_anthropic_refusal`): parameters a
+model refuses get that API's own 400 body — OpenAI reasoning models (gpt-5 family, o-series) refuse
+`max_tokens`, any temperature but 1, `stop`, and efforts they do not take; unknown top-level fields
+are refused; Anthropic requires `max_tokens`, keeps temperature in [0, 1] and enforces the extended
+thinking rules. Reasoning models think in a deterministic number of hidden tokens per effort
+(`Gateway.reasoning_tokens`), counted against `max_completion_tokens` and reported in
+`completion_tokens_details`; when they use up the budget the reply is empty with
+finish_reason "length", as the real API's is. Azure OpenAI's URL shape
+(/openai/deployments/{name}/chat/completions?api-version=...) is served too, and any path ending in
+/chat/completions speaks the OpenAI format (for providers whose base URL has its own path).
+
 Replies come from a pluggable `minions` Client backend (default: the embedded SmolLM2, created on
 first use and kept for the gateway's life) run through its sync wrapper; the backend's usage,
 cached tokens included, is reported in each format. Per-test switches inject faults: see
@@ -17,8 +28,10 @@ cached tokens included, is reported in each format. Per-test switches inject fau
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -35,8 +48,11 @@ from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.clients.function import FunctionClient
 from minions.tokens import count_messages, count_tokens
 
+#: what the gateway's reasoning models think, per effort (the API's default effort is "medium")
+REASONING_TOKENS = {"none": 0, "minimal": 8, "low": 64, "medium": 256, "high": 1024}
 FAULTS = ("429", "500", "slow", "drop", "malformed", "wrong_shape")
 OPENAI, ANTHROPIC, OLLAMA = "/v1/chat/completions", "/v1/messages", "/api/chat"
+AZURE = re.compile(r"/openai/deployments/([^/]+)/chat/completions")
 GENERATE_ROUTES = (OPENAI, ANTHROPIC, OLLAMA)
 ROUTES = {"openai": OPENAI, "anthropic": ANTHROPIC, "ollama": OLLAMA}  # provider -> generation route
 
@@ -107,6 +123,10 @@ class Gateway:
             self.openai_json_schema = True
             #: Anthropic: report this many uncached prompt tokens as cache_creation_input_tokens
             self.anthropic_cache_creation = 0
+            #: hidden reasoning tokens an OpenAI reasoning model spends per reasoning_effort
+            self.reasoning_tokens: dict[str, int] = dict(REASONING_TOKENS)
+            #: hidden thinking tokens a Claude model spends, at most its budget
+            self.thinking_tokens = 300
             #: exceptions raised inside the gateway itself (bugs); the fixture asserts it stays empty
             self.errors: list[str] = []
 
@@ -251,17 +271,23 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
         except ValueError:
             body = {"_unparsed": raw.decode("utf-8", "replace")}
-        gw._record(self.path, body, dict(self.headers))
+        path, _, query = self.path.partition("?")
+        gw._record(path, body, dict(self.headers))
         # Resolved now, so a "slow" reply finishing after its test ended still uses that test's backend.
         self._backend = gw.backend
         route = {OPENAI: self._openai, ANTHROPIC: self._anthropic, OLLAMA: self._ollama,
-                 "/api/show": self._show}.get(self.path)
-        fmt = {OPENAI: "openai", ANTHROPIC: "anthropic"}.get(self.path, "ollama")
+                 "/api/show": self._show}.get(path)
+        if route is None and (m := AZURE.fullmatch(path)):
+            route = functools.partial(self._azure, deployment=m.group(1), query=query)
+        elif route is None and path.endswith("/chat/completions"):
+            route = self._openai  # an OpenAI-compatible provider whose base URL has its own path
+        fmt = "openai" if path.endswith("/chat/completions") else {ANTHROPIC: "anthropic"}.get(path, "ollama")
         try:
             if route is None:
-                raise _Reply(404, _error(fmt, 404, f"no route {self.path}"))
-            if self.path in GENERATE_ROUTES and self._fault(gw._next_fault(), fmt):
-                return
+                raise _Reply(404, _error(fmt, 404, f"no route {path}"))
+            if fmt != "ollama" or path == OLLAMA:
+                if self._fault(gw._next_fault(), fmt):
+                    return
             route(gw, body)
         except _Reply as r:
             self._send(r.status, r.body, r.headers)
@@ -311,10 +337,25 @@ class _Handler(BaseHTTPRequestHandler):
         except errors.ContextTooLongError as e:
             raise _Reply(400, _error(fmt, 400, str(e), too_long=(e.prompt_tokens or 0, e.limit or 0))) from e
 
-    def _openai(self, gw: Gateway, body: dict[str, Any]) -> None:
+    def _azure(self, gw: Gateway, body: dict[str, Any], *, deployment: str, query: str) -> None:
+        """Azure OpenAI: the deployment is in the path, the API version in the query, the key in `api-key`."""
+        if "api-version=" not in query:
+            raise _Reply(404, {"error": {"code": "404", "message": "Resource not found"}})
+        if gw.api_key is not None and self.headers.get("api-key") != gw.api_key:
+            raise _Reply(401, {"error": {"code": "401", "message": "Access denied due to invalid subscription "
+                                         "key or wrong API endpoint. Make sure to provide a valid key for an "
+                                         "active subscription and use a correct regional API endpoint for "
+                                         "your resource."}})
+        self._openai(gw, {**body, "model": deployment}, key=gw.api_key)
+
+    def _openai(self, gw: Gateway, body: dict[str, Any], key: str | None = None) -> None:
         model = body.get("model", "")
-        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if key is None:
+            key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
         self._check(gw, "openai", model, key)
+        if (refusal := _openai_refusal(body)) is not None:
+            raise _Reply(400, {"error": refusal})
+        efforts = _openai_efforts(model)
         schema = None
         rf = body.get("response_format") or {}
         if rf.get("type") == "json_schema":
@@ -324,21 +365,32 @@ class _Handler(BaseHTTPRequestHandler):
         elif rf.get("type") == "json_object":
             schema = {"type": "object"}
         stop = body.get("stop")
-        options = Options(max_tokens=body.get("max_tokens") or body.get("max_completion_tokens") or 512,
-                          temperature=body.get("temperature") or 0.0, n=body.get("n") or 1,
-                          seed=body.get("seed"), json_schema=schema,
-                          stop=tuple([stop] if isinstance(stop, str) else stop) if stop else None)
-        messages = [Message(role=m["role"], content=_text(m.get("content"))) for m in body.get("messages", [])]
-        out = self._run(gw, "openai", model, messages, options)
-        u = out.usage
+        budget = body.get("max_completion_tokens") or body.get("max_tokens") or 4096
+        hidden = 0 if efforts is None else gw.reasoning_tokens[body.get("reasoning_effort") or "medium"]
+        n = body.get("n") or 1
+        if hidden >= budget:  # the hidden reasoning ate the whole budget: nothing left to answer with
+            texts, reasons = [""] * n, ["length"] * n
+            prompt = count_messages([Message(role=m["role"], content=_text(m.get("content")))
+                                     for m in body.get("messages", [])])
+            u = Usage(prompt_tokens=prompt, requests=1)
+            hidden = budget
+        else:
+            options = Options(max_tokens=budget - hidden, temperature=body.get("temperature") or 0.0, n=n,
+                              seed=body.get("seed"), json_schema=schema,
+                              stop=tuple([stop] if isinstance(stop, str) else stop) if stop else None)
+            messages = [Message(role=m["role"], content=_text(m.get("content"))) for m in body.get("messages", [])]
+            out = self._run(gw, "openai", model, messages, options)
+            texts, reasons, u = out.texts, out.finish_reasons, out.usage
+        usage_extra = hidden * n
         self._send(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
             "created": int(time.time()), "model": model,
             "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None,
-                         "finish_reason": r} for i, (t, r) in enumerate(zip(out.texts, out.finish_reasons, strict=True))],
-            "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                      "total_tokens": u.total_tokens,
-                      "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens}},
+                         "finish_reason": r} for i, (t, r) in enumerate(zip(texts, reasons, strict=True))],
+            "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens + usage_extra,
+                      "total_tokens": u.total_tokens + usage_extra,
+                      "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens},
+                      "completion_tokens_details": {"reasoning_tokens": usage_extra}},
         })
 
     def _anthropic(self, gw: Gateway, body: dict[str, Any]) -> None:
@@ -346,6 +398,13 @@ class _Handler(BaseHTTPRequestHandler):
         # Older SDKs send x-api-key, newer ones a bearer token.
         key = self.headers.get("x-api-key") or (self.headers.get("Authorization") or "").removeprefix("Bearer ")
         self._check(gw, "anthropic", model, key)
+        if (refusal := _anthropic_refusal(body)) is not None:
+            raise _Reply(400, {"type": "error", "error": {"type": "invalid_request_error", "message": refusal}})
+        thinking = body.get("thinking") or {}
+        thought = 0
+        if thinking.get("type") in ("enabled", "adaptive"):
+            thought = min(gw.thinking_tokens, thinking.get("budget_tokens") or gw.thinking_tokens,
+                          body["max_tokens"])
         messages = []
         if system := body.get("system"):
             messages.append(Message(role="system", content=_text(system)))
@@ -354,13 +413,19 @@ class _Handler(BaseHTTPRequestHandler):
         if (choice := body.get("tool_choice") or {}).get("type") == "tool":
             tool = next(t for t in body.get("tools", []) if t["name"] == choice["name"])
         stop = body.get("stop_sequences")
-        options = Options(max_tokens=body["max_tokens"], temperature=body.get("temperature") or 0.0,
-                          json_schema=tool["input_schema"] if tool else None,
-                          stop=tuple(stop) if stop else None)
-        out = self._run(gw, "anthropic", model, messages, options)
+        if thought >= body["max_tokens"]:  # thinking used every token: no text at all
+            out = Completion(texts=[""], finish_reasons=["length"], model=model, usage=Usage(
+                prompt_tokens=count_messages(messages), requests=1))
+        else:
+            options = Options(max_tokens=body["max_tokens"] - thought, temperature=body.get("temperature") or 0.0,
+                              json_schema=tool["input_schema"] if tool else None,
+                              stop=tuple(stop) if stop else None)
+            out = self._run(gw, "anthropic", model, messages, options)
         u = out.usage
         creation = min(gw.anthropic_cache_creation, u.prompt_tokens - u.cached_prompt_tokens)
         content: list[dict[str, Any]] = [{"type": "text", "text": out.text}]
+        thinking_block = [{"type": "thinking", "thinking": "Considering the question.",
+                           "signature": "sig-" + uuid.uuid4().hex[:8]}] if thought else []
         if tool is not None:
             try:
                 content = [{"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:12]}", "name": tool["name"],
@@ -369,11 +434,12 @@ class _Handler(BaseHTTPRequestHandler):
                 pass  # the backend wrote no JSON: answer with text, as a model ignoring the tool would
         self._send(200, {
             "id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_sequence": None,
+            "content": thinking_block + content, "stop_sequence": None,
             "stop_reason": "tool_use" if content[0]["type"] == "tool_use" else
             {"length": "max_tokens"}.get(out.finish_reasons[0], "end_turn"),
             "usage": {"input_tokens": u.prompt_tokens - u.cached_prompt_tokens - creation,
-                      "output_tokens": u.completion_tokens, "cache_read_input_tokens": u.cached_prompt_tokens,
+                      # thinking is billed inside output_tokens, with no count of its own
+                      "output_tokens": u.completion_tokens + thought, "cache_read_input_tokens": u.cached_prompt_tokens,
                       "cache_creation_input_tokens": creation},
         })
 
@@ -425,6 +491,135 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+
+# -- what the real APIs refuse -------------------------------------------------------------------------
+
+#: chat.completions request fields (the openai SDK's CompletionCreateParams); others are refused
+OPENAI_FIELDS = frozenset({
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop", "seed",
+    "response_format", "reasoning_effort", "stream", "stream_options", "frequency_penalty", "presence_penalty",
+    "logprobs", "top_logprobs", "logit_bias", "user", "tools", "tool_choice", "parallel_tool_calls", "store",
+    "metadata", "service_tier", "modalities", "audio", "prediction", "verbosity", "web_search_options",
+    "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention", "moderation", "safety_identifier",
+    "functions", "function_call"})
+#: OpenAI reasoning models and the reasoning_effort values each accepts (() = none; first match wins).
+#: Written from the API's documented behaviour, independently of the client's own table.
+OPENAI_REASONING: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    (r"gpt-5(\.\d+)?-chat", None),
+    (r"gpt-5\.\d+", ("none", "low", "medium", "high")),
+    (r"gpt-5", ("minimal", "low", "medium", "high")),
+    (r"o1-(mini|preview)", ()),
+    (r"o\d", ("low", "medium", "high")),
+)
+
+
+def _openai_efforts(model: str) -> tuple[str, ...] | None:
+    """The efforts a reasoning model takes; None for a non-reasoning model."""
+    name = model.rsplit("/", 1)[-1]
+    return next((e for pattern, e in OPENAI_REASONING if re.match(pattern, name)), None)
+
+
+def _quote_all(values: tuple[str, ...]) -> str:
+    quoted = [f"'{v}'" for v in values]
+    return ", ".join(quoted[:-1]) + f", and {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+
+def _openai_refusal(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The `error` object OpenAI answers 400 with, or None when the request is acceptable."""
+    def err(message: str, param: str | None, code: str | None) -> dict[str, Any]:
+        return {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+
+    for name in body:
+        if name not in OPENAI_FIELDS:
+            return err(f"Unrecognized request argument supplied: {name}", None, None)
+    for name in ("model", "messages"):
+        if name not in body:
+            return err(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+    temp = body.get("temperature")
+    if temp is not None and not 0 <= temp <= 2:
+        side = "above maximum value. Expected a value <= 2" if temp > 2 else "below minimum value. Expected a value >= 0"
+        return err(f"Invalid 'temperature': decimal {side}, but got {json.dumps(temp)} instead.", "temperature",
+                   "decimal_above_max_value" if temp > 2 else "decimal_below_min_value")
+    efforts = _openai_efforts(body["model"])
+    effort = body.get("reasoning_effort")
+    if efforts is None:
+        if effort is not None:
+            return err("Unrecognized request argument supplied: reasoning_effort", None, None)
+        return None
+    # a reasoning model
+    for name, hint in (("max_tokens", " Use 'max_completion_tokens' instead."), ("stop", "")):
+        if body.get(name) is not None:
+            return err(f"Unsupported parameter: '{name}' is not supported with this model.{hint}", name,
+                       "unsupported_parameter")
+    if temp is not None and temp != 1:
+        return err(f"Unsupported value: 'temperature' does not support {json.dumps(temp)} with this model. Only "
+                   "the default (1) value is supported.", "temperature", "unsupported_value")
+    if effort is not None and not efforts:
+        return err("Unsupported parameter: 'reasoning_effort' is not supported with this model.", "reasoning_effort",
+                   "unsupported_parameter")
+    if effort is not None and effort not in efforts:
+        return err(f"Unsupported value: 'reasoning_effort' does not support '{effort}' with this model. Supported "
+                   f"values are: {_quote_all(efforts)}.", "reasoning_effort", "unsupported_value")
+    if not efforts:  # the first o1 releases take no system messages
+        for i, m in enumerate(body["messages"]):
+            if m.get("role") == "system":
+                return err(f"Unsupported value: 'messages[{i}].role' does not support 'system' with this model.",
+                           f"messages[{i}].role", "unsupported_value")
+    return None
+
+
+#: Messages API request fields (the anthropic SDK's MessageCreateParams, plus the sampling parameters
+#: that models before Opus 4.7 still take); others are refused ("<name>: Extra inputs are not permitted")
+ANTHROPIC_FIELDS = frozenset({
+    "model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k", "stop_sequences", "stream",
+    "metadata", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
+    "context_management", "output_config", "cache_control", "inference_geo", "speed", "diagnostics",
+    "user_profile_id", "workspace_id"})
+_THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+#: Claude models that take no sampling parameters and only adaptive thinking (Opus 4.7 and later)
+ANTHROPIC_ADAPTIVE_ONLY = re.compile(r"claude-(opus-4-([7-9]|\d\d)|[a-z]+-([5-9]|\d\d))")
+
+
+def _anthropic_refusal(body: dict[str, Any]) -> str | None:
+    """The message Anthropic answers 400 (invalid_request_error) with, or None when acceptable."""
+    for name in body:
+        if name not in ANTHROPIC_FIELDS:
+            return f"{name}: Extra inputs are not permitted"
+    for name in ("model", "messages", "max_tokens"):
+        if name not in body:
+            return f"{name}: Field required"
+    if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
+        return "max_tokens: Input should be greater than or equal to 1"
+    temp = body.get("temperature")
+    adaptive_only = bool(ANTHROPIC_ADAPTIVE_ONLY.search(body["model"]))
+    if temp is not None and adaptive_only:
+        return "`temperature` is deprecated for this model."
+    if temp is not None and temp > 1:
+        return "temperature: Input should be less than or equal to 1"
+    if temp is not None and temp < 0:
+        return "temperature: Input should be greater than or equal to 0"
+    thinking = body.get("thinking")
+    if not thinking or thinking.get("type") == "disabled":
+        return None
+    if thinking.get("type") == "enabled":
+        if adaptive_only:
+            return ('"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
+                    '"output_config.effort" to control thinking behavior.')
+        budget = thinking.get("budget_tokens")
+        if budget is None:
+            return "thinking.enabled.budget_tokens: Field required"
+        if budget < 1024:
+            return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        if body["max_tokens"] <= budget:
+            return ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation "
+                    f"at {_THINKING_DOCS}#max-tokens-and-context-window-size")
+    if temp is not None and temp != 1:
+        return ("`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at "
+                f"{_THINKING_DOCS}#important-considerations-when-using-extended-thinking")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    return None
 
 
 def _text(content: Any) -> str:

@@ -28,12 +28,21 @@ def test_help_everywhere_has_examples(capsys):
         assert "example" in capsys.readouterr().out
 
 
-def test_models_json_lists_embedded_model_and_prices(capsys):
+def test_models_json_lists_embedded_model_providers_and_prices(capsys, monkeypatch):
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-secret-value")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     assert main(["models", "--json", "--ollama-host", "http://127.0.0.1:9"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    data = json.loads(out)
     assert any(m["spec"] == "llamacpp/smollm2" for m in data["embedded"])
     assert data["ollama"] == [] and "ollama serve" in data["ollama_note"]
-    assert data["prices"]["openai/gpt-4o"]["input"] == 2.5
+    provs = {p["provider"]: p for p in data["providers"]}
+    assert {"gemini", "deepseek", "groq", "mistral", "fireworks", "cerebras", "azure", "lemonade"} <= set(provs)
+    assert provs["groq"]["ready"] is True and provs["gemini"]["missing"] == ["GEMINI_API_KEY"]
+    assert "gsk-secret-value" not in out  # whether a key is set, never the key
+    assert data["prices"]["ollama/*"]["output"] == 0.0 and "function/*" not in data["prices"]
+    assert data["price_catalog"]["source"].startswith("genai-prices")
+    assert data["price_catalog"]["models"]["openai"] > 10
 
 
 def test_ask_missing_file_exits_2_naming_it(capsys, tmp_path):
@@ -62,7 +71,8 @@ def test_ask_json_contract_with_embedded_model():
     assert {"answer", "protocol", "usage", "cost_usd", "rounds", "elapsed_s"} <= set(data)
     assert set(data["usage"]) == {"local", "remote"}
     for role in ("local", "remote"):
-        assert set(data["usage"][role]) == {"prompt_tokens", "completion_tokens", "cached_prompt_tokens"}
+        assert set(data["usage"][role]) == {"prompt_tokens", "completion_tokens", "cached_prompt_tokens",
+                                            "reasoning_tokens"}
     assert set(data["cost_usd"]) == {"local", "remote", "remote_only_estimate"}
     assert data["protocol"] == "rag" and data["remote_stand_in"] is True
     assert data["usage"]["remote"]["prompt_tokens"] > 0

@@ -311,7 +311,7 @@ async def test_store_text_false_keeps_document_text_out_of_the_result():
 def test_config_validation_and_missing_model():
     with pytest.raises(errors.ConfigError):
         get_protocol("minion", FunctionClient.from_replies(["x"]), None)
-    with pytest.raises(ValueError):
+    with pytest.raises(errors.ConfigError, match="max_rounds: Input should be greater than or equal to 1"):
         Minion(FunctionClient.from_replies(["x"]), FunctionClient.from_replies(["x"]), max_rounds=0)
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from minions import errors
 from minions.clients import Client, get_client, parse_spec
-from minions.clients.spec import OPENAI_COMPATIBLE
+from minions.clients.spec import providers
 from minions.protocols import Protocol, protocol_class
 from minions.protocols.build import STAND_IN_PRICE
 from minions.protocols.build import build_protocol as build
@@ -44,9 +44,13 @@ REMOTE_PRESETS = {
     "anthropic/claude-haiku-4-5": "Anthropic · Claude Haiku 4.5",
 }
 
-# Provider -> the environment variable its key lives in.
-KEY_ENV: dict[str, str] = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
-                           **{p: s.api_key_env for p, s in OPENAI_COMPATIBLE.items() if s.api_key_env}}
+#: --remote-reasoning choices offered in the sidebar ("default": the client's own, cheap for planning)
+REASONING_CHOICES = ("default", "none", "minimal", "low", "medium", "high")
+
+
+def key_envs() -> dict[str, str]:
+    """Provider -> the environment variable its key lives in (the registry, user providers included)."""
+    return {p.name: p.api_key_env for p in providers().values() if p.api_key_env}
 
 
 class Knob(BaseModel):
@@ -95,7 +99,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     protocol: str = DEFAULT_PROTOCOL
-    knobs: dict[str, int | bool] = {}
+    knobs: dict[str, int | bool | str] = {}
     local: str | None = EMBEDDED  # None: the protocol reads nothing locally
     remote: str = EMBEDDED
     remote_price_as: str | None = STAND_IN_PRICE
@@ -114,7 +118,7 @@ class Settings(BaseModel):
 def key_env(spec: str) -> str | None:
     """The environment variable holding the API key a spec needs (None: no key needed)."""
     try:
-        return KEY_ENV.get(parse_spec(spec)[0])
+        return key_envs().get(parse_spec(spec)[0])
     except errors.ConfigError:
         return None
 
@@ -136,7 +140,7 @@ def make_client(spec: str, settings: Settings, secrets: Mapping[str, str], *, ro
         kw["host"] = settings.ollama_host
     if role == "remote" and settings.remote_base_url and provider not in ("ollama", "llamacpp"):
         kw["base_url"] = settings.remote_base_url
-    env = KEY_ENV.get(provider)
+    env = key_envs().get(provider)
     if env and secrets.get(env):
         kw["api_key"] = secrets[env]
     return get_client(spec, **kw)

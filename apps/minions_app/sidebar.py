@@ -12,7 +12,7 @@ import streamlit as st
 
 from minions import errors
 from minions.clients import parse_spec
-from minions.clients.spec import OPENAI_COMPATIBLE
+from minions.clients.spec import providers
 from minions.protocols import PROTOCOL_NAMES
 
 from .config import (
@@ -20,6 +20,7 @@ from .config import (
     DEFAULT_PROTOCOL,
     LOCAL_PRESETS,
     PROTOCOL_LABELS,
+    REASONING_CHOICES,
     REMOTE_PRESETS,
     STAND_IN_PRICE,
     Settings,
@@ -28,7 +29,10 @@ from .config import (
     model_roles,
 )
 
-OPENAI_WIRE = ("openai", *OPENAI_COMPATIBLE)  # providers that take a server URL
+
+def _openai_wire() -> set[str]:
+    """Providers that speak the OpenAI format and so take a server URL."""
+    return {p.name for p in providers().values() if p.wire == "openai"}
 
 
 def _provider(spec: str) -> str | None:
@@ -47,12 +51,12 @@ def _model_picker(label: str, presets: dict[str, str], role: str) -> str:
                          placeholder="provider/model, e.g. ollama/llama3.2:3b").strip()
 
 
-def _knobs(protocol: str) -> tuple[dict[str, int | bool], str | None]:
+def _knobs(protocol: str) -> tuple[dict[str, int | bool | str], str | None]:
     try:
         knobs = knobs_for(protocol)
     except ImportError as e:
         return {}, f"The {protocol} protocol is not available in this installation ({e})."
-    values: dict[str, int | bool] = {}
+    values: dict[str, int | bool | str] = {}
     for knob, default in knobs:
         key = f"knob.{protocol}.{knob.name}"  # per protocol: each keeps its own defaults
         if knob.kind is bool:
@@ -90,7 +94,14 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
                 key=f"price_as.{remote_provider}",
                 help="A local model standing in for a cloud model is labelled “stand-in” and priced "
                      "as this model, so the cost panel shows what the cloud would have charged.").strip() or None
-        if remote_provider in OPENAI_WIRE:
+        if "remote" in needs and remote_provider not in ("llamacpp", "ollama", None):
+            effort = st.selectbox("Remote reasoning effort", REASONING_CHOICES, key="remote_reasoning",
+                                  help="For reasoning models (OpenAI gpt-5/o-series, Claude extended "
+                                       "thinking). Default keeps planning cheap; models without "
+                                       "reasoning refuse any other value.")
+            if effort != "default":
+                knobs["remote_reasoning"] = effort
+        if remote_provider in _openai_wire():
             base_url = st.text_input("Remote server URL (optional)", key="base_url",
                                      placeholder="e.g. http://localhost:8000/v1 for vLLM").strip() or None
         if "ollama" in providers:

@@ -19,7 +19,12 @@ DEFAULT_REMOTE = "llamacpp/smollm2"
 KNOBS = {
     "max_rounds": int, "tasks_per_round": int, "samples_per_task": int, "chunk_size": int,
     "chunk_strategy": str, "max_jobs_per_round": int, "local_max_tokens": int, "remote_max_tokens": int,
-    "retrieval_top_k": int, "top_k": int, "concurrency": int, "strategy": str,
+    "retrieval_top_k": int, "top_k": int, "concurrency": int, "strategy": str, "remote_reasoning": str,
+}
+KNOB_HELP = {
+    "remote_reasoning": "reasoning effort of a remote reasoning model (OpenAI gpt-5/o-series reasoning_effort, "
+                        "Claude extended thinking): none, minimal, low, medium, high — which ones depends on "
+                        "the model; default: low where the model takes it",
 }
 
 
@@ -40,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server URL for the remote")
     for knob, typ in KNOBS.items():
         p.add_argument("--" + knob.replace("_", "-"), type=typ, default=None, help=argparse.SUPPRESS
-                       if knob in ("top_k",) else None)
+                       if knob in ("top_k",) else KNOB_HELP.get(knob))
     p.add_argument("--retrieval", action="store_true", help="MinionS: BM25-filter chunks before local jobs")
     p.add_argument("--max-remote-usd", type=float, default=None, help="stop before remote spend exceeds this")
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")

@@ -86,14 +86,19 @@ def cost_table(result: RunResult) -> Table:
     if rep.remote_stand_in and rep.remote_model:
         remote_label = f"{result.remote_model} (stand-in, priced as {rep.remote_model})"
     table = Table(title=f"Usage and cost · {result.protocol} · {result.n_rounds} round(s) · {result.elapsed_s:.1f}s")
-    for col in ("role", "calls", "prompt tok", "cached tok", "output tok", "cost"):
+    reasoning = any(rep.role(r).usage.reasoning_tokens for r in ("local", "remote"))
+    cols = ("role", "calls", "prompt tok", "cached tok", "output tok", *(("of which reasoning",) if reasoning else ()),
+            "cost")
+    for col in cols:
         table.add_column(col, justify="left" if col == "role" else "right")
     for role in ("local", "remote"):
         t = rep.role(role)
         u = t.usage
         table.add_row(role, str(u.requests), f"{u.prompt_tokens:,}", f"{u.cached_prompt_tokens:,}",
-                      f"{u.completion_tokens:,}", _usd(t.cost_usd))
+                      f"{u.completion_tokens:,}", *((f"{u.reasoning_tokens:,}",) if reasoning else ()),
+                      _usd(t.cost_usd))
     lines = [f"local: {result.local_model or '-'}", f"remote: {remote_label}"]
+    lines += [f"price of {k}: {src}" for k, src in rep.price_sources.items()]
     if rep.remote_only_estimate_usd is not None:
         ratio = rep.savings_ratio
         saving = f" · {ratio:.1f}× cheaper" if ratio else ""

@@ -42,14 +42,19 @@ class Options(BaseModel):
     n: int = Field(1, ge=1)
     seed: int | None = None
     stop: tuple[str, ...] | None = None
+    #: reasoning models only (OpenAI `reasoning_effort`); None: the client's own setting
+    reasoning_effort: str | None = None
 
 
 class Usage(BaseModel):
-    """Tokens one call (or a sum of calls) used. `cached_prompt_tokens` is part of `prompt_tokens`."""
+    """Tokens one call (or a sum of calls) used. `cached_prompt_tokens` is part of `prompt_tokens`;
+    `reasoning_tokens` (a reasoning model's hidden thinking) is part of `completion_tokens`, so it is
+    billed at the output price."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
     requests: int = 0
 
     def __add__(self, other: Usage) -> Usage:
@@ -57,6 +62,7 @@ class Usage(BaseModel):
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             requests=self.requests + other.requests,
         )
 
@@ -142,6 +148,14 @@ class Client(ABC):
     @abstractmethod
     async def _request(self, messages: list[Message], options: Options) -> Completion:
         """Send one call. Raise `minions.errors.ClientError` subclasses, never SDK exceptions."""
+
+    def max_billed_tokens(self, options: Options) -> int:
+        """The most completion tokens one call with `options` can be billed for (budget checks)."""
+        return options.max_tokens * options.n
+
+    def check_reasoning(self, effort: str) -> str | None:
+        """None if this model takes reasoning effort `effort` (Options.reasoning_effort); else why not."""
+        return f"{self.spec} takes no reasoning effort"
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` for this model; exact where the backend has a tokenizer."""

@@ -106,6 +106,12 @@ class CachedClient(Client):
         self.misses = 0  # calls that reached the model
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
 
+    def check_reasoning(self, effort: str) -> str | None:
+        return self.inner.check_reasoning(effort)
+
+    def max_billed_tokens(self, options: Options) -> int:
+        return self.inner.max_billed_tokens(options)
+
     @property  # type: ignore[override]
     def context_window(self) -> int | None:
         return self.inner.context_window

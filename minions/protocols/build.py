@@ -7,7 +7,7 @@ from typing import Any
 
 from minions import errors
 from minions.clients import Client, get_client
-from minions.protocols import Protocol, protocol_class
+from minions.protocols import PROTOCOL_NAMES, Protocol, protocol_class
 
 #: what an embedded remote (the offline stand-in for a cloud model) is priced as by default
 STAND_IN_PRICE = "openai/gpt-4o"
@@ -18,6 +18,11 @@ ClientFactory = Callable[[str, str, dict[str, Any]], Client]  # (role, spec, kwa
 def default_price_as(spec: str, price_as: str | None) -> str | None:
     """An embedded remote is priced as a named cloud model unless told otherwise."""
     return price_as or (STAND_IN_PRICE if spec.startswith("llamacpp/") else None)
+
+
+def known_knobs() -> set[str]:
+    """Every knob some protocol declares."""
+    return set().union(*(protocol_class(n).Config.model_fields for n in PROTOCOL_NAMES))
 
 
 def _get(role: str, spec: str, kw: dict[str, Any]) -> Client:
@@ -31,7 +36,7 @@ def build_protocol(name: str, *, local: str | Client | None, remote: str | Clien
     """Build protocol `name` with clients for the roles it needs.
 
     `knobs` may hold any protocol's knobs: each protocol takes those its Config declares (None
-    values are skipped). A remote the protocol does not need is still built, when possible, to
+    values are skipped); a knob no protocol declares is a ConfigError (a typo must not be ignored). A remote the protocol does not need is still built, when possible, to
     estimate the remote-only bill — but a missing API key for it is not an error.
     """
     cls = protocol_class(name)
@@ -51,6 +56,10 @@ def build_protocol(name: str, *, local: str | Client | None, remote: str | Clien
         if "remote" in cls.needs:
             raise
         remote_client = None
+    given = {k: v for k, v in (knobs or {}).items() if v is not None}
+    if unknown := set(given) - known_knobs():
+        raise errors.ConfigError(f"No protocol has the knob(s) {', '.join(sorted(unknown))}; check the spelling. "
+                                 f"Knobs: {', '.join(sorted(known_knobs()))}.")
     fields = cls.Config.model_fields
-    chosen = {k: v for k, v in (knobs or {}).items() if v is not None and k in fields}
+    chosen = {k: v for k, v in given.items() if k in fields}
     return cls(local_client, remote_client, **protocol_kw, **chosen)

@@ -80,7 +80,8 @@ class RunResult(BaseModel):
     def summary(self) -> dict[str, Any]:
         """The stable `--json` shape of `minions ask`; later versions add keys, never rename."""
         local, remote = self.cost.role("local"), self.cost.role("remote")
-        usage = {r: t.usage.model_dump(include={"prompt_tokens", "completion_tokens", "cached_prompt_tokens"})
+        usage = {r: t.usage.model_dump(include={"prompt_tokens", "completion_tokens", "cached_prompt_tokens",
+                                                "reasoning_tokens"})
                  for r, t in (("local", local), ("remote", remote))}
         return {
             "answer": self.answer,
@@ -93,6 +94,7 @@ class RunResult(BaseModel):
             "remote_model": self.remote_model,
             "local_model": self.local_model,
             "remote_stand_in": self.cost.remote_stand_in,
+            "price_sources": self.cost.price_sources,
             "citations": [c.model_dump() for c in self.citations],
             "budget_exhausted": self.budget_exhausted,
             "rounds_exhausted": self.rounds_exhausted,
