@@ -8,10 +8,12 @@ dollars per role/step/round, keeps the transcript and times each step. Protocols
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -95,6 +97,8 @@ class RunContext:
         finally:
             self.timings[step] += time.perf_counter() - started
         self.meter.record(role, client.price_key, completion.usage, step=step, round=rec.round)
+        if role == "remote":
+            self._check_overshoot(client, completion)
         for w in completion.warnings:
             await self.notice(f"{client.spec}: {w}")
         rec.messages.append(TranscriptMessage(round=rec.round, step=step, to="remote" if role == "local" else "local",
@@ -136,6 +140,39 @@ class RunContext:
                 f"${worst:.4f}. Raise --max-remote-usd to continue.")
 
 
+    def _check_overshoot(self, client: Client, completion: Completion) -> None:
+        """A remote that ignores max_tokens (or bills more than it sends) can push spending past the
+        cap despite the worst-case check before the call: stop at once, saying by how much."""
+        cap = self.protocol.max_remote_usd
+        spent = self.meter.totals("remote").cost_usd
+        if cap is None or spent is None or spent <= cap:
+            return
+        last = self.meter.prices.cost(client.price_key, completion.usage) or 0.0
+        raise errors.BudgetExceededError(
+            f"Remote budget ${cap:.4f} overshot by ${spent - cap:.4f}: the last call cost ${last:.4f} "
+            f"({completion.usage.completion_tokens} completion tokens), ${spent:.4f} spent in all; stopped "
+            f"there. {client.spec} returned more than it was allowed; lower --remote-max-tokens or raise "
+            "--max-remote-usd.")
+
+
+def budget_usd(value: Any) -> float | None:
+    """A remote dollar cap as given by a user: None (no cap), a number or a numeric string ("0.05"
+    is read as 0.05). NaN, infinity, negatives, booleans and words are a ConfigError: a cap that
+    compares false with everything would silently switch the budget off."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise errors.ConfigError(f"max_remote_usd must be a number of dollars, got {type(value).__name__} {value!r}.")
+    try:
+        usd = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise errors.ConfigError(f"max_remote_usd must be a number of dollars, got {value!r}.") from None
+    if not math.isfinite(usd) or usd < 0:
+        raise errors.ConfigError(f"max_remote_usd must be a finite amount >= 0 dollars, got {value!r}; "
+                                 "leave it out for no cap.")
+    return usd
+
+
 class ProtocolConfig(BaseModel):
     """Knobs every protocol has. Protocols subclass this with their own."""
 
@@ -155,7 +192,7 @@ class Protocol(ABC):
                  max_remote_usd: float | None = None, privacy: Any = None,
                  prices: PriceTable | None = None, store_text: bool = True, **config: Any):
         self.local, self.remote = local, remote
-        self.max_remote_usd = max_remote_usd
+        self.max_remote_usd = max_remote_usd  # validated by the property: never NaN, inf or negative
         self.privacy = privacy          # anything with .scrub(str) -> str, e.g. privacy.Scrubber
         self.prices = prices or PriceTable.load()
         self.store_text = store_text    # False: document text is omitted from results and logs
@@ -163,6 +200,15 @@ class Protocol(ABC):
         for role in self.needs:
             if getattr(self, role) is None:
                 raise errors.ConfigError(f"The {self.name} protocol needs a {role} model (--{role} SPEC).")
+
+    @property
+    def max_remote_usd(self) -> float | None:
+        """The remote dollar cap; set it to None, a number or a numeric string (see `budget_usd`)."""
+        return self._max_remote_usd
+
+    @max_remote_usd.setter
+    def max_remote_usd(self, value: Any) -> None:
+        self._max_remote_usd = budget_usd(value)
 
     @abstractmethod
     async def _run(self, ctx: RunContext) -> str | None:

@@ -33,7 +33,7 @@ from minions.protocols.baselines import (
     show,
 )
 from minions.protocols.events import EventHandler, MessageSent
-from minions.protocols.parsing import ask_json
+from minions.protocols.parsing import MAX_NESTING, ask_json, nested_too_deep
 from minions.protocols.result import RunResult
 
 FINAL, MORE = "provide_final_answer", "request_additional_info"
@@ -87,6 +87,8 @@ def _as_text(value: Any) -> str | None:
         return "" if _PLACEHOLDER.fullmatch(value.strip()) else value
     if value is None:
         return value
+    if nested_too_deep(value):  # pydantic turns the ValueError into a validation error the model sees
+        raise ValueError(f"value nested more than {MAX_NESTING} levels deep")
     try:
         return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
     except (ValueError, RecursionError) as e:  # pydantic turns ValueError into a validation error

@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 from collections.abc import Sequence
-from difflib import SequenceMatcher
 from typing import Any
 
 from pydantic import field_validator
@@ -20,9 +19,10 @@ from pydantic import field_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
+from minions.protocols.citations import citation_found, normalize
 from minions.protocols.events import JobFinished
 from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
-from minions.protocols.parsing import parse_reply
+from minions.protocols.parsing import MAX_NESTING, nested_too_deep, parse_reply
 from minions.protocols.result import JobRecord
 
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
@@ -45,6 +45,17 @@ _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no 
 
 
 def _as_text(v: Any) -> Any:
+    """A reply field as text: lists are joined, numbers and booleans written out, objects as JSON.
+    Nesting deeper than MAX_NESTING is refused with a ValueError (pydantic turns it into a
+    validation error the model is shown), before any recursion could exhaust the stack."""
+    if v is None or isinstance(v, str):
+        return v
+    if nested_too_deep(v):
+        raise ValueError(f"value nested more than {MAX_NESTING} levels deep")
+    return _flatten(v)
+
+
+def _flatten(v: Any) -> Any:
     if v is None or isinstance(v, str):
         return v
     if isinstance(v, bool):
@@ -52,7 +63,7 @@ def _as_text(v: Any) -> Any:
     if isinstance(v, int | float):
         return str(v)
     if isinstance(v, list):
-        return "; ".join(str(_as_text(x)) for x in v if x is not None) or None
+        return "; ".join(str(_flatten(x)) for x in v if x is not None) or None
     return json.dumps(v, ensure_ascii=False)[:MAX_FIELD_CHARS]
 
 
@@ -99,54 +110,6 @@ def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title:
     head = job_prefix(chunk, doc_title) if prefix is None else prefix
     return [Message(role="system", content=worker_system()),
             Message(role="user", content=head + job_suffix(instruction, advice))]
-
-
-# --- citations ----------------------------------------------------------------------------------
-
-_WS = re.compile(r"\s+")
-_ELLIPSIS = re.compile(r"\s*(?:\.\.\.|…)\s*")
-_QUOTES = "\"'`“”‘’«» "
-
-
-def _norm(s: str) -> str:
-    return _WS.sub(" ", s).strip().casefold()
-
-
-def citation_found(citation: str, text: str, threshold: float = 0.8) -> tuple[bool, str]:
-    """Is `citation` in `text`? Exact, then whitespace/case-normalised, then fuzzy (difflib ratio of
-    the best window >= threshold). A quote elided with "..." must match part by part.
-    Returns (found, how)."""
-    cite = citation.strip().strip(_QUOTES).rstrip(".,;:").strip(_QUOTES)  # quotes end sentences early
-    if not cite:
-        return False, "empty"
-    if cite in text:
-        return True, "exact"
-    norm_text = _norm(text)
-    parts = [p for p in (_norm(x) for x in _ELLIPSIS.split(cite)) if p]
-    if parts and all(p in norm_text for p in parts):
-        return True, "normalised"
-    if all(_fuzzy(p, norm_text) >= threshold for p in parts):
-        return True, "fuzzy"
-    return False, "not found"
-
-
-def _fuzzy(cite: str, text: str, max_anchors: int = 8) -> float:
-    """Best SequenceMatcher ratio between `cite` and a same-length window of `text`, trying windows
-    anchored at the longest blocks the two share (a few ms for a 3,000-char chunk)."""
-    n = len(cite)
-    if n < 8 or n > 2000 or not text:
-        return 0.0
-    blocks = SequenceMatcher(None, text, cite, autojunk=False).get_matching_blocks()
-    best = 0.0
-    for i, j, size in sorted(blocks, key=lambda b: -b[2])[:max_anchors]:
-        if size < 3:
-            break
-        start = max(0, i - j)
-        for lo, hi in ((start, start + n), (max(0, start - 3), start + n + 3)):
-            sm = SequenceMatcher(None, text[lo:hi], cite, autojunk=False)
-            if sm.quick_ratio() > best:
-                best = max(best, sm.ratio())
-    return best
 
 
 # --- running jobs -------------------------------------------------------------------------------
@@ -239,6 +202,9 @@ def verified(rec: JobRecord) -> bool:
 
 # --- aggregation for the remote -----------------------------------------------------------------
 
+_WS = re.compile(r"\s+")
+
+
 def _clip(s: str | None, n: int) -> str:
     s = _WS.sub(" ", s or "").strip()
     return s if len(s) <= n else s[: n - 1] + "…"
@@ -258,7 +224,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
                 f"{_count(mine, 'failed') + _count(mine, 'unparseable')} failed)")
         groups: dict[tuple[str, str], list[JobRecord]] = {}
         for r in kept:
-            groups.setdefault((_norm(r.answer or ""), _norm(r.citation or "")), []).append(r)
+            groups.setdefault((normalize(r.answer or ""), normalize(r.citation or "")), []).append(r)
         lines, used, omitted = [head], len(head), 0
         for group in groups.values():
             r = group[0]
