@@ -24,6 +24,7 @@ from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
+from minions.protocols.privacy import DocumentAliases
 from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
 from minions.tokens import count_messages
 
@@ -54,6 +55,9 @@ class RunContext:
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
         self._last_prompt: dict[str, list[Message]] = {}
+        privacy = protocol.privacy
+        self._aliases = DocumentAliases(privacy, documents) if privacy is not None else None
+        self._spans: dict[str, list] = {}  # personal data found per document, for redact_slice
 
     # -- rounds and events ----------------------------------------------------------------------
 
@@ -96,6 +100,8 @@ class RunContext:
             completion = await client.complete(messages, options)
         finally:
             self.timings[step] += time.perf_counter() - started
+        if role == "remote" and self._aliases is not None and self._aliases.to_real:
+            completion = completion.model_copy(update={"texts": [self._aliases.reveal(t) for t in completion.texts]})
         self.meter.record(role, client.price_key, completion.usage, step=step, round=rec.round)
         if role == "remote":
             self._check_overshoot(client, completion)
@@ -119,10 +125,30 @@ class RunContext:
         return messages[same:]
 
     async def _protect(self, m: Message) -> Message:
-        scrubber = self.protocol.privacy
-        if scrubber is None:
+        if self.protocol.privacy is None:
             return m
-        return m.model_copy(update={"content": scrubber.scrub(m.content)})
+        return m.model_copy(update={"content": self.redact(m.content)})
+
+    def redact(self, text: str) -> str:
+        """`text` as the remote may see it (`--privacy`: document aliases, then the scrubber).
+        Every remote message gets this at the door; protocols also call it before they clip text
+        for the remote, so a cut never splits a card number out of the scrubber's sight."""
+        privacy = self.protocol.privacy
+        if privacy is None or not text:
+            return text
+        return privacy.scrub(self._aliases.hide(text) if self._aliases is not None else text)
+
+    def redact_slice(self, doc: Document, start: int, end: int) -> str:
+        """`doc.text[start:end]` as the remote may see it, scrubbed as part of the whole document, so
+        an item cut by the slice's edges is still recognised (see Scrubber.scrub_slice)."""
+        privacy = self.protocol.privacy
+        if privacy is None:
+            return doc.text[start:end]
+        if not hasattr(privacy, "scrub_slice"):
+            return self.redact(doc.text[start:end])
+        if doc.id not in self._spans:
+            self._spans[doc.id] = privacy.spans(doc.text)
+        return self.redact(privacy.scrub_slice(doc.text, start, end, self._spans[doc.id]))
 
     def _check_budget(self, client: Client, messages: list[Message], options: Options) -> None:
         cap = self.protocol.max_remote_usd

@@ -95,6 +95,17 @@ def _as_text(value: Any) -> str | None:
         raise ValueError(f"unreadable value: {type(value).__name__}") from e
 
 
+#: A worker reply goes to the remote cut to `reply_limit(local_max_tokens)` characters: a local
+#: server gone wrong can return megabytes (it ignored max_tokens), which must not become a remote bill.
+_CHARS_PER_REPLY_TOKEN, _MIN_REPLY_CHARS = 8, 4000
+_SCRUB_MARGIN = 1000  # longer than any item the scrubber recognises
+
+
+def reply_limit(local_max_tokens: int) -> int:
+    """Most characters of one worker reply sent to the remote."""
+    return max(_MIN_REPLY_CHARS, _CHARS_PER_REPLY_TOKEN * local_max_tokens)
+
+
 class MinionConfig(ProtocolConfig):
     max_rounds: int = Field(3, ge=1, le=50)
     #: keep a short history of earlier task/answer pairs on this protocol instance for follow-ups
@@ -153,7 +164,8 @@ class Minion(Protocol):
                     rec = ctx.new_round()
                 local_msgs.append(Message(role="user", content=decision.message.strip() or ctx.task))
                 reply = (await ctx.call("local", local_msgs, local_opts, step="answer", announce=True)).text.strip()
-                local_msgs.append(Message(role="assistant", content=reply))
+                # The worker's own chat keeps a bounded copy too (a runaway reply would overflow its window).
+                local_msgs.append(Message(role="assistant", content=reply[: reply_limit(cfg.local_max_tokens)]))
                 if not drafted and reply:
                     # No answer from the remote yet: if the budget stops the run, the worker's latest
                     # answer is the best we have.
@@ -214,8 +226,16 @@ class Minion(Protocol):
         return render("minion_worker", context=context, task=ctx.task)
 
     async def _for_remote(self, ctx: RunContext, reply: str) -> str:
-        """The worker's reply as the remote may see it: through the local privacy rewrite when enabled
-        (the deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
+        """The worker's reply as the remote may see it: at most `reply_limit(...)` characters, scrubbed
+        (--privacy) before it is cut, then through the local privacy rewrite when enabled (the
+        deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
+        limit = reply_limit(self.config.local_max_tokens)
+        if len(reply) > limit:
+            await ctx.notice(f"minion: the local model replied with {len(reply):,} characters; the remote gets "
+                             f"the first {limit:,} (the bound is {_CHARS_PER_REPLY_TOKEN} per local_max_tokens, "
+                             f"at least {_MIN_REPLY_CHARS:,}).")
+            # Scrub a margin past the cut as well, so an item straddling it is seen whole.
+            reply = ctx.redact(reply[: limit + _SCRUB_MARGIN])[:limit] + " [... cut]"
         privacy = self.privacy
         if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
             return await privacy.shield(ctx, reply)

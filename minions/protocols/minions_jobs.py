@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import field_validator
@@ -210,15 +210,18 @@ def _clip(s: str | None, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget: int) -> str:
+def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget: int,
+              redact: Callable[[str], str] = str) -> str:
     """Kept job outputs grouped by task, then by answer (identical answers from several chunks or
-    samples are listed once), in a compact text form, within `budget` characters."""
+    samples are listed once), in a compact text form, within `budget` characters. `redact` (the run's
+    `RunContext.redact` under --privacy) is applied to every piece before it is clipped, so a cut
+    cannot hide personal data from the scrubber."""
     per_task = max(200, budget // max(1, len(instructions)))
     blocks = []
     for t, instruction in enumerate(instructions, start=1):
         mine = [r for r in records if r.task_id == t]
         kept = [r for r in mine if r.kept]
-        head = (f"## Task {t}: {_clip(instruction, 300)}\n"
+        head = (f"## Task {t}: {_clip(redact(instruction), 300)}\n"
                 f"{len(kept)} of {len(mine)} jobs answered ({_count(mine, 'abstained')} abstained, "
                 f"{_count(mine, 'dropped')} dropped for unverifiable citations, "
                 f"{_count(mine, 'failed') + _count(mine, 'unparseable')} failed)")
@@ -228,11 +231,11 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
         lines, used, omitted = [head], len(head), 0
         for group in groups.values():
             r = group[0]
-            where = ", ".join(dict.fromkeys(f"{g.chunk_id} (p. {_pages(g.pages)})" for g in group))
+            where = ", ".join(dict.fromkeys(f"{redact(g.chunk_id)} (p. {_pages(g.pages)})" for g in group))
             flag = " [citation NOT verified]" if r.note.startswith("flagged") else ""
-            line = (f"- [{where}] answer: {_clip(r.answer, _SHOW_ANSWER)}"
-                    f" | citation: \"{_clip(r.citation, _SHOW_CITATION)}\"{flag}"
-                    f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}")
+            line = (f"- [{where}] answer: {_clip(redact(r.answer or ''), _SHOW_ANSWER)}"
+                    f" | citation: \"{_clip(redact(r.citation or ''), _SHOW_CITATION)}\"{flag}"
+                    f" | why: {_clip(redact(r.explanation), _SHOW_EXPLANATION)}")
             if used + len(line) + 1 > per_task:
                 omitted += 1
                 continue
