@@ -40,7 +40,7 @@ def parse_reply(text: str, schema: type[T]) -> T:
                 data = loader(cand)
             except Exception as e:  # noqa: BLE001  hostile text may make a parser raise anything
                 # (RecursionError on deep nesting, IndexError inside json-repair...): it is bad output
-                last = e
+                last = ValueError("JSON nested too deep to read") if isinstance(e, RecursionError) else e
                 continue
             if not isinstance(data, dict):
                 last = ValueError(f"expected a JSON object, got {type(data).__name__}")
