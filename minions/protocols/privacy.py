@@ -165,9 +165,21 @@ class DocumentAliases:
         self.to_real = {a: d for d, a in self.to_alias.items()}
         self._hide = _alternation(self.to_alias)
         self._reveal = _alternation(self.to_real)
+        # A title taken from the text's first line was shortened ("...Maria Gonza…") before any
+        # scrubber saw it: such a title is replaced by its line scrubbed whole, then shortened.
+        self.titles: dict[str, str] = {}
+        if hasattr(scrubber, "scrub_slice"):
+            for d in docs:
+                safe = _scrubbed_title(scrubber, d)
+                if safe != d.title:
+                    self.titles[d.title] = safe
 
     def hide(self, text: str) -> str:
-        return self._hide.sub(lambda m: self.to_alias[m.group()], text) if self._hide else text
+        if self._hide:
+            text = self._hide.sub(lambda m: self.to_alias[m.group()], text)
+        for title in sorted(self.titles, key=len, reverse=True):
+            text = text.replace(title, self.titles[title])
+        return text
 
     def reveal(self, text: str) -> str:
         return self._reveal.sub(lambda m: self.to_real[m.group()], text) if self._reveal else text
@@ -180,6 +192,18 @@ def _holds_personal_data(scrubber: Any, doc: Document) -> bool:
 
 
 _SLUG_SEP = re.compile(r"[-_]+")
+
+
+def _scrubbed_title(scrubber: Any, doc: Document) -> str:
+    title = doc.title
+    if not title.endswith("…") or len(title) < 2:
+        return title
+    head = title[:-1]
+    i = doc.text.find(head, 0, 8000)
+    if i < 0:
+        return title
+    end = i + len(head)
+    return scrubber.scrub_slice(doc.text[: end + 1000], i, end) + "…"
 
 
 def _alternation(words: dict[str, str]) -> re.Pattern[str] | None:
