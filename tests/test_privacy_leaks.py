@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import re
 import string
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -283,3 +286,29 @@ def test_property_generated_personal_data_never_reaches_the_remote(items, glue, 
                           max_rounds=1).run(f"What does the record say about {planted}?", [doc])
     assert result.error is None, result.error
     assert_clean(client, leaks, words=[w for n in names for w in n.split()])
+
+
+# --- end to end: the CLI with the embedded model as local and remote -----------------------------
+
+@pytest.mark.real_model
+def test_cli_privacy_end_to_end_with_the_embedded_model(tmp_path):
+    """`minions ask` over a file named after a patient, with --private-name: the run log's transcript
+    (what the remote saw) holds aliases and placeholders, never the name, the email or the SSN."""
+    record = tmp_path / "Maria Gonzalez medical record.txt"
+    record.write_text("Patient: Gonzalez, Maria. " + RECORD + " Contact: maria@例え.jp, SSN#123456789, phone 555-2671, "
+                      "card 4111.1111.1111.1111.",
+                      encoding="utf-8")
+    logs = tmp_path / "logs"
+    out = subprocess.run([sys.executable, "-m", "minions.cli", "ask", str(record), "-q", "Which allergy is reported?",
+                          "--protocol", "rag", "--private-name", "Maria Gonzalez", "--remote-max-tokens", "32",
+                          "--log-dir", str(logs), "--json"],
+                         capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["answer"].strip()
+    log = json.loads(next(logs.glob("*.json")).read_text(encoding="utf-8"))
+    to_remote = "\n".join(m["content"] for r in log["rounds"] for m in r["messages"] if m["to"] == "remote")
+    assert "private-doc-1" in to_remote and "seasonal allergies" in to_remote  # the excerpt itself went
+    for placeholder in ("[NAME]", "[EMAIL]", "[SSN]", "[PHONE]", "[CARD]"):
+        assert placeholder in to_remote
+    for leak in ("Maria", "Gonzalez", "例え", "123456789", "555-2671", "4111"):
+        assert leak not in to_remote

@@ -258,6 +258,8 @@ class RAG(Protocol):
                     break
             blocks.append(block)
             shown.append(chunk)
+            if text != chunk.text:
+                ctx.shown_texts.append(text)  # the form the remote's transcript holds, for --no-store-text
         excerpts = "\n\n".join(blocks) or "(no excerpt matched the task)"
         for chunk in shown:
             show(ctx, chunk.text)
