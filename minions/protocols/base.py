@@ -103,12 +103,12 @@ class RunContext:
         if role == "remote" and self._aliases is not None and self._aliases.to_real:
             completion = completion.model_copy(update={"texts": [self._aliases.reveal(t) for t in completion.texts]})
         self.meter.record(role, client.price_key, completion.usage, step=step, round=rec.round)
-        if role == "remote":
-            self._check_overshoot(client, completion)
         for w in completion.warnings:
             await self.notice(f"{client.spec}: {w}")
         rec.messages.append(TranscriptMessage(round=rec.round, step=step, to="remote" if role == "local" else "local",
                                               role="assistant", content=completion.text))
+        if role == "remote":
+            self._check_overshoot(client, completion)  # after logging: the run log shows what was paid for
         if announce:
             await self.emit(MessageSent(round=rec.round, sender=role, step=step, content=completion.text))
         return completion
@@ -164,7 +164,6 @@ class RunContext:
             raise errors.BudgetExceededError(
                 f"Remote budget ${cap:.4f} reached: ${spent:.4f} spent, next call could cost up to "
                 f"${worst:.4f}. Raise --max-remote-usd to continue.")
-
 
     def _check_overshoot(self, client: Client, completion: Completion) -> None:
         """A remote that ignores max_tokens (or bills more than it sends) can push spending past the

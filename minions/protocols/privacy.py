@@ -1,13 +1,23 @@
 """Privacy for remote-bound messages: a deterministic scrubber and the paper's local-rewrite shield.
 
 `Scrubber.scrub` is pure regex work, the same output for the same input, so it can run on every
-message `RunContext.call` sends to the remote. It replaces emails, phone numbers (US and
-international), SSNs, payment card numbers (only Luhn-valid ones, so ordinary long figures in a
-filing survive), IPv4/IPv6 addresses and the names the caller lists with typed placeholders.
+message `RunContext.call` sends to the remote. It replaces emails (internationalised ones too),
+phone numbers (US, local "555-2671" and international), SSNs (also "123.45.6789" and labelled bare
+digits, "SSN#123456789"), payment card numbers grouped by spaces, dashes or dots (only Luhn-valid
+ones, so ordinary long figures in a filing survive), IPv4 (zero-padded octets too) and IPv6
+addresses, and the names the caller lists — in any case, with their parts joined by spaces, dots,
+dashes or underscores ("Maria-Gonzalez", "maria_gonzalez"), and inverted ("Gonzalez, Maria") —
+with typed placeholders.
+
+Text is scrubbed before it is cut, never after: `Scrubber.scrub_slice` scrubs a slice as part of
+its whole text (an excerpt whose edge splits a card number), and protocols call
+`RunContext.redact` before they clip anything for the remote. Document ids and titles made from
+file names go through `DocumentAliases`: the remote knows such a document as "private-doc-N".
 
 With `local_rewrite=True`, protocols also pass what the local model wrote for the remote through
 `shield`: the local model rewrites it without personal data (the privacy shield of the Minions
-paper), and the rewrite is scrubbed anyway — a small model misses things.
+paper), and the rewrite is scrubbed anyway — a small model misses things. (Minion uses it for its
+worker's replies; MinionS does not yet.)
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ if TYPE_CHECKING:
 PLACEHOLDERS = ("[EMAIL]", "[IP]", "[CARD]", "[SSN]", "[PHONE]", "[NAME]")
 
 # Unicode-aware (\w), so internationalised addresses ("maria@例え.jp") are caught too.
-_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
 # IPv6 candidates (hex groups with at least two colons, optionally an embedded IPv4 tail), then
 # validated by `ipaddress` so clock times ("10:30:00") and C++ scopes ("std::map") are left alone.
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})"
