@@ -14,7 +14,7 @@ from minions.clients.base import Message
 from minions.clients.function import FunctionClient
 from minions.documents import Document
 from minions.protocols import get_protocol
-from minions.protocols.citations import citation_found, facts
+from minions.protocols.citations import CHANGED, citation_found, facts
 from minions.protocols.minions_jobs import citation_found as reexported
 
 CHUNK = "Capital expenditure was $42 million in FY2023"
@@ -55,9 +55,14 @@ def test_harmless_differences_are_accepted(cite, how):
     assert citation_found(cite, CHUNK) == (True, how)
 
 
+def test_a_close_quote_with_other_figures_is_reported_as_altered():
+    assert citation_found("Capital expenditure was $999 billion in FY2023", CHUNK) == (False, CHANGED)
+    assert citation_found("Revenue tripled to $900 million in 2031", CHUNK) == (False, "not found")
+
+
 def test_substring_must_not_cut_a_number():
-    assert citation_found("expenditure was $4", CHUNK) == (False, "not found")
-    assert citation_found("in FY202", CHUNK) == (False, "not found")
+    assert citation_found("expenditure was $4", CHUNK) == (False, CHANGED)
+    assert not citation_found("in FY202", CHUNK)[0]
     assert citation_found("was $42", CHUNK) == (True, "exact")
     text = "Revenue was 1,250 units. Revenue was 1,25 units."  # the second occurrence is whole
     assert citation_found("Revenue was 1,25", text)[0]
@@ -200,7 +205,8 @@ def test_minions_drops_a_made_up_figure_and_keeps_the_true_quote():
                           samples_per_task=2).run("What was capital expenditure?", [doc])
     assert result.error is None
     jobs = {j.sample: j for j in result.rounds[0].jobs if j.chunk_id == "nw#0"}
-    assert not jobs[0].kept and jobs[0].note == "dropped: citation not found in chunk"
+    assert not jobs[0].kept
+    assert jobs[0].note == "dropped: citation altered (other numbers, dates or negations) in chunk"
     assert jobs[1].kept and jobs[1].note == "citation matched (fuzzy)"
     assert [c.text for c in result.citations] == ["capital expenditure were $42 million in FY2023"]
     # The remote never saw the invented figure as evidence.

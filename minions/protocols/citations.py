@@ -16,6 +16,8 @@ from collections import Counter
 from decimal import Decimal, InvalidOperation
 from difflib import SequenceMatcher
 
+#: how citation_found reports a quote that is close in wording but not in numbers, dates or negations
+CHANGED = "altered (other numbers, dates or negations)"
 _WS = re.compile(r"\s+")
 _ELLIPSIS = re.compile(r"\s*(?:\.\.\.|…)\s*")
 _QUOTES = "\"'`“”‘’«» "
@@ -97,8 +99,11 @@ def citation_found(citation: str, text: str, threshold: float = 0.8) -> tuple[bo
     parts = [p for p in (normalize(x) for x in _ELLIPSIS.split(cite)) if p]
     if parts and all(_contains(norm_text, p) for p in parts):
         return True, "normalised"
-    if parts and all(_fuzzy_match(p, norm_text, threshold) for p in parts):
+    fuzzy = [_fuzzy_match(p, norm_text, threshold) for p in parts]
+    if fuzzy and all(f is True for f in fuzzy):
         return True, "fuzzy"
+    if fuzzy and all(f is not None for f in fuzzy):
+        return False, CHANGED  # close wording, other numbers, dates or negations: a made-up quote
     return False, "not found"
 
 
@@ -127,13 +132,15 @@ def _cuts(spans: list[tuple[int, int]], k: int) -> bool:
     return any(s < k < e for s, e in spans)
 
 
-def _fuzzy_match(cite: str, text: str, threshold: float, max_anchors: int = 8) -> bool:
-    """Some window of `text` about as long as `cite` matches it with difflib ratio >= threshold and
-    holds the same facts (see `facts`). Windows are anchored at the longest blocks the two share
-    (a few ms for a 3,000-char chunk)."""
+def _fuzzy_match(cite: str, text: str, threshold: float, max_anchors: int = 8) -> bool | None:
+    """True: some window of `text` about as long as `cite` matches it with difflib ratio >= threshold
+    and holds the same facts (see `facts`). False: windows match by ratio, but none with the same
+    facts. None: no window matches. Windows are anchored at the longest blocks the two share (a few
+    ms for a 3,000-char chunk)."""
     n = len(cite)
     if n < 8 or n > 2000 or not text:
-        return False
+        return None
+    close = False
     want = facts(cite)
     blocks = SequenceMatcher(None, text, cite, autojunk=False).get_matching_blocks()
     tried: set[tuple[int, int]] = set()
@@ -150,7 +157,8 @@ def _fuzzy_match(cite: str, text: str, threshold: float, max_anchors: int = 8) -
                 continue
             if facts(_aligned(text, lo, sm)) == want:
                 return True
-    return False
+            close = True
+    return False if close else None
 
 
 def _aligned(text: str, lo: int, sm: SequenceMatcher) -> str:
