@@ -1,9 +1,10 @@
 """The one protocol interface, and the run context every protocol makes its model calls through.
 
-`RunContext.call` is the single door to the models: it scrubs what goes to the remote (privacy),
-checks the remote budget against the worst case before every remote call, meters usage and
-dollars per role/step/round, keeps the transcript and times each step. Protocols only decide
-*what* to ask.
+`RunContext.call` is the single door to the models: it scrubs what goes to the remote (privacy:
+`redact`, which also swaps document ids made from file names for aliases), checks the remote
+budget against the worst case before every remote call and stops at once when a reply overshoots
+it, meters usage and dollars per role/step/round, keeps the transcript and times each step.
+Protocols only decide *what* to ask.
 """
 
 from __future__ import annotations

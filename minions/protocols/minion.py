@@ -232,8 +232,8 @@ class Minion(Protocol):
         limit = reply_limit(self.config.local_max_tokens)
         if len(reply) > limit:
             await ctx.notice(f"minion: the local model replied with {len(reply):,} characters; the remote gets "
-                             f"the first {limit:,} (the bound is {_CHARS_PER_REPLY_TOKEN} per local_max_tokens, "
-                             f"at least {_MIN_REPLY_CHARS:,}).")
+                             f"the first {limit:,} (the bound is {_CHARS_PER_REPLY_TOKEN} characters per token of "
+                             f"local_max_tokens, at least {_MIN_REPLY_CHARS:,}).")
             # Scrub a margin past the cut as well, so an item straddling it is seen whole.
             reply = ctx.redact(reply[: limit + _SCRUB_MARGIN])[:limit] + " [... cut]"
         privacy = self.privacy
