@@ -40,33 +40,39 @@ PLACEHOLDERS = ("[EMAIL]", "[IP]", "[CARD]", "[SSN]", "[PHONE]", "[NAME]")
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
 # IPv6 candidates (hex groups with at least two colons, optionally an embedded IPv4 tail), then
 # validated by `ipaddress` so clock times ("10:30:00") and C++ scopes ("std::map") are left alone.
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})"
+_IPV6 = re.compile(r"(?=[0-9A-Fa-f:])(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})"
                    r"(?:%[\w.]+)?(?![\w:]|\.\d)")
 # Octets may be zero-padded ("192.168.001.023").
 _OCTET = r"(?:25[0-5]|2[0-4]\d|[01]?\d?\d)"
-_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
-# 13-19 digits, optionally grouped by single spaces, dashes or dots; Luhn decides.
-_CARD = re.compile(r"(?<![\w-])(?<!\d\.)\d(?:[ .-]?\d){12,18}(?![\w]|[-.]\d)")
-_SSN = re.compile(r"(?<![\w-])(?<!\d\.)(?!000|666|9\d\d)\d{3}([-. ])(?!00)\d{2}\1(?!0000)\d{4}(?![\w]|[-.]\d)")
+_IPV4 = re.compile(rf"(?=\d)(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
+# 13-19 digits, plain or grouped the way cards are printed (4-4-4-4[-3], 4-6-5, 4-6-4) with one
+# kind of separator (space, dash or dot); Luhn decides. Mixed separators are not a card: exhibit
+# tables in a 10-K ("99.8 000-15175 10.5") would otherwise pass one time in ten.
+_CARD = re.compile(r"(?=\d)(?<![\w-])(?<!\d\.)(?:\d{13,19}|\d{4}([ .-])\d{4}\1\d{4}\1\d{2,4}(?:\1\d{1,3})?"
+                   r"|\d{4}([ .-])\d{6}\2\d{4,5})(?![\w]|[-.]\d)")
+_SSN = re.compile(r"(?=\d)(?<![\w-])(?<!\d\.)(?!000|666|9\d\d)\d{3}([-. ])(?!00)\d{2}\1(?!0000)\d{4}(?![\w]|[-.]\d)")
 # "SSN#123456789", "SSN: 123 45 6789", "social security number 123456789": the label makes nine
 # bare digits an SSN; only the digits are replaced.
-_SSN_LABELLED = re.compile(r"(?i)(?<![^\W_])(?:ssn|social\s+security(?:\s+(?:number|no\.?))?)\s*(?:#|no\.?|:)?\s*[#:]?\s*"
+_SSN_LABELLED = re.compile(r"(?i)(?=[s])(?<![^\W_])(?:ssn|social\s+security(?:\s+(?:number|no\.?))?)\s*(?:#|no\.?|:)?\s*[#:]?\s*"
                            r"(\d{9}|\d{3}([-. ])\d{2}\2\d{4})(?!\w)")
 # Area codes start with 2-9 (NANP), which spares ids like SEC CIKs ("0000320193").
-_PHONE_US = re.compile(r"(?<![\w+])(?:\+?1[-. ]?)?(?:\([2-9]\d{2}\)[-. ]?|[2-9]\d{2}[-. ]?)\d{3}[-. ]?\d{4}"
+_PHONE_US = re.compile(r"(?=[\d+(])(?<![\w+])(?:\+?1[-. ]?)?(?:\([2-9]\d{2}\)[-. ]?|[2-9]\d{2}[-. ]?)\d{3}[-. ]?\d{4}"
                        r"(?!\w|-\d)")
 # A local number without area code, "555-2671" (exchange codes start with 2-9, too).
-_PHONE_LOCAL = re.compile(r"(?<![\w+.-])[2-9]\d{2}[-.]\d{4}(?![\w]|[-.]\d)")
+_PHONE_LOCAL = re.compile(r"(?=[2-9])(?<![\w+.-])[2-9]\d{2}[-.]\d{4}(?![\w]|[-.]\d)")
 # "+44 20 7946 0958", "+49-30-1234567", "+33 (0)1 23 45 67 89": a leading + and 7-15 digits.
-_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[-. ]?(?:\(\d{1,4}\)|\d{1,5})){1,6}(?!\w)")
+_PHONE_INTL = re.compile(r"(?=\+)(?<![\w+])\+\d{1,3}(?:[-. ]?(?:\(\d{1,4}\)|\d{1,5})){1,6}(?!\w)")
 _DIGITS = re.compile(r"\d")
 # Parts of a listed name may be joined by spaces, dots, dashes or underscores (a file name's slug:
 # "Maria-Gonzalez-record", "maria_gonzalez"); a name is a whole word where letters or digits end.
 _NAME_SEP = r"[\s._-]+"
 _NOT_ALNUM_BEFORE, _NOT_ALNUM_AFTER = r"(?<![^\W_])", r"(?![^\W_])"
 _MASK = "\x00"  # stands in for text a rule already claimed: no pattern matches it or across it
+# Each pattern opens with a lookahead for its first character: it lets the regex engine skip
+# ahead to candidates instead of trying the lookbehinds at every position (2-3x faster on a 10-K).
 
 Span = tuple[int, int, str]
+_NEEDLES = {_EMAIL: "@", _PHONE_INTL: "+", _IPV6: ":"}  # a character each of these patterns needs
 
 
 def luhn_ok(digits: str) -> bool:
@@ -88,14 +94,18 @@ class Scrubber:
         self.rewrite_max_tokens = rewrite_max_tokens
         # Longest first, so "Mary Ann Smith" wins over "Mary Ann". Each name also in its listed
         # order inverted: "Gonzalez, Maria" / "Gonzalez_Maria" for "Maria Gonzalez".
-        forms = []
+        forms, firsts = [], set()
         for n in sorted(set(self.names), key=len, reverse=True):
-            words = [re.escape(w) for w in n.split()]
+            raw = n.split()
+            words = [re.escape(w) for w in raw]
             forms.append(_NAME_SEP.join(words))
+            firsts |= {raw[0][0].lower(), raw[-1][0].lower()}
             if len(words) > 1:
                 forms.append(words[-1] + rf"(?:\s*,\s*|{_NAME_SEP})" + _NAME_SEP.join(words[:-1]))
+        starts = "".join(re.escape(c) for c in sorted(firsts))  # see the note on lookaheads above
         self._names = re.compile(
-            "|".join(f"{_NOT_ALNUM_BEFORE}{f}{_NOT_ALNUM_AFTER}" for f in forms), re.IGNORECASE) if forms else None
+            f"(?=[{starts}])(?:" + "|".join(f"{_NOT_ALNUM_BEFORE}{f}{_NOT_ALNUM_AFTER}" for f in forms) + ")",
+            re.IGNORECASE) if forms else None
         # Order matters: emails hold names and digits; IPs and cards must go before the looser
         # phone patterns would take their digits.
         self._rules: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Span | None]]] = [
@@ -114,6 +124,9 @@ class Scrubber:
         found: list[Span] = []
         work = text
         for pattern, judge in self._rules:
+            needle = _NEEDLES.get(pattern)
+            if needle is not None and needle not in work:
+                continue  # a plain substring test is far cheaper than a regex scan that finds nothing
             new = [sp for m in pattern.finditer(work) if (sp := judge(m)) is not None]
             if new:
                 found += new
@@ -241,7 +254,13 @@ def _ipv6(m: re.Match[str]) -> Span | None:
 
 def _card(m: re.Match[str]) -> Span | None:
     digits = "".join(_DIGITS.findall(m.group()))
-    return (m.start(), m.end(), "[CARD]") if luhn_ok(digits) else None
+    if not luhn_ok(digits) or all(_YEAR.fullmatch(g) for g in _GROUP_SEP.split(m.group())):
+        return None  # a row of years ("2023 2024 2025 2026") in a filing's table is not a card
+    return m.start(), m.end(), "[CARD]"
+
+
+_YEAR = re.compile(r"(?:19|20)\d\d")
+_GROUP_SEP = re.compile(r"[ .-]")
 
 
 def _intl_phone(m: re.Match[str]) -> Span | None:
