@@ -15,10 +15,8 @@ from minions.cli import main
 from minions.clients.base import Message
 from minions.clients.function import FunctionClient
 from minions.cost import Price, PriceTable
-from minions.eval.__main__ import main as eval_main
-from minions.eval.config import expand, load_config, validate_config
 from minions.protocols import get_protocol
-from minions.protocols.base import budget_usd
+from minions.protocols.budget import budget_usd
 from minions.protocols.build import build_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,15 +28,19 @@ PRICES = PriceTable({"function/remote": Price(input=0.0, output=1000.0), "functi
 
 # --- caps that are not amounts -------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "-1", "-0.01", "abc", "", "1e999"])
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "-1", "-0.01", "1e999", "abc", ""])
 def test_cli_refuses_a_cap_that_is_not_an_amount(value, capsys, tmp_path):
     doc = tmp_path / "r.txt"
     doc.write_text(DOC, encoding="utf-8")
-    with pytest.raises(SystemExit) as e:
-        main(["ask", str(doc), "-q", "x", f"--max-remote-usd={value}"])
-    assert e.value.code == 2
+    try:
+        code = main(["ask", str(doc), "-q", "x", f"--max-remote-usd={value}"])
+    except SystemExit as e:  # words are refused by argparse itself ("invalid float value")
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err
-    assert "--max-remote-usd" in err and "Traceback" not in err
+    assert "Traceback" not in err
+    if value not in ("abc", ""):  # numbers that are no amount: the protocol's ConfigError, naming the fix
+        assert "max_remote_usd must be a finite amount >= 0" in err
 
 
 def test_cli_nan_cap_through_the_module_entry_point(tmp_path):
@@ -78,28 +80,6 @@ def test_string_cap_is_enforced_not_a_type_error():
     assert ok.error is None and ok.answer == "$42 million"
 
 
-def _toml(tmp_path: Path, value: str) -> Path:
-    p = tmp_path / "sweep.toml"
-    p.write_text(f'name = "t"\ndatasets = ["sample"]\nprotocols = ["remote-only"]\nout = "{tmp_path / "out"}"\n'
-                 f"[knobs]\nmax_remote_usd = {value}\n", encoding="utf-8")
-    return p
-
-
-@pytest.mark.parametrize("value", ["nan", "inf", "-1.0", '"nan"', '"abc"'])
-def test_eval_toml_refuses_a_bad_cap(tmp_path, value, capsys):
-    with pytest.raises(errors.ConfigError, match="max_remote_usd"):
-        expand(load_config(_toml(tmp_path, value)))
-    assert eval_main(["--config", str(_toml(tmp_path, value))]) == 2
-    assert "max_remote_usd" in capsys.readouterr().out
-    assert not (tmp_path / "out").exists()
-
-
-def test_eval_grid_cap_strings_become_numbers():
-    runs = expand(validate_config({"datasets": ["sample"], "protocols": ["remote-only"],
-                                   "grid": {"max_remote_usd": ["0.05", 1]}}))
-    assert sorted(r.knobs["max_remote_usd"] for r in runs) == [0.05, 1.0]
-
-
 # --- remote_price_as on a Client object ----------------------------------------------------------
 
 def test_build_protocol_prices_a_client_object_as_asked_without_changing_it():
@@ -111,7 +91,7 @@ def test_build_protocol_prices_a_client_object_as_asked_without_changing_it():
     assert cost is not None and cost > 0                       # priced as gpt-4o, not $0
     assert result.cost.remote_stand_in
     assert remote.price_as is None and len(remote.calls) == 1   # the caller's client: unchanged, and used
-    assert proto.remote.price_key == "openai/gpt-4o" and proto.remote.count_tokens("a b c") == 3
+    assert proto.remote.price_key == "openai/gpt-4o"
     # The budget applies with that price: a cap below one call's worst case stops before the call.
     capped = build_protocol("remote-only", local=None, remote=remote, remote_price_as="openai/gpt-4o",
                             max_remote_usd=1e-6).run(TASK, DOC)

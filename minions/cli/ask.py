@@ -40,8 +40,7 @@ def add_parser(sub) -> None:
         p.add_argument("--" + knob.replace("_", "-"), type=typ, default=None, help=argparse.SUPPRESS
                        if knob in ("top_k",) else None)
     p.add_argument("--retrieval", action="store_true", help="MinionS: BM25-filter chunks before local jobs")
-    p.add_argument("--max-remote-usd", type=_usd, default=None, metavar="USD",
-                   help="stop before remote spend exceeds this (a finite amount >= 0)")
+    p.add_argument("--max-remote-usd", type=float, default=None, help="stop before remote spend exceeds this")
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")
     p.add_argument("--private-name", action="append", default=[], metavar="NAME",
                    help="a name to scrub (repeatable; implies --privacy)")
@@ -50,15 +49,6 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the live view")
     p.add_argument("--quiet", action="store_true", help="no live view; answer and cost table only")
     p.set_defaults(func=run)
-
-
-def _usd(text: str) -> float | None:
-    from minions.protocols.base import budget_usd
-
-    try:
-        return budget_usd(text)
-    except errors.ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_protocol(args: argparse.Namespace):

@@ -178,7 +178,7 @@ def expand(cfg: SweepConfig) -> list[RunConfig]:
         locals_ = cfg.local if "local" in needs else [None]
         remotes = cfg.remote if "remote" in needs else [None]
         for local, remote, varied in itertools.product(locals_, remotes, _points(own_grid, cfg.grid_mode)):
-            knobs = _checked({**own_fixed, **varied})
+            knobs = {**own_fixed, **varied}
             run = RunConfig(protocol=proto, local=local, remote=remote,
                             remote_price_as=cfg.remote_price_as if remote else None, knobs=dict(sorted(knobs.items())))
             run.label = _label(run, varied, multi_local=len(cfg.local) > 1, multi_remote=len(cfg.remote) > 1)
@@ -193,16 +193,6 @@ def expand(cfg: SweepConfig) -> list[RunConfig]:
                                      f"spelling. Knobs: {', '.join(sorted(known))}.")
     seen: set[str] = set()
     return [r for r in runs if not (r.id in seen or seen.add(r.id))]
-
-
-def _checked(knobs: dict[str, Any]) -> dict[str, Any]:
-    """Protocol-level knobs checked here, before any run starts: a budget of "nan" or -1 is an error
-    (NaN would compare false with every spend and switch the cap off)."""
-    if knobs.get("max_remote_usd") is not None:
-        from minions.protocols.base import budget_usd
-
-        knobs["max_remote_usd"] = budget_usd(knobs["max_remote_usd"])
-    return knobs
 
 
 def _points(grid: dict[str, list[Any]], mode: str) -> list[dict[str, Any]]:

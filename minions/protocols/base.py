@@ -9,12 +9,10 @@ Protocols only decide *what* to ask.
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -24,6 +22,7 @@ from minions._sync import run_sync
 from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
+from minions.protocols.budget import budget_usd
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
 from minions.protocols.privacy import DocumentAliases
 from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
@@ -52,13 +51,13 @@ class RunContext:
         self.rounds: list[RoundRecord] = []
         self.timings: dict[str, float] = defaultdict(float)
         self.warnings: list[str] = []
+        # --privacy: aliases for document ids made from file names, personal data found per document
+        self._aliases = DocumentAliases(protocol.privacy, documents) if protocol.privacy is not None else None
+        self._spans: dict[str, list] = {}
         self.shown_texts: list[str] = []   # document text put into prompts (redacted from logs on request)
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
         self._last_prompt: dict[str, list[Message]] = {}
-        privacy = protocol.privacy
-        self._aliases = DocumentAliases(privacy, documents) if privacy is not None else None
-        self._spans: dict[str, list] = {}  # personal data found per document, for redact_slice
 
     # -- rounds and events ----------------------------------------------------------------------
 
@@ -181,24 +180,6 @@ class RunContext:
             "--max-remote-usd.")
 
 
-def budget_usd(value: Any) -> float | None:
-    """A remote dollar cap as given by a user: None (no cap), a number or a numeric string ("0.05"
-    is read as 0.05). NaN, infinity, negatives, booleans and words are a ConfigError: a cap that
-    compares false with everything would silently switch the budget off."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise errors.ConfigError(f"max_remote_usd must be a number of dollars, got {type(value).__name__} {value!r}.")
-    try:
-        usd = float(value.strip() if isinstance(value, str) else value)
-    except (ValueError, OverflowError):
-        raise errors.ConfigError(f"max_remote_usd must be a number of dollars, got {value!r}.") from None
-    if not math.isfinite(usd) or usd < 0:
-        raise errors.ConfigError(f"max_remote_usd must be a finite amount >= 0 dollars, got {value!r}; "
-                                 "leave it out for no cap.")
-    return usd
-
-
 class ProtocolConfig(BaseModel):
     """Knobs every protocol has. Protocols subclass this with their own."""
 
@@ -218,7 +199,7 @@ class Protocol(ABC):
                  max_remote_usd: float | None = None, privacy: Any = None,
                  prices: PriceTable | None = None, store_text: bool = True, **config: Any):
         self.local, self.remote = local, remote
-        self.max_remote_usd = max_remote_usd  # validated by the property: never NaN, inf or negative
+        self.max_remote_usd = max_remote_usd
         self.privacy = privacy          # anything with .scrub(str) -> str, e.g. privacy.Scrubber
         self.prices = prices or PriceTable.load()
         self.store_text = store_text    # False: document text is omitted from results and logs
@@ -226,15 +207,6 @@ class Protocol(ABC):
         for role in self.needs:
             if getattr(self, role) is None:
                 raise errors.ConfigError(f"The {self.name} protocol needs a {role} model (--{role} SPEC).")
-
-    @property
-    def max_remote_usd(self) -> float | None:
-        """The remote dollar cap; set it to None, a number or a numeric string (see `budget_usd`)."""
-        return self._max_remote_usd
-
-    @max_remote_usd.setter
-    def max_remote_usd(self, value: Any) -> None:
-        self._max_remote_usd = budget_usd(value)
 
     @abstractmethod
     async def _run(self, ctx: RunContext) -> str | None:
@@ -272,6 +244,15 @@ class Protocol(ABC):
 
     def run(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None) -> RunResult:
         return run_sync(self.arun(task, context, on_event=on_event))
+
+    @property
+    def max_remote_usd(self) -> float | None:
+        """The remote dollar cap; set it to None, a number or a numeric string (see `budget_usd`)."""
+        return self._max_remote_usd
+
+    @max_remote_usd.setter
+    def max_remote_usd(self, value: Any) -> None:
+        self._max_remote_usd = budget_usd(value)
 
     def _estimate_remote_only(self, ctx: RunContext) -> None:
         """Remote-only bill: the whole context and the task sent once to the remote model, counted

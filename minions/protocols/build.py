@@ -7,7 +7,6 @@ from typing import Any
 
 from minions import errors
 from minions.clients import Client, get_client
-from minions.clients.cache import CachedClient
 from minions.protocols import Protocol, protocol_class
 
 #: what an embedded remote (the offline stand-in for a cloud model) is priced as by default
@@ -21,20 +20,6 @@ def default_price_as(spec: str, price_as: str | None) -> str | None:
     return price_as or (STAND_IN_PRICE if spec.startswith("llamacpp/") else None)
 
 
-class _PricedAs(CachedClient):
-    """A pass-through to another client, priced as a different model; it counts tokens with the
-    inner client's own tokenizer (CachedClient with no cache already passes every call through)."""
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-
-def priced_as(client: Client, price_as: str) -> Client:
-    """`client`, priced as `price_as`. The caller's object is not changed (it may be in use as the
-    local model too, or elsewhere): calls go through a thin wrapper sharing its engine and session."""
-    return _PricedAs(client, None, price_as=price_as)
-
-
 def _get(role: str, spec: str, kw: dict[str, Any]) -> Client:
     return get_client(spec, **kw)
 
@@ -46,8 +31,7 @@ def build_protocol(name: str, *, local: str | Client | None, remote: str | Clien
     """Build protocol `name` with clients for the roles it needs.
 
     `knobs` may hold any protocol's knobs: each protocol takes those its Config declares (None
-    values are skipped). `remote_price_as` applies to a remote given as a spec and to a `Client`
-    object alike; a Client is wrapped (see `priced_as`), never modified. A remote the protocol does not need is still built, when possible, to
+    values are skipped). A remote the protocol does not need is still built, when possible, to
     estimate the remote-only bill — but a missing API key for it is not an error.
     """
     cls = protocol_class(name)
@@ -61,14 +45,16 @@ def build_protocol(name: str, *, local: str | Client | None, remote: str | Clien
     rkw = dict(remote_kw or {})
     if isinstance(remote, str) and (price := default_price_as(remote, remote_price_as)):
         rkw["price_as"] = price
+    elif isinstance(remote, Client) and remote_price_as and remote_price_as != remote.price_as:
+        from minions.protocols.budget import priced_as  # a wrapper: the caller's Client is not changed
+
+        remote = priced_as(remote, remote_price_as)
     try:
         remote_client = make("remote", remote, rkw)
     except errors.MissingAPIKeyError:
         if "remote" in cls.needs:
             raise
         remote_client = None
-    if isinstance(remote, Client) and remote_price_as and remote_price_as != remote.price_as:
-        remote_client = priced_as(remote, remote_price_as)
     fields = cls.Config.model_fields
     chosen = {k: v for k, v in (knobs or {}).items() if v is not None and k in fields}
     return cls(local_client, remote_client, **protocol_kw, **chosen)
