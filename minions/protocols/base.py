@@ -1,10 +1,9 @@
 """The one protocol interface, and the run context every protocol makes its model calls through.
 
-`RunContext.call` is the single door to the models: it scrubs what goes to the remote (privacy:
-`redact`, which also swaps document ids made from file names for aliases), checks the remote
-budget against the worst case before every remote call and stops at once when a reply overshoots
-it, meters usage and dollars per role/step/round, keeps the transcript and times each step.
-Protocols only decide *what* to ask.
+`RunContext.call` is the single door to the models: it scrubs what goes to the remote (privacy),
+checks the remote budget against the worst case before every remote call, meters usage and
+dollars per role/step/round, keeps the transcript and times each step. Protocols only decide
+*what* to ask.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from minions._sync import run_sync
 from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
-from minions.protocols.budget import budget_usd
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
 from minions.protocols.privacy import DocumentAliases
 from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
@@ -252,6 +250,8 @@ class Protocol(ABC):
 
     @max_remote_usd.setter
     def max_remote_usd(self, value: Any) -> None:
+        from minions.protocols.budget import budget_usd
+
         self._max_remote_usd = budget_usd(value)
 
     def _estimate_remote_only(self, ctx: RunContext) -> None:

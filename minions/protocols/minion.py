@@ -33,7 +33,7 @@ from minions.protocols.baselines import (
     show,
 )
 from minions.protocols.events import EventHandler, MessageSent
-from minions.protocols.parsing import MAX_NESTING, ask_json, nested_too_deep
+from minions.protocols.parsing import ask_json
 from minions.protocols.result import RunResult
 
 FINAL, MORE = "provide_final_answer", "request_additional_info"
@@ -87,8 +87,6 @@ def _as_text(value: Any) -> str | None:
         return "" if _PLACEHOLDER.fullmatch(value.strip()) else value
     if value is None:
         return value
-    if nested_too_deep(value):  # pydantic turns the ValueError into a validation error the model sees
-        raise ValueError(f"value nested more than {MAX_NESTING} levels deep")
     try:
         return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
     except (ValueError, RecursionError) as e:  # pydantic turns ValueError into a validation error
@@ -102,8 +100,21 @@ _SCRUB_MARGIN = 1000  # longer than any item the scrubber recognises
 
 
 def reply_limit(local_max_tokens: int) -> int:
-    """Most characters of one worker reply sent to the remote."""
+    """Most characters of one worker reply kept (for the remote and the worker's own chat)."""
     return max(_MIN_REPLY_CHARS, _CHARS_PER_REPLY_TOKEN * local_max_tokens)
+
+
+async def bounded_reply(ctx: RunContext, reply: str, local_max_tokens: int) -> str:
+    """`reply`, cut to `reply_limit` with a notice when longer. Under --privacy the text is scrubbed
+    (with a margin past the cut) before it is cut, so the cut cannot split personal data out of
+    the scrubber's sight; the worker then reads its own runaway reply scrubbed too."""
+    limit = reply_limit(local_max_tokens)
+    if len(reply) <= limit:
+        return reply
+    await ctx.notice(f"minion: the local model replied with {len(reply):,} characters; kept the first {limit:,} "
+                     f"(the bound is {_CHARS_PER_REPLY_TOKEN} characters per token of local_max_tokens, at least "
+                     f"{_MIN_REPLY_CHARS:,}).")
+    return ctx.redact(reply[: limit + _SCRUB_MARGIN])[:limit] + " [... cut]"
 
 
 class MinionConfig(ProtocolConfig):
@@ -164,8 +175,8 @@ class Minion(Protocol):
                     rec = ctx.new_round()
                 local_msgs.append(Message(role="user", content=decision.message.strip() or ctx.task))
                 reply = (await ctx.call("local", local_msgs, local_opts, step="answer", announce=True)).text.strip()
-                # The worker's own chat keeps a bounded copy too (a runaway reply would overflow its window).
-                local_msgs.append(Message(role="assistant", content=reply[: reply_limit(cfg.local_max_tokens)]))
+                reply = await bounded_reply(ctx, reply, cfg.local_max_tokens)
+                local_msgs.append(Message(role="assistant", content=reply))
                 if not drafted and reply:
                     # No answer from the remote yet: if the budget stops the run, the worker's latest
                     # answer is the best we have.
@@ -226,16 +237,8 @@ class Minion(Protocol):
         return render("minion_worker", context=context, task=ctx.task)
 
     async def _for_remote(self, ctx: RunContext, reply: str) -> str:
-        """The worker's reply as the remote may see it: at most `reply_limit(...)` characters, scrubbed
-        (--privacy) before it is cut, then through the local privacy rewrite when enabled (the
-        deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
-        limit = reply_limit(self.config.local_max_tokens)
-        if len(reply) > limit:
-            await ctx.notice(f"minion: the local model replied with {len(reply):,} characters; the remote gets "
-                             f"the first {limit:,} (the bound is {_CHARS_PER_REPLY_TOKEN} characters per token of "
-                             f"local_max_tokens, at least {_MIN_REPLY_CHARS:,}).")
-            # Scrub a margin past the cut as well, so an item straddling it is seen whole.
-            reply = ctx.redact(reply[: limit + _SCRUB_MARGIN])[:limit] + " [... cut]"
+        """The worker's reply as the remote may see it: through the local privacy rewrite when enabled
+        (the deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
         privacy = self.privacy
         if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
             return await privacy.shield(ctx, reply)

@@ -22,7 +22,7 @@ from minions.documents import Chunk
 from minions.protocols.citations import citation_found, normalize
 from minions.protocols.events import JobFinished
 from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
-from minions.protocols.parsing import MAX_NESTING, nested_too_deep, parse_reply
+from minions.protocols.parsing import parse_reply
 from minions.protocols.result import JobRecord
 
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
@@ -44,27 +44,27 @@ _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no 
             "not available", "not applicable", "not provided", "not stated", "no information"}
 
 
-def _as_text(v: Any) -> Any:
-    """A reply field as text: lists are joined, numbers and booleans written out, objects as JSON.
-    Nesting deeper than MAX_NESTING is refused with a ValueError (pydantic turns it into a
-    validation error the model is shown), before any recursion could exhaust the stack."""
-    if v is None or isinstance(v, str):
-        return v
-    if nested_too_deep(v):
-        raise ValueError(f"value nested more than {MAX_NESTING} levels deep")
-    return _flatten(v)
+_MAX_NESTING = 32  # lists nested deeper in a reply field are garbage (parse_reply refuses them first)
 
 
-def _flatten(v: Any) -> Any:
+def _as_text(v: Any, _depth: int = 0) -> Any:
+    """A reply field as text: lists joined, numbers and booleans written out, objects as JSON.
+    Recursion is bounded: nesting deeper than _MAX_NESTING is a ValueError, which pydantic turns
+    into a validation error the model is shown."""
     if v is None or isinstance(v, str):
         return v
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, int | float):
         return str(v)
+    if _depth >= _MAX_NESTING:
+        raise ValueError(f"value nested more than {_MAX_NESTING} levels deep")
     if isinstance(v, list):
-        return "; ".join(str(_flatten(x)) for x in v if x is not None) or None
-    return json.dumps(v, ensure_ascii=False)[:MAX_FIELD_CHARS]
+        return "; ".join(str(_as_text(x, _depth + 1)) for x in v if x is not None) or None
+    try:
+        return json.dumps(v, ensure_ascii=False)[:MAX_FIELD_CHARS]
+    except (ValueError, RecursionError) as e:  # an object nested past the interpreter's limit
+        raise ValueError(f"unreadable value: {type(v).__name__}") from e
 
 
 class JobOutput(_Lenient):
@@ -211,17 +211,22 @@ def _clip(s: str | None, n: int) -> str:
 
 
 def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget: int,
-              redact: Callable[[str], str] = str) -> str:
+              redact: Callable[[str], str] | None = None) -> str:
     """Kept job outputs grouped by task, then by answer (identical answers from several chunks or
     samples are listed once), in a compact text form, within `budget` characters. `redact` (the run's
-    `RunContext.redact` under --privacy) is applied to every piece before it is clipped, so a cut
-    cannot hide personal data from the scrubber."""
+    `RunContext.redact` under --privacy) is applied to what the workers wrote, and to chunk ids,
+    before anything is clipped, so a cut cannot hide personal data from the scrubber."""
+    if redact is not None:
+        records = [r.model_copy(update={
+            "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation),
+            "answer": redact(r.answer) if r.answer else r.answer,
+            "citation": redact(r.citation) if r.citation else r.citation}) for r in records]
     per_task = max(200, budget // max(1, len(instructions)))
     blocks = []
     for t, instruction in enumerate(instructions, start=1):
         mine = [r for r in records if r.task_id == t]
         kept = [r for r in mine if r.kept]
-        head = (f"## Task {t}: {_clip(redact(instruction), 300)}\n"
+        head = (f"## Task {t}: {_clip(instruction, 300)}\n"
                 f"{len(kept)} of {len(mine)} jobs answered ({_count(mine, 'abstained')} abstained, "
                 f"{_count(mine, 'dropped')} dropped for unverifiable citations, "
                 f"{_count(mine, 'failed') + _count(mine, 'unparseable')} failed)")
@@ -231,11 +236,11 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
         lines, used, omitted = [head], len(head), 0
         for group in groups.values():
             r = group[0]
-            where = ", ".join(dict.fromkeys(f"{redact(g.chunk_id)} (p. {_pages(g.pages)})" for g in group))
+            where = ", ".join(dict.fromkeys(f"{g.chunk_id} (p. {_pages(g.pages)})" for g in group))
             flag = " [citation NOT verified]" if r.note.startswith("flagged") else ""
-            line = (f"- [{where}] answer: {_clip(redact(r.answer or ''), _SHOW_ANSWER)}"
-                    f" | citation: \"{_clip(redact(r.citation or ''), _SHOW_CITATION)}\"{flag}"
-                    f" | why: {_clip(redact(r.explanation), _SHOW_EXPLANATION)}")
+            line = (f"- [{where}] answer: {_clip(r.answer, _SHOW_ANSWER)}"
+                    f" | citation: \"{_clip(r.citation, _SHOW_CITATION)}\"{flag}"
+                    f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}")
             if used + len(line) + 1 > per_task:
                 omitted += 1
                 continue

@@ -19,8 +19,8 @@ T = TypeVar("T", bound=BaseModel)
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 MAX_REPLY_CHARS = 200_000  # a reply longer than this is not worth repairing
-#: lists/objects nested deeper than this inside a reply field are garbage, not an answer; schemas
-#: refuse them (see `nested_too_deep`) before any recursive code could exhaust the stack
+#: a reply nested deeper than this (lists/objects) is garbage, not an answer: refused before any
+#: schema's validators, whose recursion could exhaust the stack
 MAX_NESTING = 32
 
 
@@ -44,6 +44,9 @@ def parse_reply(text: str, schema: type[T]) -> T:
                 continue
             if not isinstance(data, dict):
                 last = ValueError(f"expected a JSON object, got {type(data).__name__}")
+                continue
+            if nested_too_deep(data):  # before any validator's recursion could exhaust the stack
+                last = ValueError(f"JSON nested more than {MAX_NESTING} levels deep")
                 continue
             try:
                 return schema.model_validate(data)

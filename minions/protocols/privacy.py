@@ -16,8 +16,7 @@ file names go through `DocumentAliases`: the remote knows such a document as "pr
 
 With `local_rewrite=True`, protocols also pass what the local model wrote for the remote through
 `shield`: the local model rewrites it without personal data (the privacy shield of the Minions
-paper), and the rewrite is scrubbed anyway — a small model misses things. (Minion uses it for its
-worker's replies; MinionS does not yet.)
+paper), and the rewrite is scrubbed anyway — a small model misses things.
 """
 
 from __future__ import annotations
