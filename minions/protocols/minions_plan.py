@@ -327,9 +327,10 @@ def template(name: str) -> Template:
 
 
 def documents_overview(docs: Sequence[Document], chunks: Sequence[Chunk], cfg: MinionSConfig,
-                       redact: Callable[[str], str] = str) -> str:
+                       redact: Callable[[str], str] | None = None) -> str:
     """What the remote may know about the documents: titles, sizes, chunk counts — never their text.
     Ids and titles pass through `redact` (see RunContext.redact) before a title is shortened."""
+    redact = redact or (lambda s: s)
     counts: dict[str, int] = {}
     for c in chunks:
         counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
