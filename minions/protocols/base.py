@@ -23,6 +23,7 @@ from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
+from minions.protocols.privacy import DocumentAliases
 from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
 from minions.redact import env_secrets, normalize, redact
 from minions.tokens import count_in_pieces, count_messages
@@ -55,6 +56,9 @@ class RunContext:
         self.rounds: list[RoundRecord] = []
         self.timings: dict[str, float] = defaultdict(float)
         self.warnings: list[str] = []
+        # --privacy: aliases for document ids made from file names, personal data found per document
+        self._aliases = DocumentAliases(protocol.privacy, documents) if protocol.privacy is not None else None
+        self._spans: dict[str, list] = {}
         self.shown_texts: list[str] = []   # document text put into prompts (redacted from logs on request)
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
@@ -110,11 +114,15 @@ class RunContext:
             raise
         finally:
             self.timings[step] += time.perf_counter() - started
+        if role == "remote" and self._aliases is not None and self._aliases.to_real:
+            completion = completion.model_copy(update={"texts": [self._aliases.reveal(t) for t in completion.texts]})
         self.meter.record(role, client.price_key, completion.usage, step=step, round=rec.round)
         for w in completion.warnings:
             await self.notice(f"{client.spec}: {w}")
         rec.messages.append(TranscriptMessage(round=rec.round, step=step, to="remote" if role == "local" else "local",
                                               role="assistant", content=completion.text))
+        if role == "remote":
+            self._check_overshoot(client, completion)  # after logging: the run log shows what was paid for
         if announce:
             await self.emit(MessageSent(round=rec.round, sender=role, step=step, content=completion.text))
         return completion
@@ -131,10 +139,30 @@ class RunContext:
         return messages[same:]
 
     async def _protect(self, m: Message) -> Message:
-        scrubber = self.protocol.privacy
-        if scrubber is None:
+        if self.protocol.privacy is None:
             return m
-        return m.model_copy(update={"content": scrubber.scrub(m.content)})
+        return m.model_copy(update={"content": self.redact(m.content)})
+
+    def redact(self, text: str) -> str:
+        """`text` as the remote may see it (`--privacy`: document aliases, then the scrubber).
+        Every remote message gets this at the door; protocols also call it before they clip text
+        for the remote, so a cut never splits a card number out of the scrubber's sight."""
+        privacy = self.protocol.privacy
+        if privacy is None or not text:
+            return text
+        return privacy.scrub(self._aliases.hide(text) if self._aliases is not None else text)
+
+    def redact_slice(self, doc: Document, start: int, end: int) -> str:
+        """`doc.text[start:end]` as the remote may see it, scrubbed as part of the whole document, so
+        an item cut by the slice's edges is still recognised (see Scrubber.scrub_slice)."""
+        privacy = self.protocol.privacy
+        if privacy is None:
+            return doc.text[start:end]
+        if not hasattr(privacy, "scrub_slice"):
+            return self.redact(doc.text[start:end])
+        if doc.id not in self._spans:
+            self._spans[doc.id] = privacy.spans(doc.text)
+        return self.redact(privacy.scrub_slice(doc.text, start, end, self._spans[doc.id]))
 
     def _check_budget(self, client: Client, messages: list[Message], options: Options) -> None:
         cap = self.protocol.max_remote_usd
@@ -150,6 +178,20 @@ class RunContext:
             raise errors.BudgetExceededError(
                 f"Remote budget ${cap:.4f} reached: ${spent:.4f} spent, next call could cost up to "
                 f"${worst:.4f}. Raise --max-remote-usd to continue.")
+
+    def _check_overshoot(self, client: Client, completion: Completion) -> None:
+        """A remote that ignores max_tokens (or bills more than it sends) can push spending past the
+        cap despite the worst-case check before the call: stop at once, saying by how much."""
+        cap = self.protocol.max_remote_usd
+        spent = self.meter.totals("remote").cost_usd
+        if cap is None or spent is None or spent <= cap:
+            return
+        last = self.meter.prices.cost(client.price_key, completion.usage) or 0.0
+        raise errors.BudgetExceededError(
+            f"Remote budget ${cap:.4f} overshot by ${spent - cap:.4f}: the last call cost ${last:.4f} "
+            f"({completion.usage.completion_tokens} completion tokens), ${spent:.4f} spent in all; stopped "
+            f"there. {client.spec} returned more than it was allowed; lower --remote-max-tokens or raise "
+            "--max-remote-usd.")
 
 
 class ProtocolConfig(BaseModel):
@@ -261,6 +303,17 @@ class Protocol(ABC):
 
     def run(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None) -> RunResult:
         return run_sync(self.arun(task, context, on_event=on_event))
+
+    @property
+    def max_remote_usd(self) -> float | None:
+        """The remote dollar cap; set it to None, a number or a numeric string (see `budget_usd`)."""
+        return self._max_remote_usd
+
+    @max_remote_usd.setter
+    def max_remote_usd(self, value: Any) -> None:
+        from minions.protocols.budget import budget_usd
+
+        self._max_remote_usd = budget_usd(value)
 
     def _estimate_remote_only(self, ctx: RunContext) -> None:
         """Remote-only bill: the whole context and the task sent once to the remote model, counted

@@ -87,6 +87,8 @@ async def fit_context(ctx: RunContext, role: str, context: str, *, overhead: int
     None. `overhead` is the prompt around the context, `reserve` what the reply (and later turns) need.
     """
     client = ctx.client(role)
+    if role == "remote":  # scrub before any cut: a cut must not split personal data out of sight
+        context = ctx.redact(context)
     n = client.count_tokens(context)  # first: may load an embedded model and so learn its window
     known = [w for w in (client.context_window, limit) if w]
     window = min(known) if known else default_window
@@ -242,8 +244,12 @@ class RAG(Protocol):
                 - prompt_tokens(client, system, render("rag_user", chunks="", task=ctx.task))) if known else None
         blocks: list[str] = []
         shown: list[Chunk] = []
+        docs = {d.id: d for d in ctx.documents}
         for chunk in hits:
-            block = f"[C{len(shown) + 1}] {chunk.doc_id}, {_pages(chunk)}\n{chunk.text}"
+            # Each excerpt scrubbed as part of its whole document: a card number split across two
+            # chunks is still found (with --privacy; otherwise this is chunk.text).
+            text = ctx.redact_slice(docs[chunk.doc_id], chunk.start, chunk.end)
+            block = f"[C{len(shown) + 1}] {chunk.doc_id}, {_pages(chunk)}\n{text}"
             if room is not None:
                 room -= client.count_tokens(block) + 2
                 if room < 0:
@@ -252,6 +258,8 @@ class RAG(Protocol):
                     break
             blocks.append(block)
             shown.append(chunk)
+            if text != chunk.text:
+                ctx.shown_texts.append(text)  # the form the remote's transcript holds, for --no-store-text
         excerpts = "\n\n".join(blocks) or "(no excerpt matched the task)"
         for chunk in shown:
             show(ctx, chunk.text)

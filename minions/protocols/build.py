@@ -50,6 +50,10 @@ def build_protocol(name: str, *, local: str | Client | None, remote: str | Clien
     rkw = dict(remote_kw or {})
     if isinstance(remote, str) and (price := default_price_as(remote, remote_price_as)):
         rkw["price_as"] = price
+    elif isinstance(remote, Client) and remote_price_as and remote_price_as != remote.price_as:
+        from minions.protocols.budget import priced_as  # a wrapper: the caller's Client is not changed
+
+        remote = priced_as(remote, remote_price_as)
     try:
         remote_client = make("remote", remote, rkw)
     except errors.MissingAPIKeyError:

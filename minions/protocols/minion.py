@@ -93,6 +93,30 @@ def _as_text(value: Any) -> str | None:
         raise ValueError(f"unreadable value: {type(value).__name__}") from e
 
 
+#: A worker reply goes to the remote cut to `reply_limit(local_max_tokens)` characters: a local
+#: server gone wrong can return megabytes (it ignored max_tokens), which must not become a remote bill.
+_CHARS_PER_REPLY_TOKEN, _MIN_REPLY_CHARS = 8, 4000
+_SCRUB_MARGIN = 1000  # longer than any item the scrubber recognises
+
+
+def reply_limit(local_max_tokens: int) -> int:
+    """Most characters of one worker reply kept (for the remote and the worker's own chat)."""
+    return max(_MIN_REPLY_CHARS, _CHARS_PER_REPLY_TOKEN * local_max_tokens)
+
+
+async def bounded_reply(ctx: RunContext, reply: str, local_max_tokens: int) -> str:
+    """`reply`, cut to `reply_limit` with a notice when longer. Under --privacy the text is scrubbed
+    (with a margin past the cut) before it is cut, so the cut cannot split personal data out of
+    the scrubber's sight; the worker then reads its own runaway reply scrubbed too."""
+    limit = reply_limit(local_max_tokens)
+    if len(reply) <= limit:
+        return reply
+    await ctx.notice(f"minion: the local model replied with {len(reply):,} characters; kept the first {limit:,} "
+                     f"(the bound is {_CHARS_PER_REPLY_TOKEN} characters per token of local_max_tokens, at least "
+                     f"{_MIN_REPLY_CHARS:,}).")
+    return ctx.redact(reply[: limit + _SCRUB_MARGIN])[:limit] + " [... cut]"
+
+
 class MinionConfig(ProtocolConfig):
     max_rounds: int = Field(3, ge=1, le=50)
     #: keep a short history of earlier task/answer pairs on this protocol instance for follow-ups
@@ -151,6 +175,7 @@ class Minion(Protocol):
                     rec = ctx.new_round()
                 local_msgs.append(Message(role="user", content=decision.message.strip() or ctx.task))
                 reply = (await ctx.call("local", local_msgs, local_opts, step="answer", announce=True)).text.strip()
+                reply = await bounded_reply(ctx, reply, cfg.local_max_tokens)
                 local_msgs.append(Message(role="assistant", content=reply))
                 if not drafted and reply:
                     # No answer from the remote yet: if the budget stops the run, the worker's latest

@@ -136,7 +136,7 @@ class MinionS(Protocol):
             # -- decompose: the remote plans with titles and sizes, never text ------------------
             prompt = template("minions_decompose.txt").substitute(
                 round=r, max_rounds=cfg.max_rounds, task=ctx.task,
-                documents=documents_overview(ctx.documents, default_chunks, cfg),
+                documents=documents_overview(ctx.documents, default_chunks, cfg, redact=ctx.redact),
                 tasks_per_round=cfg.tasks_per_round, samples_per_task=cfg.samples_per_task,
                 max_jobs=cfg.max_jobs_per_round, n_chunks=len(default_chunks), top_k=cfg.retrieval_top_k,
                 chunking=chunking_options(cfg), default_strategy=cfg.chunk_strategy,
@@ -167,7 +167,8 @@ class MinionS(Protocol):
                 ctx.best_answer = _most_common_answer(kept)  # a candidate, until the remote decides
 
             # -- aggregate and synthesize ---------------------------------------------------------
-            outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars)
+            outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars,
+                                redact=ctx.redact)
             synth = await self._synthesize(ctx, system, remote_opts, r, last, outputs, scratchpad)
             if synth.answer and synth.answer.strip():
                 ctx.best_answer = synth.answer.strip()[:_MAX_ANSWER_CHARS]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
-from difflib import SequenceMatcher
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import field_validator
@@ -20,6 +19,7 @@ from pydantic import field_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
+from minions.protocols.citations import citation_found, normalize
 from minions.protocols.events import JobFinished
 from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
 from minions.protocols.parsing import parse_reply
@@ -44,16 +44,27 @@ _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no 
             "not available", "not applicable", "not provided", "not stated", "no information"}
 
 
-def _as_text(v: Any) -> Any:
+_MAX_NESTING = 32  # lists nested deeper in a reply field are garbage (parse_reply refuses them first)
+
+
+def _as_text(v: Any, _depth: int = 0) -> Any:
+    """A reply field as text: lists joined, numbers and booleans written out, objects as JSON.
+    Recursion is bounded: nesting deeper than _MAX_NESTING is a ValueError, which pydantic turns
+    into a validation error the model is shown."""
     if v is None or isinstance(v, str):
         return v
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, int | float):
         return str(v)
+    if _depth >= _MAX_NESTING:
+        raise ValueError(f"value nested more than {_MAX_NESTING} levels deep")
     if isinstance(v, list):
-        return "; ".join(str(_as_text(x)) for x in v if x is not None) or None
-    return json.dumps(v, ensure_ascii=False)[:MAX_FIELD_CHARS]
+        return "; ".join(str(_as_text(x, _depth + 1)) for x in v if x is not None) or None
+    try:
+        return json.dumps(v, ensure_ascii=False)[:MAX_FIELD_CHARS]
+    except (ValueError, RecursionError) as e:  # an object nested past the interpreter's limit
+        raise ValueError(f"unreadable value: {type(v).__name__}") from e
 
 
 class JobOutput(_Lenient):
@@ -99,54 +110,6 @@ def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title:
     head = job_prefix(chunk, doc_title) if prefix is None else prefix
     return [Message(role="system", content=worker_system()),
             Message(role="user", content=head + job_suffix(instruction, advice))]
-
-
-# --- citations ----------------------------------------------------------------------------------
-
-_WS = re.compile(r"\s+")
-_ELLIPSIS = re.compile(r"\s*(?:\.\.\.|…)\s*")
-_QUOTES = "\"'`“”‘’«» "
-
-
-def _norm(s: str) -> str:
-    return _WS.sub(" ", s).strip().casefold()
-
-
-def citation_found(citation: str, text: str, threshold: float = 0.8) -> tuple[bool, str]:
-    """Is `citation` in `text`? Exact, then whitespace/case-normalised, then fuzzy (difflib ratio of
-    the best window >= threshold). A quote elided with "..." must match part by part.
-    Returns (found, how)."""
-    cite = citation.strip().strip(_QUOTES).rstrip(".,;:").strip(_QUOTES)  # quotes end sentences early
-    if not cite:
-        return False, "empty"
-    if cite in text:
-        return True, "exact"
-    norm_text = _norm(text)
-    parts = [p for p in (_norm(x) for x in _ELLIPSIS.split(cite)) if p]
-    if parts and all(p in norm_text for p in parts):
-        return True, "normalised"
-    if all(_fuzzy(p, norm_text) >= threshold for p in parts):
-        return True, "fuzzy"
-    return False, "not found"
-
-
-def _fuzzy(cite: str, text: str, max_anchors: int = 8) -> float:
-    """Best SequenceMatcher ratio between `cite` and a same-length window of `text`, trying windows
-    anchored at the longest blocks the two share (a few ms for a 3,000-char chunk)."""
-    n = len(cite)
-    if n < 8 or n > 2000 or not text:
-        return 0.0
-    blocks = SequenceMatcher(None, text, cite, autojunk=False).get_matching_blocks()
-    best = 0.0
-    for i, j, size in sorted(blocks, key=lambda b: -b[2])[:max_anchors]:
-        if size < 3:
-            break
-        start = max(0, i - j)
-        for lo, hi in ((start, start + n), (max(0, start - 3), start + n + 3)):
-            sm = SequenceMatcher(None, text[lo:hi], cite, autojunk=False)
-            if sm.quick_ratio() > best:
-                best = max(best, sm.ratio())
-    return best
 
 
 # --- running jobs -------------------------------------------------------------------------------
@@ -239,14 +202,25 @@ def verified(rec: JobRecord) -> bool:
 
 # --- aggregation for the remote -----------------------------------------------------------------
 
+_WS = re.compile(r"\s+")
+
+
 def _clip(s: str | None, n: int) -> str:
     s = _WS.sub(" ", s or "").strip()
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget: int) -> str:
+def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget: int,
+              redact: Callable[[str], str] | None = None) -> str:
     """Kept job outputs grouped by task, then by answer (identical answers from several chunks or
-    samples are listed once), in a compact text form, within `budget` characters."""
+    samples are listed once), in a compact text form, within `budget` characters. `redact` (the run's
+    `RunContext.redact` under --privacy) is applied to what the workers wrote, and to chunk ids,
+    before anything is clipped, so a cut cannot hide personal data from the scrubber."""
+    if redact is not None:
+        records = [r.model_copy(update={
+            "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation),
+            "answer": redact(r.answer) if r.answer else r.answer,
+            "citation": redact(r.citation) if r.citation else r.citation}) for r in records]
     per_task = max(200, budget // max(1, len(instructions)))
     blocks = []
     for t, instruction in enumerate(instructions, start=1):
@@ -258,7 +232,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
                 f"{_count(mine, 'failed') + _count(mine, 'unparseable')} failed)")
         groups: dict[tuple[str, str], list[JobRecord]] = {}
         for r in kept:
-            groups.setdefault((_norm(r.answer or ""), _norm(r.citation or "")), []).append(r)
+            groups.setdefault((normalize(r.answer or ""), normalize(r.citation or "")), []).append(r)
         lines, used, omitted = [head], len(head), 0
         for group in groups.values():
             r = group[0]

@@ -326,12 +326,15 @@ def template(name: str) -> Template:
     return Template(resources.files("minions.protocols").joinpath("prompts", name).read_text("utf-8"))
 
 
-def documents_overview(docs: Sequence[Document], chunks: Sequence[Chunk], cfg: MinionSConfig) -> str:
-    """What the remote may know about the documents: titles, sizes, chunk counts — never their text."""
+def documents_overview(docs: Sequence[Document], chunks: Sequence[Chunk], cfg: MinionSConfig,
+                       redact: Callable[[str], str] | None = None) -> str:
+    """What the remote may know about the documents: titles, sizes, chunk counts — never their text.
+    Ids and titles pass through `redact` (see RunContext.redact) before a title is shortened."""
+    redact = redact or (lambda s: s)
     counts: dict[str, int] = {}
     for c in chunks:
         counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
-    lines = [f"- {d.id}: \"{d.title[:120]}\" — {len(d.text):,} characters (~{len(d.text) // _CHARS_PER_TOKEN:,} "
+    lines = [f"- {redact(d.id)}: \"{redact(d.title)[:120]}\" — {len(d.text):,} characters (~{len(d.text) // _CHARS_PER_TOKEN:,} "
              f"tokens), {len(d.pages)} page(s), {counts.get(d.id, 0)} chunks at {cfg.chunk_strategy}/{cfg.chunk_size}"
              for d in docs]
     return "\n".join(lines) or "- (no documents)"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import json_repair
 from pydantic import BaseModel, ValidationError
@@ -19,6 +19,9 @@ T = TypeVar("T", bound=BaseModel)
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 MAX_REPLY_CHARS = 200_000  # a reply longer than this is not worth repairing
+#: a reply nested deeper than this (lists/objects) is garbage, not an answer: refused before any
+#: schema's validators, whose recursion could exhaust the stack
+MAX_NESTING = 32
 
 
 def parse_reply(text: str, schema: type[T]) -> T:
@@ -35,17 +38,37 @@ def parse_reply(text: str, schema: type[T]) -> T:
         for loader in (json.loads, _repair):
             try:
                 data = loader(cand)
-            except (ValueError, RecursionError) as e:
-                last = e
+            except Exception as e:  # noqa: BLE001  hostile text may make a parser raise anything
+                # (RecursionError on deep nesting, IndexError inside json-repair...): it is bad output
+                last = ValueError("JSON nested too deep to read") if isinstance(e, RecursionError) else e
                 continue
             if not isinstance(data, dict):
                 last = ValueError(f"expected a JSON object, got {type(data).__name__}")
+                continue
+            if nested_too_deep(data):  # before any validator's recursion could exhaust the stack
+                last = ValueError(f"JSON nested more than {MAX_NESTING} levels deep")
                 continue
             try:
                 return schema.model_validate(data)
             except ValidationError as e:
                 last = e
+            except (RecursionError, ValueError, TypeError) as e:  # validators on hostile values
+                last = ValueError(f"{type(e).__name__}: {str(e)[:200]}")
     raise errors.ModelOutputError(f"reply does not match {schema.__name__}: {_short(last)}", raw=text[:2000])
+
+
+def nested_too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Are lists/dicts in `value` nested more than `limit` levels? Iterative, so safe at any depth."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item if isinstance(item, list) else item.values() if isinstance(item, dict) else ()
+        for child in children:
+            if isinstance(child, list | dict):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _repair(text: str):
