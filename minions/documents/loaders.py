@@ -61,10 +61,14 @@ def load(source: Source, *, name: str | None = None, password: str | None = None
 
 def load_many(sources: Iterable[Source], *, password: str | None = None) -> list[Document]:
     """Load several documents; ids are made unique ("report", "report-2", ...) within the call."""
+    return unique_ids(load(source, password=password) for source in sources)
+
+
+def unique_ids(documents: Iterable[Document]) -> list[Document]:
+    """The documents, in order, with repeated ids suffixed ("report", "report-2", ...)."""
     docs: list[Document] = []
     seen: set[str] = set()
-    for source in sources:
-        doc = load(source, password=password)
+    for doc in documents:
         if doc.id in seen:
             n = 2
             while f"{doc.id}-{n}" in seen:
