@@ -458,3 +458,26 @@ def test_minions_serve_answers_with_the_embedded_model(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert '"status": 200' in err and "local-key" not in err  # the request's log line, without the key
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+def test_serve_and_mcp_take_the_flags_of_ask(capsys):
+    from minions.cli import build_parser, main
+
+    for argv in (["serve", "--help"], ["mcp", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert "example" in out and "--remote" in out and "--max-rounds" in out and "--max-concurrent" in out
+    args = build_parser().parse_args(["serve", "a.md", "--protocol", "rag", "--chunk-size", "900", "--port", "9"])
+    assert (args.paths, args.protocol, args.chunk_size, args.port, args.host) == (["a.md"], "rag", 900, 9, "127.0.0.1")
+
+
+def test_missing_server_package_names_the_extra():
+    from minions.errors import MissingDependencyError
+    from minions.serve.deps import require
+
+    with pytest.raises(MissingDependencyError, match=r"pip install 'minions\[serve\]'"):
+        require("no_such_module_for_minions", "fastapi")

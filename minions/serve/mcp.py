@@ -125,7 +125,8 @@ def _describe(event: Any) -> str | None:
 
 
 def create_mcp(service: Service, roots: Roots) -> MCPServer:
-    server = MCPServer("minions", version=__version__, instructions=(
+    # log_level: the SDK configures the root logger; WARNING keeps other libraries' INFO chatter off stderr
+    server = MCPServer("minions", version=__version__, log_level="WARNING", instructions=(
         "Answer questions over long documents: a local model reads them, a remote model plans and "
         "aggregates and never sees them. Call list_documents, then ask with document ids or paths."))
     for doc in service.store.corpus.values():
