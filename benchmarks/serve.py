@@ -9,7 +9,8 @@ the same document and question: the library called directly — a protocol built
    Target: added p50 <= 10 ms.
 2. Throughput: requests/s with `--concurrency` requests in flight (the server's run cap), against
    direct runs/s with the same concurrency.
-3. Memory: the process's RSS idle, after the load, and after it settles.
+3. Memory: the process's RSS idle, after the load, and after it settles; and the Python heap
+   (tracemalloc) still held after more requests, which should be ~0.
 
 The server runs in a thread of this process (uvicorn), so it shares the GIL with the client: the
 added figures are an upper bound on what a separate server process adds.
@@ -25,6 +26,7 @@ import asyncio
 import gc
 import statistics
 import time
+import tracemalloc
 from pathlib import Path
 
 import httpx
@@ -149,6 +151,15 @@ def main() -> None:
         time.sleep(1.0)
         gc.collect()
         settled = rss_mb()
+        # Python heap (tracemalloc): what the server still holds after a load, allocator arenas aside
+        tracemalloc.start()
+        heap_idle = tracemalloc.get_traced_memory()[0]
+        asyncio.run(server_throughput(srv.url, args.load // 2, args.concurrency))
+        for c in (service.local, service.remote):
+            c.calls.clear()  # the scripted clients' record of every prompt is theirs, not the server's
+        gc.collect()
+        heap_after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
 
     ms = 1000.0
     d50, d95 = pct(direct, 0.5) * ms, pct(direct, 0.95) * ms
@@ -165,7 +176,9 @@ def main() -> None:
     print(f"  direct {direct_rate:8.1f} runs/s   via server {server_rate:8.1f} requests/s   "
           f"ratio {server_rate / direct_rate:.2f}")
     print(f"memory (RSS): idle {idle:.1f} MB, after load {loaded:.1f} MB, settled {settled:.1f} MB "
-          f"(+{settled - idle:.1f} MB)")
+          f"(+{settled - idle:.1f} MB; freed arenas are not always returned to the OS)")
+    print(f"python heap (tracemalloc) over {args.load // 2} more requests: "
+          f"{(heap_after - heap_idle) / 1024:+.1f} KB still held")
 
 
 if __name__ == "__main__":

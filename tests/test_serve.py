@@ -392,6 +392,8 @@ def test_load_every_request_answered_or_429_none_lost_or_duplicated_memory_back_
             idle = tracemalloc.get_traced_memory()[0]
             results = asyncio.run(load(n))
             wait_for(lambda: service.admission.running == service.admission.waiting == 0, "the server to go idle")
+            asked = Counter(m[-1].content.rsplit("request-", 1)[1].split()[0] for m, _ in remote.calls)
+            remote.calls.clear()  # the scripted client's own record of every prompt is not the server's memory
             gc.collect()
             after = tracemalloc.get_traced_memory()[0]
         finally:
@@ -399,10 +401,9 @@ def test_load_every_request_answered_or_429_none_lost_or_duplicated_memory_back_
     assert sorted(i for i, _ in results) == list(range(n))
     answered = {i for i, a in results if a != "429"}
     assert all(a == f"answer-{i}" for i, a in results if a != "429")  # each its own answer
-    asked = Counter(m[-1].content.rsplit("request-", 1)[1].split()[0] for m, _ in remote.calls)
     assert asked == Counter(str(i) for i in answered)  # each answered request ran exactly once
     assert len(answered) >= cap  # at the very least every slot served
-    assert after - idle < 1_000_000, f"{after - idle} bytes still held after the load"
+    assert after - idle < 200_000, f"{after - idle} bytes still held after the load"
 
 
 def test_metrics_count_requests_errors_money_and_tokens():

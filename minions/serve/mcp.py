@@ -73,10 +73,14 @@ class Roots:
                 subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
                 for name in sorted(names):
                     path = Path(folder) / name
-                    if path.suffix.lower() in KINDS and not name.startswith("."):
-                        out.append({"path": str(path), "bytes": path.stat().st_size})
-                        if len(out) >= limit:
-                            return out
+                    if path.suffix.lower() not in KINDS or name.startswith("."):
+                        continue
+                    real = path.resolve()  # a symlink out of the roots is not listed (ask refuses it)
+                    if not any(real.is_relative_to(d) for d in self.dirs) or not real.is_file():
+                        continue
+                    out.append({"path": str(path), "bytes": real.stat().st_size})
+                    if len(out) >= limit:
+                        return out
         return out
 
 
