@@ -7,17 +7,22 @@ process runs exactly as a user starts it while its answers stay deterministic.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 from minions.errors import ConfigError
 from minions.serve.errors import ServeError
 from minions.serve.mcp import Roots
 from tests.gateway import ScriptedBackend
 from tests.test_documents import PAGES, make_pdf
+from tests.test_serve import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPEX = "capital expenditures were 15 million"
@@ -88,3 +93,31 @@ def test_roots_must_exist(tmp_path):
     assert roots.resolve("a.md") == (tmp_path / "a.md").resolve()
     with pytest.raises(ServeError, match="outside the allowed roots"):
         roots.resolve("/etc/passwd")
+
+
+async def test_mcp_over_streamable_http(gateway, tmp_path):
+    gateway.backend = ScriptedBackend(answers_capex)
+    (tmp_path / "acme-2024.pdf").write_bytes(make_pdf(PAGES))
+    port = free_port()
+    params = server_params(gateway, tmp_path, "--http", "--port", str(port))
+    proc = subprocess.Popen([params.command, *params.args], env={**os.environ, **params.env}, cwd=params.cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        deadline = time.monotonic() + 60
+        while True:  # up once the port answers
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "MCP HTTP server did not start"
+                time.sleep(0.2)
+        async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            out = await session.call_tool("ask", {"question": "Capital expenditures?", "documents": ["acme-2024.pdf"]})
+            assert not out.is_error, out.content
+            assert out.structured_content["citations"][0]["page_start"] == 2
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
