@@ -55,14 +55,20 @@ async def test_mcp_over_stdio_lists_tools_answers_with_pages_and_refuses_paths_o
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append((value, message))
 
-    async with stdio_client(server_params(gateway, docs)) as (read, write), ClientSession(read, write) as session:
+    corpus_doc = docs / "acme-2024.pdf"  # also given on the command line: a corpus document and a resource
+    async with stdio_client(server_params(gateway, docs, str(corpus_doc))) as (read, write), \
+            ClientSession(read, write) as session:
         await session.initialize()
         assert {t.name for t in (await session.list_tools()).tools} == {"ask", "list_documents"}
+        resources = (await session.list_resources()).resources
+        assert [str(r.uri) for r in resources] == ["minions://documents/acme-2024"]
+        assert CAPEX in (await session.read_resource("minions://documents/acme-2024")).contents[0].text
 
         listed = await session.call_tool("list_documents", {})
         assert not listed.is_error
         # the symlink leading out of the root is not offered
         assert [Path(f["path"]).name for f in listed.structured_content["files"]] == ["acme-2024.pdf"]
+        assert [(d["id"], d["pages"]) for d in listed.structured_content["corpus"]] == [("acme-2024", 3)]
 
         out = await session.call_tool("ask", {"question": "What were capital expenditures?",
                                               "documents": ["acme-2024.pdf"]}, progress_callback=on_progress)
@@ -79,10 +85,13 @@ async def test_mcp_over_stdio_lists_tools_answers_with_pages_and_refuses_paths_o
                                               read_timeout_seconds=60)
             assert refused.is_error and "outside the allowed roots" in refused.content[0].text, path
 
+        by_id = await session.call_tool("ask", {"question": "Capital expenditures?", "documents": ["acme-2024"]})
+        assert by_id.structured_content["citations"][0]["page_start"] == 2
+
         missing = await session.call_tool("ask", {"question": "x?", "documents": ["acme-2024.pdf"],
                                                   "protocol": "gpt-4o"})
         assert missing.is_error and "remote-only" in missing.content[0].text
-    assert gateway.counts["/v1/chat/completions"] == 1  # only the one allowed question reached a model
+    assert gateway.counts["/v1/chat/completions"] == 2  # only the two allowed questions reached a model
 
 
 def test_roots_must_exist(tmp_path):

@@ -20,6 +20,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -259,7 +260,7 @@ def test_full_queue_is_429_with_retry_after():
     gate = threading.Event()
     with serving(gated_remote(gate), max_concurrent=1, max_queue=1) as (srv, service, client):
         ask = {"model": "remote-only", "messages": [{"role": "user", "content": "Revenue?"}]}
-        with __import__("concurrent.futures").futures.ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(2) as pool:
             running = pool.submit(client.chat.completions.create, **ask)
             wait_for(lambda: service.admission.running == 1, "the first run to start")
             queued = pool.submit(client.chat.completions.create, **ask)

@@ -72,7 +72,9 @@ def _errors(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         cls = NotFound if exc.status_code == 404 else InvalidRequest
         err = cls(f"{request.method} {request.url.path}: {exc.detail}")
-        return JSONResponse(err.body(), status_code=exc.status_code)
+        response = _error_response(request, err)
+        response.status_code = exc.status_code  # 405 and the like keep their own status
+        return response
 
     @app.exception_handler(MinionsError)
     async def minions_error(request: Request, exc: MinionsError) -> JSONResponse:
