@@ -299,6 +299,16 @@ def test_server_wide_spend_cap_is_429_insufficient_quota():
         assert len(service.remote.calls) == 1
 
 
+def test_a_request_may_lower_the_spend_cap():
+    with serving(max_request_usd=1.0) as (_, service, client):
+        out = client.chat.completions.create(model="remote-only", messages=[{"role": "user", "content": "Revenue?"}],
+                                             extra_body={"minions": {"max_remote_usd": 1e-6}})
+    assert out.choices[0].finish_reason == "length" and out.choices[0].message.content == ""
+    ext = out.model_extra["minions"]
+    assert ext["budget_exhausted"] is True and "$0.0000" in ext["error"] and ext["cost_usd"]["remote"] == 0
+    assert service.remote.calls == []  # the worst case of the first call was over the cap: never sent
+
+
 def test_streamed_errors_before_the_stream_are_http_errors():
     with serving() as (_, _, client):
         with pytest.raises(openai.NotFoundError):

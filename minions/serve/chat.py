@@ -136,8 +136,9 @@ def info_of(result: RunResult) -> MinionsInfo:
 
 
 def failure(result: RunResult) -> ServeError | None:
-    """A run with no answer and an error is a failed request (502), not an empty answer."""
-    if result.answer is None and result.error:
+    """A run with no answer and an error is a failed request (502), not an empty answer — except a
+    spend cap reached: like running out of tokens, that is finish_reason "length"."""
+    if result.answer is None and result.error and not result.budget_exhausted:
         return RunFailed(f"The {result.protocol} run failed: {result.error}", code=result.error_type)
     return None
 

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Mapping
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -50,6 +51,15 @@ class ServeSettings(BaseModel):
     max_total_usd: float | None = Field(None, ge=0)
     max_files: int = Field(64, ge=0)
     max_file_bytes: int = Field(256 * 2**20, ge=0)
+
+
+class Outcome(str, Enum):
+    """How a run ended (the `outcome` label of minions_runs_total)."""
+
+    ANSWERED = "answered"
+    FAILED = "failed"        # no answer: a typed error in the result, or a crash
+    TIMEOUT = "timeout"      # cancelled at the server's time limit
+    CANCELLED = "cancelled"  # the caller went away
 
 
 class RunPlan(BaseModel):
@@ -174,24 +184,24 @@ class Service:
         task = asyncio.ensure_future(self._run(plan, ticket, on_event))
         watch = asyncio.ensure_future(cancel_when) if cancel_when is not None else None
         result: RunResult | None = None
-        outcome = "failed"
+        outcome = Outcome.FAILED
         try:
             left = self.settings.timeout_s - (time.perf_counter() - ticket.created)
             done, _ = await asyncio.wait({task} | ({watch} if watch else set()), timeout=max(0.0, left),
                                          return_when=asyncio.FIRST_COMPLETED)
             if task in done:
                 result = task.result()
-                outcome = "answered" if result.answer is not None else "failed"
+                outcome = Outcome.ANSWERED if result.answer is not None else Outcome.FAILED
                 return Finished(result=result, queue_s=(ticket.started or ticket.created) - ticket.created,
                                 run_s=time.perf_counter() - (ticket.started or ticket.created))
             if watch is not None and watch in done:
-                outcome = "cancelled"
+                outcome = Outcome.CANCELLED
                 raise ClientGone("The client disconnected; its run was cancelled.")
-            outcome = "timeout"
+            outcome = Outcome.TIMEOUT
             raise RunTimedOut(f"No answer within the server's {self.settings.timeout_s:g} s limit; the run was "
                               "cancelled. Ask with fewer documents or a cheaper protocol, or raise --timeout.")
         except asyncio.CancelledError:
-            outcome = "cancelled"  # our caller was cancelled (e.g. the MCP client cancelled the call)
+            outcome = Outcome.CANCELLED  # our caller was cancelled (e.g. the MCP client cancelled the call)
             raise
         finally:
             if watch is not None:
@@ -210,9 +220,9 @@ class Service:
         protocol = self.build(plan, ticket.budget)
         return await protocol.arun(plan.task, plan.documents, on_event=on_event)
 
-    def _account(self, protocol: str, outcome: str, result: RunResult | None) -> None:
+    def _account(self, protocol: str, outcome: Outcome, result: RunResult | None) -> None:
         m = self.metrics
-        m.runs.labels(protocol, outcome).inc()
+        m.runs.labels(protocol, outcome.value).inc()
         if result is None:
             return
         local, remote = result.cost.role("local"), result.cost.role("remote")
