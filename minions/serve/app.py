@@ -186,9 +186,12 @@ class _Stream:
                                                            cancel_when=_disconnected(self.request)))
         while True:
             getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():  # the run ended, or this stream was closed while waiting
+                    getter.cancel()
             if getter not in done:
-                getter.cancel()
                 break
             event = getter.result()
             if not isinstance(event, FinalAnswer):  # the answer itself follows as content deltas
