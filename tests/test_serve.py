@@ -340,16 +340,18 @@ def test_client_disconnect_cancels_the_run():
 
     remote, local = FunctionClient(slow_remote, model="remote"), FunctionClient(slow_local, model="local")
     with serving(remote, local) as (srv, service, _):
-        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="k", max_retries=0, timeout=0.5)
-        with pytest.raises(openai.APITimeoutError):  # the client gives up and hangs up
-            client.chat.completions.create(model="minion", messages=[{"role": "user", "content": "Revenue?"}],
-                                           extra_body={"minions": {"knobs": {"max_rounds": 50}}})
+        body = json.dumps({"model": "minion", "messages": [{"role": "user", "content": "Revenue?"}],
+                           "minions": {"knobs": {"max_rounds": 50}}}).encode()
+        with socket.create_connection((srv.host, srv.port)) as sock:  # a client that hangs up mid-run
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            wait_for(lambda: len(remote.calls) + len(local.calls) >= 3, "the run to get going")
         wait_for(lambda: metric(srv, "minions_runs_total", protocol="minion", outcome="cancelled") == 1,
                  "the run to be cancelled")
         calls = len(remote.calls) + len(local.calls)
         time.sleep(0.6)  # several model-call durations: a live run would have made more calls
         assert len(remote.calls) + len(local.calls) == calls
-        assert 2 <= calls < 20 and service.admission.running == 0
+        assert calls < 100 and service.admission.running == 0  # 50 rounds would be 100 calls
 
 
 def test_streaming_client_disconnect_cancels_the_run():
@@ -395,7 +397,7 @@ def test_load_every_request_answered_or_429_none_lost_or_duplicated_memory_back_
             finally:
                 await client.close()
 
-        asyncio.run(load(40))  # warm-up: imports, pools, first-use caches
+        asyncio.run(load(n))  # warm-up: imports, pools, first-use caches, every metric label seen once
         remote.calls.clear()
         gc.collect()
         tracemalloc.start()
@@ -404,17 +406,21 @@ def test_load_every_request_answered_or_429_none_lost_or_duplicated_memory_back_
             results = asyncio.run(load(n))
             wait_for(lambda: service.admission.running == service.admission.waiting == 0, "the server to go idle")
             asked = Counter(m[-1].content.rsplit("request-", 1)[1].split()[0] for m, _ in remote.calls)
-            remote.calls.clear()  # the scripted client's own record of every prompt is not the server's memory
+            answered = {i for i, a in results if a != "429"}
+            every_request_once = sorted(i for i, _ in results) == list(range(n))
+            each_its_own = all(a == f"answer-{i}" for i, a in results if a != "429")
+            ran_once = asked == Counter(str(i) for i in answered)  # each answered request ran exactly once
+            n_answered = len(answered)
+            # what the test itself holds (results, the scripted client's log of prompts) is not the server's
+            del results, asked, answered
+            remote.calls.clear()
             gc.collect()
             after = tracemalloc.get_traced_memory()[0]
         finally:
             tracemalloc.stop()
-    assert sorted(i for i, _ in results) == list(range(n))
-    answered = {i for i, a in results if a != "429"}
-    assert all(a == f"answer-{i}" for i, a in results if a != "429")  # each its own answer
-    assert asked == Counter(str(i) for i in answered)  # each answered request ran exactly once
-    assert len(answered) >= cap  # at the very least every slot served
-    assert after - idle < 200_000, f"{after - idle} bytes still held after the load"
+    assert every_request_once and each_its_own and ran_once
+    assert n_answered >= cap  # at the very least every slot served
+    assert after - idle < 100_000, f"{after - idle} bytes still held after the load"
 
 
 def test_metrics_count_requests_errors_money_and_tokens():
