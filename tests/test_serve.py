@@ -169,12 +169,14 @@ def test_file_uploaded_once_is_used_by_id_and_can_be_deleted():
 def test_earlier_turns_reach_the_protocol_and_knobs_apply():
     remote = remote_answering()
     with serving(remote) as (_, _, client):
-        client.chat.completions.create(model="remote-only", extra_body={"minions": {"knobs": {"remote_max_tokens": 77}}},
-                                       messages=[{"role": "user", "content": "Revenue in 2024?"},
-                                                 {"role": "assistant", "content": "120 million."},
-                                                 {"role": "user", "content": "And the dividend?"}])
+        out = client.chat.completions.create(model="remote-only", temperature=0.9, max_tokens=5,
+                                             extra_body={"minions": {"knobs": {"remote_max_tokens": 77}}},
+                                             messages=[{"role": "user", "content": "Revenue in 2024?"},
+                                                       {"role": "assistant", "content": "120 million."},
+                                                       {"role": "user", "content": "And the dividend?"}])
     (messages, options), = remote.calls
-    assert options.max_tokens == 77
+    assert options.max_tokens == 77 and options.temperature == 0.0  # knobs apply; OpenAI sampling does not
+    assert out.model_extra["minions"]["ignored_params"] == ["max_tokens", "temperature"]  # and the caller is told
     prompt = messages[-1].content
     assert "user: Revenue in 2024?\nassistant: 120 million." in prompt and "Question: And the dividend?" in prompt
 

@@ -143,14 +143,15 @@ def _routes(app: FastAPI, service: Service) -> None:
         ticket = service.admit(plan)  # 429 now, before a stream starts
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            stream = _Stream(service, plan, ticket, request, include_usage)
+            stream = _Stream(service, plan, ticket, request, include_usage, chat.ignored_params(body))
             return _StreamingResponse(stream.events(), stream.close, media_type="text/event-stream",
                                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         finished = await service.run(plan, ticket, cancel_when=_disconnected(request))
         request.state.log.update(log_fields(finished))
         if (failed := chat.failure(finished.result)) is not None:
             raise failed
-        return JSONResponse(chat.completion_of(finished.result, plan.protocol).model_dump(mode="json"))
+        completion = chat.completion_of(finished.result, plan.protocol, chat.ignored_params(body))
+        return JSONResponse(completion.model_dump(mode="json"))
 
 
 class _StreamingResponse(StreamingResponse):
@@ -171,9 +172,10 @@ class _StreamingResponse(StreamingResponse):
 class _Stream:
     """One streamed completion: progress events as they happen, then the answer in deltas."""
 
-    def __init__(self, service: Service, plan: RunPlan, ticket: Ticket, request: Request, include_usage: bool):
+    def __init__(self, service: Service, plan: RunPlan, ticket: Ticket, request: Request, include_usage: bool,
+                 ignored: list[str]):
         self.service, self.plan, self.ticket, self.request = service, plan, ticket, request
-        self.include_usage = include_usage
+        self.include_usage, self.ignored = include_usage, ignored
         self.chunks = chat.ChunkMaker(plan.protocol)
         self.task: asyncio.Task[Finished] | None = None
 
@@ -220,7 +222,7 @@ class _Stream:
             self.request.state.log["error_type"] = type(failed).__name__
             yield chat.sse(failed.body())
             return
-        for piece in self.chunks.answer(finished.result, self.include_usage):
+        for piece in self.chunks.answer(finished.result, self.include_usage, self.ignored):
             yield piece
         yield chat.sse("[DONE]")
 

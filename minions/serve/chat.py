@@ -17,6 +17,7 @@ from minions.documents import Document, unique_ids
 from minions.protocols import RunResult
 from minions.serve.errors import InvalidRequest, RunFailed, ServeError
 from minions.serve.schemas import (
+    IGNORED_PARAMS,
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -125,13 +126,20 @@ def usage_of(result: RunResult) -> CompletionUsage:
                            total_tokens=u.prompt_tokens + u.completion_tokens)
 
 
-def info_of(result: RunResult) -> MinionsInfo:
+def ignored_params(request: ChatCompletionRequest) -> list[str]:
+    """The OpenAI parameters the caller set that do not apply here: reported back, not silently dropped."""
+    return sorted(set(IGNORED_PARAMS) & request.model_fields_set)
+
+
+def info_of(result: RunResult, ignored: list[str] | None = None) -> MinionsInfo:
     summary = result.summary()
     summary.pop("answer")
     for flag in ("degraded", "grounded", "cancelled"):  # RunResult flags, where this version has them
         if flag not in summary and hasattr(result, flag):
             summary[flag] = getattr(result, flag)
     summary.update(error_type=result.error_type, warnings=result.warnings)
+    if ignored:
+        summary["ignored_params"] = ignored
     return MinionsInfo(**summary)
 
 
@@ -143,11 +151,11 @@ def failure(result: RunResult) -> ServeError | None:
     return None
 
 
-def completion_of(result: RunResult, model: str) -> ChatCompletion:
+def completion_of(result: RunResult, model: str, ignored: list[str] | None = None) -> ChatCompletion:
     finish = "length" if result.budget_exhausted else "stop"
     return ChatCompletion(model=model, choices=[Choice(message=AssistantMessage(content=result.answer or ""),
                                                        finish_reason=finish)],
-                          usage=usage_of(result), minions=info_of(result))
+                          usage=usage_of(result), minions=info_of(result, ignored))
 
 
 def sse(payload: dict[str, Any] | str) -> bytes:
@@ -171,7 +179,7 @@ class ChunkMaker:
             choice["finish_reason"] = finish  # null until the last chunk, as OpenAI sends it
         return sse(body)
 
-    def answer(self, result: RunResult, include_usage: bool) -> list[bytes]:
+    def answer(self, result: RunResult, include_usage: bool, ignored: list[str] | None = None) -> list[bytes]:
         text = result.answer or ""
         pieces, start = [], 0
         while start < len(text):
@@ -183,7 +191,7 @@ class ChunkMaker:
             start = end
         out = [self.chunk(Delta(content=p)) for p in pieces]
         finish = "length" if result.budget_exhausted else "stop"
-        out.append(self.chunk(finish=finish, minions=info_of(result).model_dump(mode="json")))
+        out.append(self.chunk(finish=finish, minions=info_of(result, ignored).model_dump(mode="json")))
         if include_usage:
             out.append(self.chunk(usage=usage_of(result), choices=False))
         return out
