@@ -132,6 +132,23 @@ def test_streamed_completion_sends_progress_then_answer_deltas():
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(long_answer.split())
 
 
+def test_streamed_minions_run_reports_its_jobs_as_progress():
+    from tests.test_protocol_minions import final, honest_local, make_doc, plan, scripted_remote
+
+    remote = scripted_remote([plan("Find the revenue")], [final("$42 million")])
+    with serving(remote, FunctionClient(honest_local, model="local"), corpus=(make_doc(),)) as (_, _, client):
+        chunks = list(client.chat.completions.create(model="minions", stream=True, messages=[
+            {"role": "user", "content": "What was revenue in fiscal 2024?"}]))
+    events = [c.model_extra["minions"]["event"] for c in chunks
+              if (c.model_extra or {}).get("minions") and "event" in c.model_extra["minions"]]
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("jobs_planned") < kinds.index("job_finished") and kinds[-1] == "round_done"
+    planned = events[kinds.index("jobs_planned")]
+    finished = [e for e in events if e["kind"] == "job_finished"]
+    assert len(finished) == planned["n_jobs"] > 1 and finished[-1]["done"] == finished[-1]["total"]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "$42 million"
+
+
 def pdf_part(data: bytes, filename: str = "acme-2024.pdf") -> dict:
     return {"type": "file", "file": {"filename": filename,
                                      "file_data": "data:application/pdf;base64," + base64.b64encode(data).decode()}}
