@@ -229,6 +229,14 @@ def test_request_errors_in_openai_shape():
             client.chat.completions.create(model="remote-only", messages=[{"role": "user", "content": [
                 {"type": "text", "text": "What?"}, pdf_part(b"%PDF-1.4 not really", "broken.pdf")]}])
         assert "broken.pdf" in error_of(e.value)["message"]
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model="remote-only", messages=[{"role": "user", "content": [
+                {"type": "text", "text": "What?"}, {"type": "file", "file": {"path": "/etc/passwd"}}]}])
+        assert error_of(e.value)["param"] == "messages[0].content[1]" and "file_id" in error_of(e.value)["message"]
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model="remote-only", messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "http://example.com/x.png"}}, {"type": "text", "text": "?"}]}])
+        assert "'image_url'" in error_of(e.value)["message"]
         with pytest.raises(openai.NotFoundError):
             client.get("/nowhere", cast_to=object)
         assert service.remote.calls == []  # no request above reached a model

@@ -46,6 +46,9 @@ def _text(message: ChatMessage, index: int) -> str:
     for j, part in enumerate(content):
         if isinstance(part, TextPart):
             parts.append(part.text)
+        elif not isinstance(part, FilePart) and part.type == "file":  # a file part of the wrong shape
+            raise InvalidRequest("A file part is {'type': 'file', 'file': {'file_data': BASE64, 'filename': NAME}} "
+                                 "or {'type': 'file', 'file': {'file_id': ID}}.", param=f"messages[{index}].content[{j}]")
         elif not isinstance(part, FilePart):
             raise InvalidRequest(f"Content parts of type {part.type!r} are not supported: send text and "
                                  "file parts (PDF, TXT, MD, HTML, DOCX).", param=f"messages[{index}].content[{j}]")
