@@ -520,6 +520,13 @@ def test_serve_and_mcp_take_the_flags_of_ask(capsys):
     assert (args.paths, args.protocol, args.chunk_size, args.port, args.host) == (["a.md"], "rag", 900, 9, "127.0.0.1")
 
 
+def test_bad_limit_flags_exit_2_naming_the_flag(capsys):
+    from minions.cli import main
+
+    assert main(["serve", "--protocol", "remote-only", "--max-concurrent", "0"]) == 2
+    assert "--max-concurrent" in capsys.readouterr().err
+
+
 def test_missing_server_package_names_the_extra():
     from minions.errors import MissingDependencyError
     from minions.serve.deps import require

@@ -9,10 +9,15 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from minions import errors
 from minions.cli import ask
 
 API_KEY_ENV = "MINIONS_API_KEY"
+#: ServeSettings field -> the flag that sets it (for error messages)
+FLAGS = {"max_concurrent": "--max-concurrent", "max_queue": "--max-queue", "timeout_s": "--timeout",
+         "max_body_bytes": "--max-body-mb", "max_request_usd": "--max-remote-usd", "max_total_usd": "--max-total-usd"}
 
 
 def add_parsers(sub) -> None:
@@ -72,10 +77,15 @@ def build_service(args: argparse.Namespace):
         except errors.ConfigError:
             pass
     key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
-    settings = ServeSettings(default_protocol=args.protocol, knobs=ask.knobs_from_args(args),
-                             max_concurrent=args.max_concurrent, max_queue=args.max_queue, timeout_s=args.timeout,
-                             max_body_bytes=int(args.max_body_mb * 2**20), api_key=key,
-                             max_request_usd=args.max_remote_usd, max_total_usd=args.max_total_usd)
+    try:
+        settings = ServeSettings(default_protocol=args.protocol, knobs=ask.knobs_from_args(args),
+                                 max_concurrent=args.max_concurrent, max_queue=args.max_queue,
+                                 timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20), api_key=key,
+                                 max_request_usd=args.max_remote_usd, max_total_usd=args.max_total_usd)
+    except ValidationError as e:
+        first = e.errors()[0]
+        flag = FLAGS.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise errors.ConfigError(f"{flag}: {first['msg']}.") from None
     return Service(settings, local=local, remote=remote, corpus=load_many(args.paths), privacy=default.privacy,
                    prices=default.prices, store_text=default.store_text)
 
