@@ -18,12 +18,14 @@ EPILOG = """examples:
   minions models                      # embedded models, Ollama models, the price table
   minions eval --config evals/offline.toml
   minions app                         # the Streamlit document Q&A app
+  minions serve report.pdf --port 8000   # OpenAI-compatible API (model = protocol)
+  minions mcp --root ~/reports        # MCP server (stdio) for agents and IDEs
 
 exit codes: 0 ok, 1 run failed, 2 bad usage or configuration, 130 interrupted"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from minions.cli import ask, models
+    from minions.cli import ask, models, serve
 
     p = argparse.ArgumentParser(prog="minions", description="Answer questions over long documents with a "
                                 "local model reading and a remote model planning.", epilog=EPILOG,
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     ask.add_parser(sub)
     models.add_parser(sub)
+    serve.add_parsers(sub)
     app = sub.add_parser("app", help="start the Streamlit app", description="Start the document Q&A app "
                          "(same as: streamlit run apps/streamlit_app.py).", epilog="example: minions app --port 8502")
     app.add_argument("--port", type=int, default=8501)

@@ -29,14 +29,27 @@ KNOB_HELP = {
 
 
 def add_parser(sub) -> None:
-    from minions.protocols import PROTOCOL_NAMES
-
     p = sub.add_parser("ask", help="ask a question over documents",
                        description="Ask a question over one or more documents (PDF, TXT, MD, HTML, DOCX).",
                        epilog="example: minions ask report.pdf -q 'What was FY2023 revenue?' --protocol minions",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="documents to read (each one a file)")
     p.add_argument("-q", "--question", required=True)
+    add_model_args(p)
+    p.add_argument("--max-document-chars", type=int, default=None, metavar="N",
+                   help="refuse documents with more characters of text (default: $MINIONS_MAX_DOCUMENT_CHARS "
+                   "or 50,000,000)")
+    p.add_argument("--log-dir", default=None, help="write the run log (JSON) here")
+    p.add_argument("--no-store-text", action="store_true", help="omit document text from the log")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the live view")
+    p.add_argument("--quiet", action="store_true", help="no live view; answer and cost table only")
+    p.set_defaults(func=run)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model, knob and spending flags `ask`, `serve` and `mcp` share (read by `build_protocol`)."""
+    from minions.protocols import PROTOCOL_NAMES
+
     p.add_argument("--protocol", choices=PROTOCOL_NAMES, default="minions")
     p.add_argument("--local", default=DEFAULT_LOCAL, help="local model spec, e.g. ollama/llama3.2:3b")
     p.add_argument("--remote", default=DEFAULT_REMOTE, help="remote model spec, e.g. openai/gpt-4o-mini")
@@ -51,14 +64,6 @@ def add_parser(sub) -> None:
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")
     p.add_argument("--private-name", action="append", default=[], metavar="NAME",
                    help="a name to scrub (repeatable; implies --privacy)")
-    p.add_argument("--max-document-chars", type=int, default=None, metavar="N",
-                   help="refuse documents with more characters of text (default: $MINIONS_MAX_DOCUMENT_CHARS "
-                   "or 50,000,000)")
-    p.add_argument("--log-dir", default=None, help="write the run log (JSON) here")
-    p.add_argument("--no-store-text", action="store_true", help="omit document text from the log")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the live view")
-    p.add_argument("--quiet", action="store_true", help="no live view; answer and cost table only")
-    p.set_defaults(func=run)
 
 
 def build_protocol(args: argparse.Namespace):
@@ -69,11 +74,16 @@ def build_protocol(args: argparse.Namespace):
         from minions.protocols.privacy import Scrubber
 
         privacy = Scrubber(names=args.private_name)
+    return build(args.protocol, local=args.local, remote=args.remote, remote_price_as=args.remote_price_as,
+                 remote_kw={"base_url": args.base_url} if args.base_url else None, knobs=knobs_from_args(args),
+                 max_remote_usd=args.max_remote_usd, privacy=privacy, store_text=not args.no_store_text)
+
+
+def knobs_from_args(args: argparse.Namespace) -> dict:
+    """Every protocol knob the flags set (None: not given, the protocol's default applies)."""
     knobs = {k: getattr(args, k) for k in KNOBS}
     knobs["retrieval"] = True if args.retrieval else None
-    return build(args.protocol, local=args.local, remote=args.remote, remote_price_as=args.remote_price_as,
-                 remote_kw={"base_url": args.base_url} if args.base_url else None, knobs=knobs,
-                 max_remote_usd=args.max_remote_usd, privacy=privacy, store_text=not args.no_store_text)
+    return knobs
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from minions.documents.chunking import STRATEGIES, ChunkStrategy, chunk_document, chunk_documents
 from minions.documents.embeddings import EmbeddingIndex
-from minions.documents.loaders import SUPPORTED, load, load_many
+from minions.documents.loaders import SUPPORTED, load, load_many, unique_ids
 from minions.documents.model import Chunk, Document, PageSpan
 from minions.documents.retrieval import BM25Index, ScoredChunk
 
 __all__ = [
     "STRATEGIES", "SUPPORTED", "BM25Index", "Chunk", "ChunkStrategy", "Document", "EmbeddingIndex",
-    "PageSpan", "ScoredChunk", "chunk_document", "chunk_documents", "load", "load_many",
+    "PageSpan", "ScoredChunk", "chunk_document", "chunk_documents", "load", "load_many", "unique_ids",
 ]
 

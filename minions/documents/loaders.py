@@ -85,10 +85,14 @@ def load_many(sources: Iterable[Source], *, password: str | None = None,
               max_chars: int | None = None) -> list[Document]:
     """Load several documents; ids are made unique ("report", "report-2", ...) within the call.
     `max_chars` applies to each document."""
+    return unique_ids(load(source, password=password, max_chars=max_chars) for source in sources)
+
+
+def unique_ids(documents: Iterable[Document]) -> list[Document]:
+    """The documents, in order, with repeated ids suffixed ("report", "report-2", ...)."""
     docs: list[Document] = []
     seen: set[str] = set()
-    for source in sources:
-        doc = load(source, password=password, max_chars=max_chars)
+    for doc in documents:
         if doc.id in seen:
             n = 2
             while f"{doc.id}-{n}" in seen:

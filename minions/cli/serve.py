@@ -1,0 +1,128 @@
+"""`minions serve` (OpenAI-compatible HTTP) and `minions mcp` (MCP): the model and knob flags of
+`minions ask`, plus serving limits. Clients are built once, at start, with `ask.build_protocol`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from minions import errors
+from minions.cli import ask
+
+API_KEY_ENV = "MINIONS_API_KEY"
+#: ServeSettings field -> the flag that sets it (for error messages)
+FLAGS = {"max_concurrent": "--max-concurrent", "max_queue": "--max-queue", "timeout_s": "--timeout",
+         "max_body_bytes": "--max-body-mb", "max_request_usd": "--max-remote-usd", "max_total_usd": "--max-total-usd"}
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("serve", help="serve protocols as an OpenAI-compatible API",
+                       description="An OpenAI-compatible server: POST /v1/chat/completions with model = a protocol "
+                       "(minions, minion, rag, ...). Documents: the paths given here (by id), file parts, or "
+                       "POST /v1/files. GET /metrics for Prometheus.",
+                       epilog="example: minions serve report.pdf --port 8000 --remote openai/gpt-4o-mini",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="DOC", help="corpus documents (addressable by id)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None,
+                   help=f"require 'Authorization: Bearer KEY' (or set {API_KEY_ENV}; the variable keeps it out "
+                   "of the process list)")
+    _limits(p)
+    p.set_defaults(func=serve)
+
+    m = sub.add_parser("mcp", help="serve protocols as MCP tools (stdio or streamable HTTP)",
+                       description="An MCP server with the tools ask(question, documents, protocol) and "
+                       "list_documents(), and the corpus documents as resources. Paths are confined to --root.",
+                       epilog="example: minions mcp --root ~/reports --remote openai/gpt-4o-mini",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m.add_argument("paths", nargs="*", metavar="DOC", help="corpus documents (addressable by id)")
+    m.add_argument("--root", action="append", default=None, metavar="DIR",
+                   help="directory the ask tool may read documents from (repeatable; default: the current "
+                   "directory); any other path is refused unread")
+    m.add_argument("--http", action="store_true", help="streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    m.add_argument("--host", default="127.0.0.1")
+    m.add_argument("--port", type=int, default=8000)
+    _limits(m)
+    m.set_defaults(func=mcp)
+
+
+def _limits(p: argparse.ArgumentParser) -> None:
+    ask.add_model_args(p)
+    p.add_argument("--max-concurrent", type=int, default=4, help="runs at once")
+    p.add_argument("--max-queue", type=int, default=16, help="runs waiting for a slot; beyond: 429 Retry-After")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per request, queue wait included")
+    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (413 beyond)")
+    p.add_argument("--max-total-usd", type=float, default=None,
+                   help="remote spend cap for the server's life (--max-remote-usd caps each request)")
+    p.set_defaults(no_store_text=False)
+
+
+def build_service(args: argparse.Namespace):
+    """Clients from the flags (through `minions ask`'s recipe), the corpus, and the limits."""
+    from minions.documents import load_many
+    from minions.serve.service import ServeSettings, Service
+
+    default = ask.build_protocol(args)  # configuration errors first, as in `ask`
+    local, remote = default.local, default.remote
+    if local is None or remote is None:  # the default protocol needs one side: try the other for the rest
+        try:
+            both = ask.build_protocol(argparse.Namespace(**{**vars(args), "protocol": "minions"}))
+            local, remote = local or both.local, remote or both.remote
+        except errors.ConfigError:
+            pass
+    key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
+    try:
+        settings = ServeSettings(default_protocol=args.protocol, knobs=ask.knobs_from_args(args),
+                                 max_concurrent=args.max_concurrent, max_queue=args.max_queue,
+                                 timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20), api_key=key,
+                                 max_request_usd=args.max_remote_usd, max_total_usd=args.max_total_usd)
+    except ValidationError as e:
+        first = e.errors()[0]
+        flag = FLAGS.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise errors.ConfigError(f"{flag}: {first['msg']}.") from None
+    return Service(settings, local=local, remote=remote, corpus=load_many(args.paths), privacy=default.privacy,
+                   prices=default.prices, store_text=default.store_text)
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)  # stdout may be the MCP channel: never log there
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("minions.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def serve(args: argparse.Namespace) -> int:
+    from minions.serve.app import create_app
+    from minions.serve.server import run
+
+    service = build_service(args)
+    _log_to_stderr()
+    docs = ", ".join(service.store.corpus) or "none (send file parts or POST /v1/files)"
+    print(f"minions serve: http://{args.host}:{args.port}/v1  models: {', '.join(service.protocols())}  "
+          f"documents: {docs}" + ("  (API key required)" if service.settings.api_key else ""), file=sys.stderr)
+    run(create_app(service), host=args.host, port=args.port)
+    return 0
+
+
+def mcp(args: argparse.Namespace) -> int:
+    from minions.serve.mcp import Roots, create_mcp
+
+    roots = Roots(args.root or [Path.cwd()])
+    service = build_service(args)
+    _log_to_stderr()
+    server = create_mcp(service, roots)
+    if args.http:
+        print(f"minions mcp: http://{args.host}:{args.port}/mcp  roots: {', '.join(map(str, roots.dirs))}",
+              file=sys.stderr)
+        server.run("streamable-http", host=args.host, port=args.port)
+    else:
+        server.run("stdio")
+    return 0
