@@ -40,7 +40,7 @@ def test_cli_refuses_a_cap_that_is_not_an_amount(value, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     if value not in ("abc", ""):  # numbers that are no amount: the protocol's ConfigError, naming the fix
-        assert "max_remote_usd must be a finite amount >= 0" in err
+        assert "(--max-remote-usd, max_remote_usd=) must be a finite amount >= 0" in err
 
 
 def test_cli_nan_cap_through_the_module_entry_point(tmp_path):

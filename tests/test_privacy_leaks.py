@@ -121,10 +121,39 @@ def test_minions_overview_and_plans_use_aliases_and_map_them_back(named_files):
     assert result.error is None, result.error
     assert_clean(client, ID_LEAKS, ID_WORDS)
     assert '"[EMAIL] notes"' in seen_overview["text"]
-    # The remote's plan named the alias; the job ran on the real chunk, and the user reads the real id.
+    # The remote's plan named the alias; the job ran on the real chunk. The remote's prose keeps the
+    # alias, and a notice tells the user which document it stands for.
     assert [j.chunk_id for j in result.rounds[0].jobs] == ["Maria-Gonzalez-medical-record#0"]
-    assert result.answer == "Seasonal allergies (Maria-Gonzalez-medical-record#0)."
+    assert result.answer == "Seasonal allergies (private-doc-1#0)."
     assert [c.doc_id for c in result.citations] == ["Maria-Gonzalez-medical-record"]
+    assert any("private-doc-1 is Maria-Gonzalez-medical-record" in w for w in result.warnings)
+
+
+def test_aliases_in_the_remotes_own_notes_never_come_back_as_real_ids(named_files):
+    """Feedback and scratchpad the remote writes are sent back to it, clipped: they keep the alias, so
+    no cut can leave a piece of a real id that the door no longer recognises."""
+    # An alias across the 1,000-character bound Synthesis cuts these fields to.
+    notes = "x" * 989 + " private-doc-2#0 holds it."
+
+    def remote(msgs: list[Message], _o) -> str:
+        user = msgs[-1].content
+        if "plan the workers' jobs" in user:
+            return json.dumps({"tasks": [{"instruction": "What is the budget?", "advice": ""}],
+                               "chunk_ids": ["private-doc-2#0"]})
+        if "Round 1 of 2" in user:
+            return json.dumps({"decision": "request_additional_info", "explanation": "more",
+                               "feedback": notes, "scratchpad": notes})
+        return json.dumps({"decision": "provide_final_answer", "explanation": "e", "answer": "$2.1 million"})
+
+    local = FunctionClient(lambda m, o: json.dumps({"explanation": "stated", "answer": "$2.1 million",
+                                                    "citation": "The budget for the clinic renovation is $2.1 million"}),
+                           model="local")
+    client = FunctionClient(remote, model="remote")
+    result = get_protocol("minions", local, client, privacy=Scrubber(NAMES), max_rounds=2,
+                          strategy="scratchpad").run("What is the budget?", named_files)
+    assert result.error is None and result.answer == "$2.1 million"
+    assert {j.chunk_id for r in result.rounds for j in r.jobs} == {"jane.doe-example.com-notes#0"}
+    assert_clean(client, ID_LEAKS, ID_WORDS)
 
 
 @pytest.mark.parametrize("name", ["rag", "remote-only"])

@@ -59,6 +59,7 @@ class RunContext:
         # --privacy: aliases for document ids made from file names, personal data found per document
         self._aliases = DocumentAliases(protocol.privacy, documents) if protocol.privacy is not None else None
         self._spans: dict[str, list] = {}
+        self._aliases_noted = False
         self.shown_texts: list[str] = []   # document text put into prompts (redacted from logs on request)
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
@@ -115,7 +116,12 @@ class RunContext:
         finally:
             self.timings[step] += time.perf_counter() - started
         if role == "remote" and self._aliases is not None and self._aliases.to_real:
-            completion = completion.model_copy(update={"texts": [self._aliases.reveal(t) for t in completion.texts]})
+            # chunk ids the remote names in a plan resolve to the real documents; its prose keeps the aliases
+            completion = completion.model_copy(update={"texts": [self._aliases.reveal_ids(t) for t in completion.texts]})
+            if not self._aliases_noted:
+                self._aliases_noted = True
+                await self.notice(f"--privacy: the remote knows documents whose names hold personal data by "
+                                  f"aliases: {self._aliases.describe()}.", level="info")
         self.meter.record(role, client.price_key, completion.usage, step=step, round=rec.round)
         for w in completion.warnings:
             await self.notice(f"{client.spec}: {w}")

@@ -16,15 +16,16 @@ def budget_usd(value: Any) -> float | None:
     compares false with everything would silently switch the budget off."""
     if value is None:
         return None
+    what = "The remote budget (--max-remote-usd, max_remote_usd=)"
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise errors.ConfigError(f"max_remote_usd must be a number of dollars, got {type(value).__name__} {value!r}.")
+        raise errors.ConfigError(f"{what} must be a number of dollars, got {type(value).__name__} {value!r}.")
     try:
         usd = float(value.strip() if isinstance(value, str) else value)
     except (ValueError, OverflowError):
-        raise errors.ConfigError(f"max_remote_usd must be a number of dollars, got {value!r}.") from None
+        raise errors.ConfigError(f"{what} must be a number of dollars, got {value!r}.") from None
     if not math.isfinite(usd) or usd < 0:
-        raise errors.ConfigError(f"max_remote_usd must be a finite amount >= 0 dollars, got {value!r}; "
-                                 "leave it out for no cap.")
+        raise errors.ConfigError(f"{what} must be a finite amount >= 0 dollars, got {value!r}; leave it out "
+                                 "for no cap.")
     return usd
 
 

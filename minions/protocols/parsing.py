@@ -96,7 +96,9 @@ async def ask_json(ctx, role: str, messages: list[Message], schema: type[T], opt
             return parse_reply(completion.text, schema), completion
         except errors.ModelOutputError as e:
             err = e
-            msgs = msgs + [Message(role="assistant", content=completion.text[:4000]),
+            # The remote's reply goes back to it clipped: redacted first (--privacy), like all it is sent.
+            shown = ctx.redact(completion.text) if role == "remote" else completion.text
+            msgs = msgs + [Message(role="assistant", content=shown[:4000]),
                            Message(role="user", content=f"That reply was not valid: {e}. Reply again with "
                                    "only a JSON object matching the requested schema.")]
     assert err is not None

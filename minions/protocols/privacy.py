@@ -171,9 +171,10 @@ class DocumentAliases:
     """Document ids come from file names and may hold personal data ("Maria-Gonzalez-record",
     "jane.doe-example.com-notes", where the slug has already broken the email apart so no pattern
     can see it). A document whose id, title or file name holds personal data is known to the
-    remote by an alias ("private-doc-1"); `hide` puts the alias into remote-bound text (chunk ids
-    "<id>#3" included) and `reveal` maps it back in the remote's replies, so plans naming chunks
-    still work and the user reads the real id."""
+    remote by an alias ("private-doc-1"): `hide` puts the alias into remote-bound text (chunk ids
+    "<id>#3" included). In the remote's replies `reveal_ids` maps back only quoted ids — a plan's
+    "chunk_ids" entries — and leaves its prose as written: real ids put back into text the run may
+    clip and send again could be cut where `hide` no longer recognises them."""
 
     def __init__(self, scrubber: Any, docs: Sequence[Document]):
         taken = {d.id for d in docs}
@@ -186,7 +187,9 @@ class DocumentAliases:
                 self.to_alias[d.id] = alias
         self.to_real = {a: d for d, a in self.to_alias.items()}
         self._hide = _alternation(self.to_alias)
-        self._reveal = _alternation(self.to_real)
+        self._reveal = re.compile(
+            '"(' + "|".join(re.escape(a) for a in sorted(self.to_real, key=len, reverse=True)) + r')(#\d+)?"'
+        ) if self.to_real else None
         # A title taken from the text's first line was shortened ("...Maria Gonza…") before any
         # scrubber saw it: such a title is replaced by its line scrubbed whole, then shortened.
         self.titles: dict[str, str] = {}
@@ -203,8 +206,14 @@ class DocumentAliases:
             text = text.replace(title, self.titles[title])
         return text
 
-    def reveal(self, text: str) -> str:
-        return self._reveal.sub(lambda m: self.to_real[m.group()], text) if self._reveal else text
+    def reveal_ids(self, text: str) -> str:
+        """Quoted aliases ("private-doc-1", "private-doc-1#3") back to the real ids."""
+        if self._reveal is None:
+            return text
+        return self._reveal.sub(lambda m: f'"{self.to_real[m.group(1)]}{m.group(2) or ""}"', text)
+
+    def describe(self) -> str:
+        return ", ".join(f"{alias} is {real}" for real, alias in self.to_alias.items())
 
 
 def _holds_personal_data(scrubber: Any, doc: Document) -> bool:
