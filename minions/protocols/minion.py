@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from minions import errors
 from minions.clients.base import Message, Options
-from minions.protocols.base import ContextLike, Protocol, ProtocolConfig, RunContext
+from minions.protocols.base import Cancellable, ContextLike, Protocol, ProtocolConfig, RunContext
 from minions.protocols.baselines import (
     DEFAULT_LOCAL_WINDOW,
     fit_context,
@@ -33,6 +33,7 @@ from minions.protocols.baselines import (
     show,
 )
 from minions.protocols.events import EventHandler, MessageSent
+from minions.protocols.grounding import shares
 from minions.protocols.parsing import ask_json
 from minions.protocols.result import RunResult
 
@@ -102,6 +103,9 @@ class MinionConfig(ProtocolConfig):
     max_context_tokens: int | None = Field(None, ge=1)
     #: how many times the remote may be asked for valid JSON per decision
     json_attempts: int = Field(2, ge=1, le=5)
+    #: when the remote's answer shares nothing with the worker's replies: "flag" keeps it with
+    #: grounded=false; "fallback" returns the worker's last reply instead (degraded)
+    ungrounded_answer: Literal["flag", "fallback"] = "flag"
 
 
 class Minion(Protocol):
@@ -121,9 +125,9 @@ class Minion(Protocol):
     def clear_history(self) -> None:
         self._history.clear()
 
-    async def arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None
-                   ) -> RunResult:
-        result = await super().arun(task, context, on_event=on_event)
+    async def arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None,
+                   cancel: Cancellable | None = None) -> RunResult:
+        result = await super().arun(task, context, on_event=on_event, cancel=cancel)
         if self.config.multi_turn and result.answer and result.error is None:
             self._history.append((task, result.answer))
         return result
@@ -143,8 +147,9 @@ class Minion(Protocol):
                 max_rounds=cfg.max_rounds))]
             decision = await self._decide(ctx, remote_msgs, remote_opts, step="ask")
             drafted = bool(decision.answer)
+            replies: list[str] = []  # the worker's replies: the evidence the answer is checked against
             if decision.decision == FINAL:  # answerable without the documents (or a follow-up)
-                return await self._finish(ctx, rec, decision.final_text, "final_answer")
+                return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
             local_msgs = [Message(role="system", content=await self._worker_prompt(ctx))]
             for r in range(1, cfg.max_rounds + 1):
                 if r > 1:
@@ -152,6 +157,11 @@ class Minion(Protocol):
                 local_msgs.append(Message(role="user", content=decision.message.strip() or ctx.task))
                 reply = (await ctx.call("local", local_msgs, local_opts, step="answer", announce=True)).text.strip()
                 local_msgs.append(Message(role="assistant", content=reply))
+                if reply:
+                    replies.append(reply)
+                    # Local work is never lost: if a remote step fails for good from here on, the
+                    # worker's latest reply is returned, marked degraded.
+                    ctx.set_fallback(reply, locate_citations(reply, ctx.documents), "the local model's last reply")
                 if not drafted and reply:
                     # No answer from the remote yet: if the budget stops the run, the worker's latest
                     # answer is the best we have.
@@ -162,6 +172,10 @@ class Minion(Protocol):
                     reply=await self._for_remote(ctx, reply) or "(no reply)", round=r, max_rounds=cfg.max_rounds)))
                 decision = await self._decide(ctx, remote_msgs, remote_opts, step="decide")
                 drafted = drafted or bool(decision.answer)
+                if decision.answer and shares(decision.answer, replies, ctx.task):
+                    # A draft built on the worker's replies beats the bare reply as a fallback.
+                    ctx.set_fallback(decision.answer, locate_citations(decision.answer, ctx.documents),
+                                     "the remote's draft answer, grounded in the local model's replies")
                 if last:
                     if decision.decision != FINAL:
                         await ctx.notice("minion: the remote asked for more on the last round; returning its "
@@ -171,9 +185,9 @@ class Minion(Protocol):
                         raise errors.ModelOutputError("minion: no answer by the last round (the remote kept "
                                                       "asking and the local model said nothing); raise max_rounds "
                                                       "or try a stronger local model.")
-                    return await self._finish(ctx, rec, answer, "forced_answer")
+                    return await self._finish(ctx, rec, answer, "forced_answer", replies)
                 if decision.decision == FINAL:
-                    return await self._finish(ctx, rec, decision.final_text, "final_answer")
+                    return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
                 await round_done(ctx, rec, "another_round")
             raise AssertionError("unreachable: the last round always finishes")  # pragma: no cover
         except errors.MinionsError as e:
@@ -193,7 +207,18 @@ class Minion(Protocol):
         await ctx.emit(MessageSent(round=ctx.round, sender="remote", step=step, content=said))
         return decision
 
-    async def _finish(self, ctx: RunContext, rec, answer: str | None, decision: str) -> str | None:
+    async def _finish(self, ctx: RunContext, rec, answer: str | None, decision: str,
+                      replies: list[str]) -> str | None:
+        ctx.grounded = shares(answer, replies, ctx.task)
+        if not ctx.grounded:
+            fallback = ctx.fallback
+            if self.config.ungrounded_answer == "fallback" and fallback is not None:
+                ctx.degraded_reason = f"the remote's answer shares nothing with the worker's replies; returned {fallback[2]}"
+                await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+                answer, ctx.grounded = fallback[0], True
+            else:
+                await ctx.notice("the answer shares no figure or content word with the worker's replies "
+                                 "(grounded: false): check it against the document.")
         ctx.best_answer = answer
         ctx.citations = locate_citations(answer, ctx.documents)
         await round_done(ctx, rec, decision)

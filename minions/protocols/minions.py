@@ -25,7 +25,8 @@ from minions.clients.base import Message, Options
 from minions.documents import BM25Index, Chunk, Document, chunk_documents
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
-from minions.protocols.minions_jobs import _as_text, aggregate, run_jobs, verified
+from minions.protocols.grounding import best_supported, shares
+from minions.protocols.minions_jobs import _as_text, aggregate, run_jobs
 from minions.protocols.minions_plan import (
     JobPlan,
     MinionSConfig,
@@ -53,7 +54,11 @@ _LIMITS = {"explanation": 1000, "answer": 1000, "feedback": 1000, "scratchpad": 
 
 
 class Synthesis(_Lenient):
-    """The remote's decision after reading the workers' reports."""
+    """The remote's decision after reading the workers' reports.
+
+    Lenient where meaning is clear: a final decision whose "answer" is empty takes its answer from
+    "explanation" (weak models put it there); with neither, a non-final round asks for another
+    round instead of failing. Only the last round's schema (`LastSynthesis`) can still fail."""
 
     decision: Literal["provide_final_answer", "request_additional_info"]
     explanation: str = Field("", max_length=_LIMITS["explanation"])
@@ -74,10 +79,23 @@ class Synthesis(_Lenient):
     def _decision(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _answer_from_explanation(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        answer, explanation = _as_text(data.get("answer")), _as_text(data.get("explanation"))
+        if not (isinstance(answer, str) and answer.strip()) and isinstance(explanation, str) and explanation.strip():
+            decision = str(data.get("decision") or "").strip().lower()
+            if decision == "provide_final_answer" or cls is LastSynthesis:
+                return {**data, "answer": explanation}
+        return data
+
     @model_validator(mode="after")
     def _answer_given(self) -> Synthesis:
         if self.decision == "provide_final_answer" and not (self.answer or "").strip():
-            raise ValueError('"provide_final_answer" needs a non-empty "answer"')
+            # Nothing to answer with: on a non-final round, that is a request for another round.
+            self.decision = "request_additional_info"
         return self
 
 
@@ -128,6 +146,8 @@ class MinionS(Protocol):
         feedback: str | None = None
         scratchpad = ""
         answered_chunks: list[str] = []
+        every_record: list[JobRecord] = []   # all rounds: the evidence answers are checked against
+        chunk_docs: dict[str, str] = {}      # chunk id -> document id, for citations
 
         for r in range(1, cfg.max_rounds + 1):
             rec = ctx.new_round()
@@ -160,23 +180,31 @@ class MinionS(Protocol):
             rec.plan = {**resolved.model_dump(), "planned_jobs": planned, "selected_chunks": len(selected)}
             await ctx.emit(JobsPlanned(round=r, n_jobs=len(jobs), n_tasks=len(resolved.tasks),
                                        n_chunks=len({j.chunk.id for j in jobs}), plan=rec.plan))
+            chunk_docs.update((j.chunk.id, j.chunk.doc_id) for j in jobs)
             records = await run_jobs(ctx, jobs, cfg, titles, shown)
             rec.jobs = records
+            every_record.extend(records)
             kept = [x for x in records if x.kept]
             if ctx.best_answer is None and kept:
                 ctx.best_answer = _most_common_answer(kept)  # a candidate, until the remote decides
+            candidate = best_supported(every_record)
+            if candidate is not None:  # local work is never lost: see RunContext.set_fallback
+                ctx.set_fallback(candidate.answer[:_MAX_ANSWER_CHARS], _citations(candidate.records, chunk_docs),
+                                 f"the most frequent verified job answer ({candidate.support} job(s))")
 
             # -- aggregate and synthesize ---------------------------------------------------------
             outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars)
+            outputs = await self._for_remote(ctx, outputs)
             synth = await self._synthesize(ctx, system, remote_opts, r, last, outputs, scratchpad)
             if synth.answer and synth.answer.strip():
                 ctx.best_answer = synth.answer.strip()[:_MAX_ANSWER_CHARS]
 
             if synth.decision == "provide_final_answer" or last:
                 rec.decision = "final_answer" if synth.decision == "provide_final_answer" else "forced_answer"
-                ctx.citations = _citations(records, jobs)
+                ctx.citations = _citations(records, chunk_docs)
+                answer = await self._check_grounded(ctx, every_record, ctx.best_answer)
                 await self._round_done(ctx, rec.decision)
-                return ctx.best_answer
+                return answer
 
             rec.decision = "another_round"
             feedback = (synth.feedback or synth.explanation or "").strip()[:_MAX_NOTES_CHARS] or None
@@ -186,6 +214,33 @@ class MinionS(Protocol):
                 answered_chunks = list(dict.fromkeys(x.chunk_id for x in kept))[:50]
             await self._round_done(ctx, rec.decision)
         return ctx.best_answer  # unreachable: the last round always returns
+
+    async def _check_grounded(self, ctx: RunContext, records: list[JobRecord], answer: str | None) -> str | None:
+        """Set ctx.grounded for the remote's final answer; with ungrounded_answer="fallback", replace an
+        ungrounded answer by the most frequent verified job answer (marked degraded)."""
+        kept = [x for x in records if x.kept]
+        evidence = [t for x in kept for t in (x.answer, x.citation)]
+        ctx.grounded = shares(answer, evidence, ctx.task)
+        if ctx.grounded:
+            return answer
+        fallback = ctx.fallback
+        if self.config.ungrounded_answer == "fallback" and fallback is not None:
+            text, citations, what = fallback
+            ctx.degraded_reason = f"the remote's answer shares nothing with the workers' evidence; returned {what}"
+            await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+            ctx.best_answer, ctx.citations, ctx.grounded = text, citations, True
+            return text
+        await ctx.notice("the answer shares no figure or content word with any kept job answer or citation "
+                         "(grounded: false): check it against the document.")
+        return answer
+
+    async def _for_remote(self, ctx: RunContext, outputs: str) -> str:
+        """The job outputs as the remote may see them: through the local privacy rewrite when enabled
+        (the deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
+        privacy = self.privacy
+        if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
+            return await privacy.shield(ctx, outputs)
+        return outputs
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -221,10 +276,9 @@ class MinionS(Protocol):
         return synth
 
     async def _round_done(self, ctx: RunContext, decision: str) -> None:
-        r = ctx.round
-        await ctx.emit(RoundDone(round=r, decision=decision,
-                                 remote_usd=ctx.meter.totals("remote", round=r).cost_usd,
-                                 local_tokens=ctx.meter.totals("local", round=r).usage.total_tokens))
+        await ctx.emit(RoundDone(round=ctx.round, decision=decision,  # cumulative, as every protocol reports
+                                 remote_usd=ctx.meter.totals("remote").cost_usd,
+                                 local_tokens=ctx.meter.totals("local").usage.total_tokens))
 
 
 def _append(notes: str, more: str | None) -> str:
@@ -241,17 +295,13 @@ def _most_common_answer(records: list[JobRecord]) -> str | None:
     return max(counts, key=lambda a: counts[a])[:_MAX_ANSWER_CHARS] if counts else None
 
 
-def _citations(records: list[JobRecord], jobs: list[Any]) -> list[Citation]:
-    """The verified citations of the deciding round's kept jobs (flagged ones are not evidence)."""
-    by_id = {j.job_id: j for j in jobs}
+def _citations(records: list[JobRecord], chunk_docs: dict[str, str]) -> list[Citation]:
+    """The verified citations of the given records (flagged ones are not evidence)."""
     out: dict[tuple[str, str], Citation] = {}
     for x in records:
-        if not verified(x) or not x.citation:
-            continue
-        job = by_id.get(x.job_id)
-        if job is None:
+        if not x.verified or not x.citation or x.chunk_id not in chunk_docs:
             continue
         out.setdefault((x.chunk_id, x.citation), Citation(
-            doc_id=job.chunk.doc_id, chunk_id=x.chunk_id, page_start=x.pages[0], page_end=x.pages[1],
+            doc_id=chunk_docs[x.chunk_id], chunk_id=x.chunk_id, page_start=x.pages[0], page_end=x.pages[1],
             text=x.citation))
     return list(out.values())

@@ -1,0 +1,108 @@
+"""Is an answer grounded in what the local model found? And the best answer local work supports.
+
+"Shares" is defined on the answer's *claims*: its numbers (normalised: "$1,577.0" and "1577" are
+one number) and its content words (lower-cased, without stop words), minus whatever the question
+itself already contains — repeating "fiscal 2024" or "revenue" from the question is not evidence.
+An answer is grounded when one of its claims appears among the evidence's numbers or words; an
+answer with no claim of its own is not. Numbers are compared as values, words as written (with a
+trailing plural "s" removed), so the check needs no model and no tuning to any wording.
+
+Used by MinionS (evidence: kept job answers and citations) and Minion (the worker's replies).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from minions.protocols.result import JobRecord
+
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\(?\d[\d,]*(?:\.\d+)?")
+_WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
+# Function words and hedges that carry no claim. Short on purpose: content words stay content.
+STOP_WORDS = frozenset("""
+the and for are was were has have had not but with from this that these those than then there their they
+them its into onto over under about above below after before what which who whom whose when where why how
+all any each both few more most other some such only own same very can will just should would could may
+might must shall does did doing done been being also per via out off our ours your yours his her hers him
+she itself themselves answer answers question questions document documents excerpt excerpts chunk chunks
+based according given stated states state says said reported report reports shows shown show total value
+amount figure figures approximately about around roughly nearly null none unknown found information
+""".split())
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers in `text` as canonical strings: commas, currency and trailing zeros removed."""
+    out = set()
+    for m in _NUMBER.finditer(text or ""):
+        raw = m.group().replace(",", "").replace("$", "").replace("(", "").lstrip("+")
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        out.add(f"{abs(value):.6f}".rstrip("0").rstrip("."))
+    return out
+
+
+def words(text: str) -> set[str]:
+    """Content words of `text`: lower-cased, stop words out, a trailing plural "s" removed."""
+    out = set()
+    for w in _WORD.findall((text or "").casefold()):
+        if w in STOP_WORDS:
+            continue
+        out.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return out
+
+
+def claims(answer: str, question: str = "") -> tuple[set[str], set[str]]:
+    """(numbers, content words) of `answer` that the question does not already contain."""
+    return numbers(answer) - numbers(question), words(answer) - words(question)
+
+
+def shares(answer: str | None, evidence: Iterable[str | None], question: str = "") -> bool:
+    """True when the answer has a claim (number or content word, beyond the question's) found in
+    the evidence."""
+    if not answer or not answer.strip():
+        return False
+    nums, ws = claims(answer, question)
+    if not nums and not ws:
+        return False
+    ev_nums: set[str] = set()
+    ev_words: set[str] = set()
+    for text in evidence:
+        if text:
+            ev_nums |= numbers(text)
+            ev_words |= words(text)
+    return bool(nums & ev_nums or ws & ev_words)
+
+
+def answer_key(answer: str) -> str:
+    """Answers that state the same numbers are one answer ("$42 million", "42 million."); without
+    numbers, the same content words in any order."""
+    nums = numbers(answer)
+    if nums:
+        return "#" + " ".join(sorted(nums))
+    return " ".join(sorted(words(answer))) or " ".join(answer.casefold().split())
+
+
+@dataclass
+class Candidate:
+    """The answer most verified jobs gave, with the records that gave it."""
+
+    answer: str
+    support: int
+    records: list[JobRecord] = field(default_factory=list)
+
+
+def best_supported(records: Sequence[JobRecord]) -> Candidate | None:
+    """The most frequent answer among verified job outputs (citation found in the chunk); ties go
+    to the answer found first (jobs run in task order, chunk by chunk). None when nothing is verified."""
+    groups: dict[str, list[JobRecord]] = {}
+    for r in records:
+        if r.verified and r.answer and r.answer.strip():
+            groups.setdefault(answer_key(r.answer), []).append(r)
+    if not groups:
+        return None
+    best = max(groups.values(), key=len)  # max keeps the first of equals: dicts keep insertion order
+    return Candidate(answer=best[0].answer.strip(), support=len(best), records=best)
