@@ -1,11 +1,13 @@
 """Is an answer grounded in what the local model found? And the best answer local work supports.
 
-"Shares" is defined on the answer's *claims*: its numbers (normalised: "$1,577.0" and "1577" are
-one number) and its content words (lower-cased, without stop words), minus whatever the question
-itself already contains — repeating "fiscal 2024" or "revenue" from the question is not evidence.
-An answer is grounded when one of its claims appears among the evidence's numbers or words; an
-answer with no claim of its own is not. Numbers are compared as values, words as written (with a
-trailing plural "s" removed), so the check needs no model and no tuning to any wording.
+"Shares" is defined on the answer's *claims*, minus whatever the question itself already contains
+(repeating "fiscal 2024" or "revenue" from the question is not evidence): when the answer states
+numbers, its claims are those numbers (normalised: "$1,577.0" and "1577" are one number) — a figure
+is what a numeric answer asserts, and unit words like "million" would match anything; otherwise
+its content words (lower-cased, without stop words, a trailing plural "s" removed). An answer is
+grounded when one of its claims appears in the evidence; an answer with no claim of its own is
+not. No model and no tuning to any wording. A figure the remote computed (a ratio of two found
+figures) is flagged ungrounded: the flag asks for a check, it does not remove the answer.
 
 Used by MinionS (evidence: kept job answers and citations) and Minion (the worker's replies).
 """
@@ -68,13 +70,10 @@ def shares(answer: str | None, evidence: Iterable[str | None], question: str = "
     nums, ws = claims(answer, question)
     if not nums and not ws:
         return False
-    ev_nums: set[str] = set()
-    ev_words: set[str] = set()
-    for text in evidence:
-        if text:
-            ev_nums |= numbers(text)
-            ev_words |= words(text)
-    return bool(nums & ev_nums or ws & ev_words)
+    texts = [t for t in evidence if t]
+    if nums:
+        return any(nums & numbers(t) for t in texts)
+    return any(ws & words(t) for t in texts)
 
 
 def answer_key(answer: str) -> str:

@@ -181,16 +181,19 @@ class MinionS(Protocol):
             await ctx.emit(JobsPlanned(round=r, n_jobs=len(jobs), n_tasks=len(resolved.tasks),
                                        n_chunks=len({j.chunk.id for j in jobs}), plan=rec.plan))
             chunk_docs.update((j.chunk.id, j.chunk.doc_id) for j in jobs)
-            records = await run_jobs(ctx, jobs, cfg, titles, shown)
-            rec.jobs = records
-            every_record.extend(records)
+            finished: list[JobRecord] = []
+            done: list[JobRecord] | None = None
+            try:
+                done = await run_jobs(ctx, jobs, cfg, titles, shown, finished=finished)
+            finally:  # also when cancelled mid-round: the jobs that finished are kept and offered
+                order = {j.job_id: i for i, j in enumerate(jobs)}
+                rec.jobs = done if done is not None else sorted(finished, key=lambda x: order[x.job_id])
+                every_record.extend(rec.jobs)
+                _offer_fallback(ctx, every_record, chunk_docs)
+            records = rec.jobs
             kept = [x for x in records if x.kept]
             if ctx.best_answer is None and kept:
                 ctx.best_answer = _most_common_answer(kept)  # a candidate, until the remote decides
-            candidate = best_supported(every_record)
-            if candidate is not None:  # local work is never lost: see RunContext.set_fallback
-                ctx.set_fallback(candidate.answer[:_MAX_ANSWER_CHARS], _citations(candidate.records, chunk_docs),
-                                 f"the most frequent verified job answer ({candidate.support} job(s))")
 
             # -- aggregate and synthesize ---------------------------------------------------------
             outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars)
@@ -279,6 +282,15 @@ class MinionS(Protocol):
         await ctx.emit(RoundDone(round=ctx.round, decision=decision,  # cumulative, as every protocol reports
                                  remote_usd=ctx.meter.totals("remote").cost_usd,
                                  local_tokens=ctx.meter.totals("local").usage.total_tokens))
+
+
+def _offer_fallback(ctx: RunContext, records: list[JobRecord], chunk_docs: dict[str, str]) -> None:
+    """Local work is never lost: the most frequent verified answer so far becomes the run's
+    fallback (see RunContext.set_fallback)."""
+    candidate = best_supported(records)
+    if candidate is not None:
+        ctx.set_fallback(candidate.answer[:_MAX_ANSWER_CHARS], _citations(candidate.records, chunk_docs),
+                         f"the most frequent verified job answer ({candidate.support} job(s))")
 
 
 def _append(notes: str, more: str | None) -> str:

@@ -152,11 +152,12 @@ def _fuzzy(cite: str, text: str, max_anchors: int = 8) -> float:
 # --- running jobs -------------------------------------------------------------------------------
 
 async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: dict[str, str],
-                   shown: set[str]) -> list[JobRecord]:
+                   shown: set[str], *, finished: list[JobRecord] | None = None) -> list[JobRecord]:
     """Run jobs on the local model, at most `cfg.concurrency` at once, started in the given order
     (asyncio's Semaphore wakes waiters first-in first-out). A job that fails or replies with
     garbage is recorded with its status; only a round where every job fails on the client raises.
-    `shown` holds the ids of chunks already registered in ctx.shown_texts this run."""
+    `shown` holds the ids of chunks already registered in ctx.shown_texts this run; `finished`, if
+    given, receives each record as its job ends (what a cancelled round still has)."""
     rnd = ctx.round
     total = len(jobs)
     records: list[JobRecord | None] = [None] * total
@@ -193,6 +194,8 @@ async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: di
         if completion is not None:
             _judge(rec, completion.text, job.chunk, cfg)
         records[k] = rec
+        if finished is not None:
+            finished.append(rec)
         done += 1
         await ctx.emit(JobFinished(round=rnd, job_id=rec.job_id, task_id=rec.task_id, chunk_id=rec.chunk_id,
                                    pages=rec.pages, answer=rec.answer, citation=rec.citation, kept=rec.kept,
