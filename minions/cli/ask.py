@@ -67,15 +67,26 @@ def build_protocol(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from minions.cli.render import LiveView, print_result
-    from minions.documents import load_many
+    from minions._sync import Interrupted
+    from minions.cli.render import LiveView, flag_lines, print_result
+    from minions.protocols.result import RunResult
 
     out = Console()
     err = Console(stderr=True)
+    from minions.documents import load_many
+
     protocol = build_protocol(args)  # configuration errors first: they are cheaper to find than a bad PDF
     docs = load_many(args.paths)
     live = None if (args.json or args.quiet) else LiveView(err)
-    result = protocol.run(args.question, docs, on_event=live)
+    interrupted = False
+    try:
+        result = protocol.run(args.question, docs, on_event=live)
+    except Interrupted as e:  # Ctrl-C: the run was cancelled; show what it had and what it cost
+        if live is not None:
+            live.close()
+        if not isinstance(e.result, RunResult):
+            raise
+        result, interrupted = e.result, True
     if args.log_dir:
         path = result.save(args.log_dir)
         if not args.json:
@@ -84,10 +95,17 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
     else:
         print_result(out, result)
+    if args.json:  # the live view is off: the flags still get a visible line on stderr
+        for line in flag_lines(result):
+            err.print(f"[yellow]warning:[/] {line}")
+    if interrupted:
+        err.print("[yellow]interrupted:[/] the run was cancelled; the answer and cost above are partial")
+        return 130
     if result.error:
         err.print(f"[red]error ({result.error_type}):[/] {result.error}")
         if result.answer is None:
             return 2 if result.error_type in {c.__name__ for c in _config_errors()} else 1
+    # A degraded or ungrounded answer still exits 0: see the exit codes in minions/cli/__init__.py.
     return 0 if result.answer is not None else 1
 
 
