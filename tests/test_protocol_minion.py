@@ -400,14 +400,18 @@ def embedded():
 
 
 @pytest.mark.real_model
-async def test_real_model_minion_finishes_with_an_answer_or_a_typed_failure(embedded):
+async def test_real_model_minion_finishes_with_an_answer(embedded):
     local, remote = embedded
     events = []
     proto = Minion(local, remote, max_rounds=1, local_max_tokens=48, remote_max_tokens=64)
     result = await proto.arun("What was Northwind's total revenue in fiscal 2024?",
                               [Document.from_text(DOC, id="northwind")], on_event=events.append)
     assert isinstance(result, RunResult)
-    assert (result.answer and result.answer.strip()) or (result.error and result.error_type)
+    # The minimum: the worker answered, and the run ends with an answer — the remote's, or the
+    # worker's reply marked degraded if the remote's reply was unusable. Never only a typed error.
+    assert any(e.role == "local" for e in result.calls) and result.rounds[0].messages
+    assert result.answer and result.answer.strip(), (result.error_type, result.error)
+    assert result.error is None or result.degraded
     assert result.n_rounds == 1
     assert result.rounds[-1].decision in ("final_answer", "forced_answer", "failed")
     for entry in result.calls:

@@ -483,7 +483,6 @@ REPORT = "\n\n".join(
         "Financial results. Total revenue in fiscal 2024 was $48.2 million, up 12% from $43.0 million.",
         "Operations. Capital expenditure in fiscal 2024 was $3.1 million, mostly for cold storage in Ohio.",
         "Outlook. Management expects revenue growth of 8 to 10 percent in fiscal 2025."])
-TYPED = {"ModelOutputError", "ContextTooLongError", "RetriesExhaustedError", "RequestTimeoutError"}
 SMALL = dict(max_rounds=1, tasks_per_round=2, max_jobs_per_round=4, local_max_tokens=96, remote_max_tokens=160,
              chunk_size=1200, max_chunk_chars=1600, plan_attempts=1, synth_attempts=1, concurrency=2)
 
@@ -507,7 +506,12 @@ async def test_real_model_end_to_end(local_llm, remote_llm):
     res = await MinionS(local_llm, remote_llm, **SMALL).arun(
         "What was Northwind's total revenue in fiscal 2024?",
         Document.from_text(REPORT, id="northwind", title="Northwind annual report"), on_event=events.append)
-    assert res.answer or res.error_type in TYPED, (res.error_type, res.error)
+    # The minimum a working MinionS reaches even with a 135M model in both roles: a parsed plan (the
+    # question among its tasks), at least one job kept with a verified citation, and an answer.
+    plan_tasks = [t["instruction"] for t in res.rounds[0].plan["tasks"]]
+    assert "What was Northwind's total revenue in fiscal 2024?" in plan_tasks
+    assert any(j.status is JobStatus.KEPT for j in res.rounds[0].jobs), [j.status for j in res.rounds[0].jobs]
+    assert res.answer and res.answer.strip() and res.grounded is not None, (res.error_type, res.error)
     assert res.n_rounds == 1 and len(res.rounds[0].jobs) <= 4
     assert res.cost.remote_stand_in and res.cost.role("remote").cost_usd > 0
     assert res.cost.role("local").usage.requests == len(res.rounds[0].jobs)
@@ -549,9 +553,9 @@ async def test_financebench_filing_with_retrieval(local_llm, remote_llm):
     doc = Document.from_pages(filing["pages"], id=filing["doc_name"], title=f"{filing['company']} 10-K 2018")
     res = await MinionS(local_llm, remote_llm, **{**SMALL, "max_jobs_per_round": 6, "local_max_tokens": 64},
                         retrieval=True, retrieval_top_k=3).arun(q["question"], doc)
-    assert res.answer or res.error_type in TYPED, (res.error_type, res.error)
-    if res.rounds and res.rounds[0].jobs:
-        assert len(res.rounds[0].jobs) <= 6 and len({j.chunk_id for j in res.rounds[0].jobs}) <= 3
+    assert res.rounds[0].plan is not None and res.rounds[0].jobs, (res.error_type, res.error)
+    assert len(res.rounds[0].jobs) <= 6 and len({j.chunk_id for j in res.rounds[0].jobs}) <= 3
+    assert res.answer and res.answer.strip(), (res.error_type, res.error)
 
 
 @pytest.mark.real_model

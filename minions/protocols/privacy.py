@@ -6,7 +6,8 @@ international), SSNs, payment card numbers (only Luhn-valid ones, so ordinary lo
 filing survive), IPv4/IPv6 addresses and the names the caller lists with typed placeholders.
 
 With `local_rewrite=True`, protocols also pass what the local model wrote for the remote through
-`shield`: the local model rewrites it without personal data (the privacy shield of the Minions
+`shield` — Minion each worker reply, MinionS each round's aggregated job outputs (one local call per
+round): the local model rewrites it without personal data (the privacy shield of the Minions
 paper), and the rewrite is scrubbed anyway — a small model misses things.
 """
 
