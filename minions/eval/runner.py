@@ -106,8 +106,13 @@ def default_factory(timeout: float | None = None) -> ClientsFactory:
 
 
 def load_items(cfg: SweepConfig) -> list[LoadedDataset]:
-    return [load_dataset(d.name, d.path, limit=d.limit or cfg.limit, seed=cfg.seed,
-                         **({"split": d.split} if d.split else {})) for d in cfg.datasets]
+    def extra(d) -> dict[str, Any]:
+        kw: dict[str, Any] = {"split": d.split} if d.split else {}
+        if d.context != "full":
+            kw.update(context=d.context, neighbours=d.neighbours)
+        return kw
+    return [load_dataset(d.name, d.path, limit=d.limit or cfg.limit, seed=cfg.seed, ids=d.ids, **extra(d))
+            for d in cfg.datasets]
 
 
 async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None = None,
