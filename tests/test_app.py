@@ -286,7 +286,8 @@ def test_stop_cancels_the_run_and_shows_the_partial_result_and_its_cost(gateway)
     ask(at, QUESTION)
     r = at.session_state["last_result"]
     assert r.cancelled and r.answer != "never"
-    assert sum(e.role == "local" for e in r.calls) == 1           # nothing ran after the cancel
+    planned = len(r.rounds[0].plan["tasks"]) * 3                   # 2 tasks x 3 pages; 4 run at once
+    assert sum(e.role == "local" for e in r.calls) <= 4 < planned  # no job started after the cancel
     assert not any(e.step == "synthesize" for e in r.calls)
     assert r.cost.role("remote").cost_usd > 0                       # the plan it paid for is on the bill
     assert any(w.startswith("Stopped: the run was cancelled") for w in texts(at.warning))

@@ -25,7 +25,8 @@ import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol as _Structural
+from typing import Any, ClassVar
+from typing import Protocol as _Structural
 
 from pydantic import BaseModel
 

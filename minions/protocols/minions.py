@@ -26,7 +26,7 @@ from minions.documents import BM25Index, Chunk, Document, chunk_documents
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
 from minions.protocols.grounding import best_supported, shares
-from minions.protocols.minions_jobs import _as_text, aggregate, run_jobs
+from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, _as_text, aggregate, run_jobs
 from minions.protocols.minions_plan import (
     JobPlan,
     MinionSConfig,
@@ -148,6 +148,9 @@ class MinionS(Protocol):
         answered_chunks: list[str] = []
         every_record: list[JobRecord] = []   # all rounds: the evidence answers are checked against
         chunk_docs: dict[str, str] = {}      # chunk id -> document id, for citations
+        if cfg.local_max_tokens < JOB_REPLY_TOKENS:
+            await ctx.notice(f"local_max_tokens={cfg.local_max_tokens} may cut workers' JSON replies (up to "
+                             f"~{JOB_REPLY_TOKENS} tokens) before their answer; raise it to {JOB_REPLY_TOKENS}.")
 
         for r in range(1, cfg.max_rounds + 1):
             rec = ctx.new_round()

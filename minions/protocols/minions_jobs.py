@@ -40,6 +40,10 @@ JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "required": ["explanation", "citation", "answer"],
 }
 
+#: tokens a worker's longest reply under that schema can take (its bounds in characters, ~4 per
+#: token, plus keys and quotes); a smaller local_max_tokens can cut the JSON before the answer
+JOB_REPLY_TOKENS = (200 + 300 + 200) // 4 + 16
+
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
 
