@@ -15,6 +15,7 @@ from minions.protocols.events import RoundDone
 from minions.protocols.grounding import answer_key, best_supported, numbers, shares, words
 from minions.protocols.minion import Minion
 from minions.protocols.minions import LastSynthesis, MinionS, Synthesis
+from minions.protocols.minions_jobs import citation_found
 from minions.protocols.result import JobRecord, JobStatus
 from tests.test_protocol_minions import final, honest_local, make_doc, plan, scripted_remote
 
@@ -234,3 +235,28 @@ async def test_an_asyncio_event_works_as_a_cancel_token_for_minion():
     res = await Minion(local, FunctionClient(remote_fn, model="remote"), max_rounds=2).arun(TASK, [make_doc()],
                                                                                           cancel=ev)
     assert res.cancelled and local.calls == [] and res.cost.role("remote").usage.requests == 1
+
+
+# --- the real embedded model as the worker ---------------------------------------------------------------
+
+@pytest.mark.real_model
+async def test_real_worker_answer_survives_a_remote_that_cannot_synthesize():
+    """The reported failure with the embedded worker: the remote's synthesis is invalid twice; the run
+    still answers, from a job whose quote was verified in the document."""
+    from minions.clients.llamacpp import LlamaCppClient
+    from minions.documents import Document
+
+    local = LlamaCppClient("smollm2", n_threads=1)  # one thread: the suite shares two cores
+    try:
+        remote = scripted_remote([plan("Find the total revenue for fiscal 2024")], [EMPTY_FINAL])
+        doc = Document.from_text("Northwind Traders sells specialty foods. Total revenue in fiscal 2024 was "
+                                 "$42 million, up from $37 million in fiscal 2023. The company has 420 employees.",
+                                 id="nw", title="Northwind annual report")
+        res = await MinionS(local, remote, max_rounds=1, local_max_tokens=160).arun(
+            "What was Northwind's total revenue in fiscal 2024?", doc)
+        assert res.rounds[0].plan and any(j.status is JobStatus.KEPT for j in res.rounds[0].jobs), res.rounds[0].jobs
+        assert res.answer and res.degraded and res.grounded and res.error_type == "ModelOutputError"
+        assert "42" in res.answer and res.citations and all(citation_found(c.text, doc.text)[0] for c in res.citations)
+        assert res.cost.role("local").usage.requests == len(res.rounds[0].jobs) == 2
+    finally:
+        await local.aclose()
