@@ -260,3 +260,17 @@ async def test_real_worker_answer_survives_a_remote_that_cannot_synthesize():
         assert res.cost.role("local").usage.requests == len(res.rounds[0].jobs) == 2
     finally:
         await local.aclose()
+
+
+def test_an_embedded_stand_in_remote_prefers_grounded_answers_unless_told_otherwise():
+    from minions.protocols.build import build_protocol
+
+    def factory(role, spec, kw):
+        return FunctionClient(lambda m, o: "x", model=spec.split("/", 1)[1], **kw)
+    stand_in = build_protocol("minions", local="llamacpp/smollm2", remote="llamacpp/smollm2", client_factory=factory)
+    assert stand_in.config.ungrounded_answer == "fallback"
+    told = build_protocol("minions", local="llamacpp/smollm2", remote="llamacpp/smollm2", client_factory=factory,
+                          knobs={"ungrounded_answer": "flag"})
+    assert told.config.ungrounded_answer == "flag"
+    cloud = build_protocol("minion", local="llamacpp/smollm2", remote="openai/gpt-4o-mini", client_factory=factory)
+    assert cloud.config.ungrounded_answer == "flag"

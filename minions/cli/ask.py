@@ -17,8 +17,14 @@ DEFAULT_REMOTE = "llamacpp/smollm2"
 KNOBS = {
     "max_rounds": int, "tasks_per_round": int, "samples_per_task": int, "chunk_size": int,
     "chunk_strategy": str, "max_jobs_per_round": int, "local_max_tokens": int, "remote_max_tokens": int,
-    "retrieval_top_k": int, "top_k": int, "concurrency": int, "strategy": str,
+    "retrieval_top_k": int, "top_k": int, "concurrency": int, "strategy": str, "ungrounded_answer": str,
 }
+
+
+HELP = {"ungrounded_answer": "Minion/MinionS: when the answer shares nothing with what the local model found, "
+                             "'flag' it (grounded=false) or 'fallback' to the best verified local answer "
+                             "(default: fallback for an embedded remote, flag otherwise)"}
+CHOICES = {"ungrounded_answer": ["flag", "fallback"]}
 
 
 def add_parser(sub) -> None:
@@ -38,7 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server URL for the remote")
     for knob, typ in KNOBS.items():
         p.add_argument("--" + knob.replace("_", "-"), type=typ, default=None, help=argparse.SUPPRESS
-                       if knob in ("top_k",) else None)
+                       if knob in ("top_k",) else HELP.get(knob), choices=CHOICES.get(knob))
     p.add_argument("--retrieval", action="store_true", help="MinionS: BM25-filter chunks before local jobs")
     p.add_argument("--max-remote-usd", type=float, default=None, help="stop before remote spend exceeds this")
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")

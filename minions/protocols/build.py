@@ -11,13 +11,17 @@ from minions.protocols import Protocol, protocol_class
 
 #: what an embedded remote (the offline stand-in for a cloud model) is priced as by default
 STAND_IN_PRICE = "openai/gpt-4o"
+#: knob defaults for an embedded remote, which is a 135M model: its final answer, when it shares
+#: nothing with what the local model found and verified, is replaced by the most supported verified
+#: local answer (marked degraded) instead of only being flagged grounded=false. Explicit knobs win.
+STAND_IN_KNOBS: dict[str, Any] = {"ungrounded_answer": "fallback"}
 
 ClientFactory = Callable[[str, str, dict[str, Any]], Client]  # (role, spec, kwargs) -> client
 
 
 def default_price_as(spec: str, price_as: str | None) -> str | None:
     """An embedded remote is priced as a named cloud model unless told otherwise."""
-    return price_as or (STAND_IN_PRICE if spec.startswith("llamacpp/") else None)
+    return price_as or (STAND_IN_PRICE if is_stand_in(spec) else None)
 
 
 def _get(role: str, spec: str, kw: dict[str, Any]) -> Client:
@@ -53,4 +57,11 @@ def build_protocol(name: str, *, local: str | Client | None, remote: str | Clien
         remote_client = None
     fields = cls.Config.model_fields
     chosen = {k: v for k, v in (knobs or {}).items() if v is not None and k in fields}
+    if isinstance(remote, str) and is_stand_in(remote):
+        chosen = {**{k: v for k, v in STAND_IN_KNOBS.items() if k in fields}, **chosen}
     return cls(local_client, remote_client, **protocol_kw, **chosen)
+
+
+def is_stand_in(spec: str) -> bool:
+    """An embedded model playing the remote (the offline stand-in for a cloud model)."""
+    return spec.startswith("llamacpp/")
