@@ -171,6 +171,14 @@ class RunContext:
             same += 1
         return messages[same:]
 
+    async def shielded(self, text: str) -> str:
+        """Text the local model wrote, as the remote may see it: through the privacy shield's local
+        rewrite when enabled (the deterministic scrubber runs on every remote message anyway, in `call`)."""
+        privacy = self.protocol.privacy
+        if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
+            return await privacy.shield(self, text)
+        return text
+
     async def _protect(self, m: Message) -> Message:
         scrubber = self.protocol.privacy
         if scrubber is None:

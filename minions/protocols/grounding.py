@@ -17,8 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 from minions.protocols.result import JobRecord
+
+if TYPE_CHECKING:
+    from minions.protocols.base import RunContext
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\(?\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
@@ -105,3 +109,22 @@ def best_supported(records: Sequence[JobRecord]) -> Candidate | None:
         return None
     best = max(groups.values(), key=len)  # max keeps the first of equals: dicts keep insertion order
     return Candidate(answer=best[0].answer.strip(), support=len(best), records=best)
+
+
+async def settle(ctx: RunContext, answer: str | None, evidence: Iterable[str | None], *,
+                 mode: Literal["flag", "fallback"], evidence_name: str) -> str | None:
+    """The final answer, checked against the local evidence: sets ctx.grounded. An ungrounded answer is
+    kept and flagged ("flag"), or replaced by the run's fallback, marked degraded ("fallback", when
+    the run has one). Returns the answer to give."""
+    ctx.grounded = shares(answer, evidence, ctx.task)
+    if ctx.grounded:
+        return answer
+    fallback = ctx.fallback
+    if mode == "fallback" and fallback is not None:
+        ctx.degraded_reason = f"the remote's answer shares nothing with {evidence_name}; returned {fallback[2]}"
+        await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+        ctx.citations, ctx.grounded = fallback[1], True
+        return fallback[0]
+    await ctx.notice(f"the answer shares no figure or content word with {evidence_name} (grounded: false): "
+                     "check it against the document.")
+    return answer

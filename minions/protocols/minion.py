@@ -33,7 +33,7 @@ from minions.protocols.baselines import (
     show,
 )
 from minions.protocols.events import EventHandler, MessageSent
-from minions.protocols.grounding import shares
+from minions.protocols.grounding import settle, shares
 from minions.protocols.parsing import ask_json
 from minions.protocols.result import RunResult
 
@@ -169,7 +169,7 @@ class Minion(Protocol):
                 last = r == cfg.max_rounds
                 remote_msgs.append(Message(role="user", content=render(
                     "minion_supervisor_final" if last else "minion_supervisor_decide",
-                    reply=await self._for_remote(ctx, reply) or "(no reply)", round=r, max_rounds=cfg.max_rounds)))
+                    reply=await ctx.shielded(reply) or "(no reply)", round=r, max_rounds=cfg.max_rounds)))
                 decision = await self._decide(ctx, remote_msgs, remote_opts, step="decide")
                 drafted = drafted or bool(decision.answer)
                 if decision.answer and shares(decision.answer, replies, ctx.task):
@@ -209,16 +209,8 @@ class Minion(Protocol):
 
     async def _finish(self, ctx: RunContext, rec, answer: str | None, decision: str,
                       replies: list[str]) -> str | None:
-        ctx.grounded = shares(answer, replies, ctx.task)
-        if not ctx.grounded:
-            fallback = ctx.fallback
-            if self.config.ungrounded_answer == "fallback" and fallback is not None:
-                ctx.degraded_reason = f"the remote's answer shares nothing with the worker's replies; returned {fallback[2]}"
-                await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
-                answer, ctx.grounded = fallback[0], True
-            else:
-                await ctx.notice("the answer shares no figure or content word with the worker's replies "
-                                 "(grounded: false): check it against the document.")
+        answer = await settle(ctx, answer, replies, mode=self.config.ungrounded_answer,
+                              evidence_name="the worker's replies")
         ctx.best_answer = answer
         ctx.citations = locate_citations(answer, ctx.documents)
         await round_done(ctx, rec, decision)
@@ -235,14 +227,6 @@ class Minion(Protocol):
             limit=cfg.max_context_tokens, default_window=DEFAULT_LOCAL_WINDOW)
         show(ctx, context)
         return render("minion_worker", context=context, task=ctx.task)
-
-    async def _for_remote(self, ctx: RunContext, reply: str) -> str:
-        """The worker's reply as the remote may see it: through the local privacy rewrite when enabled
-        (the deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
-        privacy = self.privacy
-        if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
-            return await privacy.shield(ctx, reply)
-        return reply
 
     def _history_block(self) -> str:
         if not (self.config.multi_turn and self._history):

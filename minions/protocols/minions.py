@@ -25,7 +25,7 @@ from minions.clients.base import Message, Options
 from minions.documents import BM25Index, Chunk, Document, chunk_documents
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
-from minions.protocols.grounding import best_supported, shares
+from minions.protocols.grounding import best_supported, settle
 from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, _as_text, aggregate, run_jobs
 from minions.protocols.minions_plan import (
     JobPlan,
@@ -200,7 +200,7 @@ class MinionS(Protocol):
 
             # -- aggregate and synthesize ---------------------------------------------------------
             outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars)
-            outputs = await self._for_remote(ctx, outputs)
+            outputs = await ctx.shielded(outputs)
             synth = await self._synthesize(ctx, system, remote_opts, r, last, outputs, scratchpad)
             if synth.answer and synth.answer.strip():
                 ctx.best_answer = synth.answer.strip()[:_MAX_ANSWER_CHARS]
@@ -222,31 +222,11 @@ class MinionS(Protocol):
         return ctx.best_answer  # unreachable: the last round always returns
 
     async def _check_grounded(self, ctx: RunContext, records: list[JobRecord], answer: str | None) -> str | None:
-        """Set ctx.grounded for the remote's final answer; with ungrounded_answer="fallback", replace an
-        ungrounded answer by the most frequent verified job answer (marked degraded)."""
         kept = [x for x in records if x.kept]
-        evidence = [t for x in kept for t in (x.answer, x.citation)]
-        ctx.grounded = shares(answer, evidence, ctx.task)
-        if ctx.grounded:
-            return answer
-        fallback = ctx.fallback
-        if self.config.ungrounded_answer == "fallback" and fallback is not None:
-            text, citations, what = fallback
-            ctx.degraded_reason = f"the remote's answer shares nothing with the workers' evidence; returned {what}"
-            await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
-            ctx.best_answer, ctx.citations, ctx.grounded = text, citations, True
-            return text
-        await ctx.notice("the answer shares no figure or content word with any kept job answer or citation "
-                         "(grounded: false): check it against the document.")
+        answer = await settle(ctx, answer, [t for x in kept for t in (x.answer, x.citation)],
+                              mode=self.config.ungrounded_answer, evidence_name="the workers' kept answers and quotes")
+        ctx.best_answer = answer
         return answer
-
-    async def _for_remote(self, ctx: RunContext, outputs: str) -> str:
-        """The job outputs as the remote may see them: through the local privacy rewrite when enabled
-        (the deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
-        privacy = self.privacy
-        if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
-            return await privacy.shield(ctx, outputs)
-        return outputs
 
     # -- steps -------------------------------------------------------------------------------------
 
