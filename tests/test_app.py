@@ -303,7 +303,7 @@ def test_a_degraded_answer_is_shown_with_its_reason(gateway) -> None:
     ask(at, QUESTION)
     r = at.session_state["last_result"]
     assert r.degraded and r.answer == "120 million dollars", (r.error, r.answer)
-    assert any(w.startswith("Degraded answer:") and "verified job answer" in w for w in texts(at.warning))
+    assert any(w.startswith("Degraded answer:") and "backed with a quote" in w for w in texts(at.warning))
     assert safe_md(r.answer) in texts(at.markdown) and not at.error
 
 

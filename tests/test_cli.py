@@ -107,7 +107,7 @@ def test_ask_degraded_answer_exits_0_with_a_warning_and_the_flags_in_json(gatewa
     out, err = _gateway_cli(gateway, tmp_path).communicate(timeout=120)
     data = json.loads(out)
     assert data["answer"] == "$42 million" and data["degraded"] is True and data["grounded"] is True
-    assert data["error_type"] == "ModelOutputError" and "verified job answer" in data["degraded_reason"]
+    assert data["error_type"] == "ModelOutputError" and "backed with a quote" in data["degraded_reason"]
     assert data["citations"] and "$42 million" in data["citations"][0]["text"]
     assert "Degraded answer" in err
 

@@ -12,7 +12,7 @@ from minions import errors
 from minions.clients.function import FunctionClient
 from minions.protocols import CancelToken
 from minions.protocols.events import RoundDone
-from minions.protocols.grounding import answer_key, best_supported, numbers, shares, words
+from minions.protocols.grounding import answer_key, best_supported, numbers, shares, support, words
 from minions.protocols.minion import Minion
 from minions.protocols.minions import LastSynthesis, MinionS, Synthesis
 from minions.protocols.minions_jobs import citation_found
@@ -36,7 +36,7 @@ def test_failing_synthesis_returns_the_verified_job_answer_degraded_with_its_cit
     res = minions(FunctionClient(honest_local), remote, max_rounds=2, ask_question=False).run(TASK, [make_doc()])
     assert res.answer == "$42 million" and res.degraded and res.grounded
     assert res.error_type == "ModelOutputError"  # what happened is still said
-    assert "ModelOutputError" in res.degraded_reason and "verified job answer" in res.degraded_reason
+    assert "ModelOutputError" in res.degraded_reason and "backed with a quote" in res.degraded_reason
     assert [c.chunk_id for c in res.citations] == ["nw#1"] and "$42 million" in res.citations[0].text
     # round 1: the empty final became a request for another round; round 2 (last): two invalid replies
     assert [r.decision for r in res.rounds] == ["another_round", ""]
@@ -126,15 +126,21 @@ def test_grounding_compares_claims_not_the_questions_words():
     assert not shares("", ["x"]) and answer_key("$42 million") == answer_key("42 million.")
 
 
-def test_best_supported_counts_verified_answers_only():
-    def rec(answer, status):
-        return JobRecord(job_id=answer + status.value, task_id=1, chunk_id="c", sample=0, instruction="i",
-                         pages=(1, 1), answer=answer, citation="q", status=status)
-    recs = [rec("$9", JobStatus.FLAGGED), rec("$9", JobStatus.FLAGGED), rec("$42 million", JobStatus.KEPT),
-            rec("42 million", JobStatus.KEPT), rec("$7", JobStatus.KEPT)]
-    best = best_supported(recs)
-    assert best.answer == "$42 million" and best.support == 2
-    assert best_supported([rec("$9", JobStatus.FLAGGED)]) is None
+def test_best_supported_counts_answers_the_document_backs():
+    def rec(i, answer, status, citation="revenue was $42 million"):
+        return JobRecord(job_id=f"j{i}", task_id=1, chunk_id="c", sample=0, instruction="i", pages=(1, 1),
+                         answer=answer, citation=citation, status=status)
+    chunk = {f"j{i}": "Operations. Revenue was $42 million in fiscal 2024. Staff: 420." for i in range(9)}
+    recs = [rec(0, "$9", JobStatus.FLAGGED), rec(1, "$9", JobStatus.FLAGGED),      # unverified quotes
+            rec(2, "Fiscal 2023", JobStatus.KEPT, "Fiscal 2024"),                   # quote does not back it
+            rec(3, "$42 million", JobStatus.KEPT), rec(4, "42 million.", JobStatus.KEPT),
+            rec(5, "420 staff", JobStatus.DROPPED, "a quote not in the chunk"),     # its figure is in the chunk
+            rec(6, "yes", JobStatus.KEPT, "the company paid a dividend")]          # a bare yes/no: the quote
+    best = best_supported(recs, chunk, TASK)
+    assert best.answer == "$42 million" and best.support == 2 and best.quotes == ["revenue was $42 million"] * 2
+    assert support(recs[2], chunk["j2"], TASK) is None and support(recs[0], chunk["j0"], TASK) is None
+    assert support(recs[5], chunk["j5"], TASK) == "Staff: 420." and support(recs[6], None, TASK)
+    assert best_supported([recs[0], recs[2]], chunk, TASK) is None
 
 
 def test_an_ungrounded_remote_answer_is_kept_and_flagged():

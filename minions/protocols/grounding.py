@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from minions.protocols.result import JobRecord
+from minions.protocols.result import JobRecord, JobStatus
 
 if TYPE_CHECKING:
     from minions.protocols.base import RunContext
@@ -89,26 +89,54 @@ def answer_key(answer: str) -> str:
     return " ".join(sorted(words(answer))) or " ".join(answer.casefold().split())
 
 
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+POLARITY = frozenset({"yes", "no"})
+
+
+def support(record: JobRecord, chunk_text: str | None, question: str = "") -> str | None:
+    """The quote from the document that backs a job's answer, or None. Either its citation — found
+    in its chunk (status kept) and sharing a claim with the answer, or any verified quote for a bare
+    yes/no — or, when the quote was not found, the chunk's sentence holding the answer's figures,
+    if every figure the answer states (beyond the question's) is in its chunk: a number read off
+    the page is checkable even when the worker copied the wrong sentence."""
+    answer = (record.answer or "").strip()
+    if not answer or record.status not in (JobStatus.KEPT, JobStatus.FLAGGED, JobStatus.DROPPED):
+        return None
+    nums, ws = claims(answer, question)
+    if record.status is JobStatus.KEPT and record.citation:
+        if (nums or ws) and (nums | ws) <= POLARITY or shares(answer, [record.citation], question):
+            return record.citation
+    if nums and chunk_text and nums <= numbers(chunk_text):
+        sentences = [x.strip() for x in _SENTENCE.split(chunk_text) if x.strip()]
+        return max(sentences, key=lambda x: len(nums & numbers(x)))[:300]
+    return None
+
+
 @dataclass
 class Candidate:
-    """The answer most verified jobs gave, with the records that gave it."""
+    """The answer most jobs backed with a quote from the document, with those jobs and quotes."""
 
     answer: str
     support: int
     records: list[JobRecord] = field(default_factory=list)
+    quotes: list[str] = field(default_factory=list)
 
 
-def best_supported(records: Sequence[JobRecord]) -> Candidate | None:
-    """The most frequent answer among verified job outputs (citation found in the chunk); ties go
-    to the answer found first (jobs run in task order, chunk by chunk). None when nothing is verified."""
-    groups: dict[str, list[JobRecord]] = {}
+def best_supported(records: Sequence[JobRecord], chunk_texts: dict[str, str] | None = None,
+                   question: str = "") -> Candidate | None:
+    """The answer given by the most jobs with `support` (keyed by `answer_key`); ties go to the
+    answer found first (jobs run in task order, chunk by chunk; the question itself is task 1).
+    `chunk_texts` maps job ids to their chunk's text. None when no job's answer is backed."""
+    groups: dict[str, list[tuple[JobRecord, str]]] = {}
     for r in records:
-        if r.verified and r.answer and r.answer.strip():
-            groups.setdefault(answer_key(r.answer), []).append(r)
+        quote = support(r, (chunk_texts or {}).get(r.job_id), question)
+        if quote is not None:
+            groups.setdefault(answer_key(r.answer or ""), []).append((r, quote))
     if not groups:
         return None
     best = max(groups.values(), key=len)  # max keeps the first of equals: dicts keep insertion order
-    return Candidate(answer=best[0].answer.strip(), support=len(best), records=best)
+    return Candidate(answer=(best[0][0].answer or "").strip(), support=len(best),
+                     records=[r for r, _ in best], quotes=[q for _, q in best])
 
 
 async def settle(ctx: RunContext, answer: str | None, evidence: Iterable[str | None], *,

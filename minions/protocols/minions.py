@@ -25,7 +25,7 @@ from minions.clients.base import Message, Options
 from minions.documents import BM25Index, Chunk, Document, chunk_documents
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
-from minions.protocols.grounding import best_supported, settle
+from minions.protocols.grounding import best_supported, settle, support
 from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, _as_text, aggregate, run_jobs
 from minions.protocols.minions_plan import (
     JobPlan,
@@ -148,6 +148,7 @@ class MinionS(Protocol):
         answered_chunks: list[str] = []
         every_record: list[JobRecord] = []   # all rounds: the evidence answers are checked against
         chunk_docs: dict[str, str] = {}      # chunk id -> document id, for citations
+        job_chunks: dict[str, str] = {}      # job id -> its chunk's text, to check answers against
         if cfg.local_max_tokens < JOB_REPLY_TOKENS:
             await ctx.notice(f"local_max_tokens={cfg.local_max_tokens} may cut workers' JSON replies (up to "
                              f"~{JOB_REPLY_TOKENS} tokens) before their answer; raise it to {JOB_REPLY_TOKENS}.")
@@ -184,6 +185,7 @@ class MinionS(Protocol):
             await ctx.emit(JobsPlanned(round=r, n_jobs=len(jobs), n_tasks=len(resolved.tasks),
                                        n_chunks=len({j.chunk.id for j in jobs}), plan=rec.plan))
             chunk_docs.update((j.chunk.id, j.chunk.doc_id) for j in jobs)
+            job_chunks.update((j.job_id, j.chunk.text) for j in jobs)
             finished: list[JobRecord] = []
             done: list[JobRecord] | None = None
             try:
@@ -192,7 +194,7 @@ class MinionS(Protocol):
                 order = {j.job_id: i for i, j in enumerate(jobs)}
                 rec.jobs = done if done is not None else sorted(finished, key=lambda x: order[x.job_id])
                 every_record.extend(rec.jobs)
-                _offer_fallback(ctx, every_record, chunk_docs)
+                _offer_fallback(ctx, every_record, chunk_docs, job_chunks)
             records = rec.jobs
             kept = [x for x in records if x.kept]
             if ctx.best_answer is None and kept:
@@ -208,7 +210,7 @@ class MinionS(Protocol):
             if synth.decision == "provide_final_answer" or last:
                 rec.decision = "final_answer" if synth.decision == "provide_final_answer" else "forced_answer"
                 ctx.citations = _citations(records, chunk_docs)
-                answer = await self._check_grounded(ctx, every_record, ctx.best_answer)
+                answer = await self._check_grounded(ctx, every_record, job_chunks, ctx.best_answer)
                 await self._round_done(ctx, rec.decision)
                 return answer
 
@@ -221,10 +223,13 @@ class MinionS(Protocol):
             await self._round_done(ctx, rec.decision)
         return ctx.best_answer  # unreachable: the last round always returns
 
-    async def _check_grounded(self, ctx: RunContext, records: list[JobRecord], answer: str | None) -> str | None:
-        kept = [x for x in records if x.kept]
-        answer = await settle(ctx, answer, [t for x in kept for t in (x.answer, x.citation)],
-                              mode=self.config.ungrounded_answer, evidence_name="the workers' kept answers and quotes")
+    async def _check_grounded(self, ctx: RunContext, records: list[JobRecord], job_chunks: dict[str, str],
+                              answer: str | None) -> str | None:
+        # Evidence: what the remote was shown (kept answers and quotes) and answers the document backs.
+        evidence = [t for x in records if x.kept for t in (x.answer, x.citation)]
+        evidence += [x.answer for x in records if support(x, job_chunks.get(x.job_id), ctx.task)]
+        answer = await settle(ctx, answer, evidence, mode=self.config.ungrounded_answer,
+                              evidence_name="the workers' answers and quotes")
         ctx.best_answer = answer
         return answer
 
@@ -267,13 +272,18 @@ class MinionS(Protocol):
                                  local_tokens=ctx.meter.totals("local").usage.total_tokens))
 
 
-def _offer_fallback(ctx: RunContext, records: list[JobRecord], chunk_docs: dict[str, str]) -> None:
-    """Local work is never lost: the most frequent verified answer so far becomes the run's
-    fallback (see RunContext.set_fallback)."""
-    candidate = best_supported(records)
-    if candidate is not None:
-        ctx.set_fallback(candidate.answer[:_MAX_ANSWER_CHARS], _citations(candidate.records, chunk_docs),
-                         f"the most frequent verified job answer ({candidate.support} job(s))")
+def _offer_fallback(ctx: RunContext, records: list[JobRecord], chunk_docs: dict[str, str],
+                    job_chunks: dict[str, str]) -> None:
+    """Local work is never lost: the answer most jobs backed with a quote from the document becomes
+    the run's fallback (see RunContext.set_fallback and grounding.support)."""
+    best = best_supported(records, job_chunks, ctx.task)
+    if best is None:
+        return
+    citations = list({(r.chunk_id, q): Citation(doc_id=chunk_docs.get(r.chunk_id, ""), chunk_id=r.chunk_id,
+                                                page_start=r.pages[0], page_end=r.pages[1], text=q)
+                      for r, q in zip(best.records, best.quotes, strict=True)}.values())
+    ctx.set_fallback(best.answer[:_MAX_ANSWER_CHARS], citations,
+                     f"the answer {best.support} job(s) backed with a quote from the document")
 
 
 def _append(notes: str, more: str | None) -> str:
