@@ -141,6 +141,10 @@ def test_best_supported_counts_answers_the_document_backs():
     assert support(recs[2], chunk["j2"], TASK) is None and support(recs[0], chunk["j0"], TASK) is None
     assert support(recs[5], chunk["j5"], TASK) == "Staff: 420." and support(recs[6], None, TASK)
     assert best_supported([recs[0], recs[2]], chunk, TASK) is None
+    # a bare year in the chunk backs nothing; an answer to the question itself beats sub-task answers
+    assert support(rec(7, "in 2024", JobStatus.DROPPED, "x"), chunk["j7"], "Which year?") is None
+    asked = rec(8, "420 staff", JobStatus.DROPPED, "x").model_copy(update={"instruction": TASK.upper()})
+    assert best_supported([*recs, asked], chunk, TASK).answer == "420 staff"
 
 
 def test_an_ungrounded_remote_answer_is_kept_and_flagged():

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from minions.protocols.minions_plan import _same_text
 from minions.protocols.result import JobRecord, JobStatus
 
 if TYPE_CHECKING:
@@ -106,10 +107,15 @@ def support(record: JobRecord, chunk_text: str | None, question: str = "") -> st
     if record.status is JobStatus.KEPT and record.citation:
         if (nums or ws) and (nums | ws) <= POLARITY or shares(answer, [record.citation], question):
             return record.citation
-    if nums and chunk_text and nums <= numbers(chunk_text):
+    figures = {n for n in nums if not _is_year(n)}  # a bare year is context, not a figure read off the page
+    if figures and chunk_text and nums <= numbers(chunk_text):
         sentences = [x.strip() for x in _SENTENCE.split(chunk_text) if x.strip()]
         return max(sentences, key=lambda x: len(nums & numbers(x)))[:300]
     return None
+
+
+def _is_year(n: str) -> bool:
+    return n.isdigit() and 1900 <= int(n) <= 2100
 
 
 @dataclass
@@ -124,9 +130,10 @@ class Candidate:
 
 def best_supported(records: Sequence[JobRecord], chunk_texts: dict[str, str] | None = None,
                    question: str = "") -> Candidate | None:
-    """The answer given by the most jobs with `support` (keyed by `answer_key`); ties go to the
-    answer found first (jobs run in task order, chunk by chunk; the question itself is task 1).
-    `chunk_texts` maps job ids to their chunk's text. None when no job's answer is backed."""
+    """The answer given by the most jobs with `support` (keyed by `answer_key`), preferring answers
+    to the question itself (a job whose task is the question) over answers to the plan's sub-tasks,
+    which need not answer what was asked; ties go to the answer found first. `chunk_texts` maps job
+    ids to their chunk's text. None when no job's answer is backed."""
     groups: dict[str, list[tuple[JobRecord, str]]] = {}
     for r in records:
         quote = support(r, (chunk_texts or {}).get(r.job_id), question)
@@ -134,7 +141,9 @@ def best_supported(records: Sequence[JobRecord], chunk_texts: dict[str, str] | N
             groups.setdefault(answer_key(r.answer or ""), []).append((r, quote))
     if not groups:
         return None
-    best = max(groups.values(), key=len)  # max keeps the first of equals: dicts keep insertion order
+    def rank(group: list[tuple[JobRecord, str]]) -> tuple[bool, int]:
+        return any(_same_text(r.instruction, question) for r, _ in group), len(group)
+    best = max(groups.values(), key=rank)  # max keeps the first of equals: dicts keep insertion order
     return Candidate(answer=(best[0][0].answer or "").strip(), support=len(best),
                      records=[r for r, _ in best], quotes=[q for _, q in best])
 

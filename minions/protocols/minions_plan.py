@@ -206,7 +206,7 @@ QUESTION_ADVICE = "Answer the question only if this excerpt states the answer; q
 
 
 def _same_text(a: str, b: str) -> bool:
-    """Equal once case, punctuation and spacing are ignored."""
+    """Equal once case, punctuation and spacing are ignored (also used by grounding.best_supported)."""
     def norm(s: str) -> str:
         return " ".join("".join(ch if ch.isalnum() else " " for ch in s.casefold()).split())
     return norm(a) == norm(b)
