@@ -284,3 +284,16 @@ def test_an_embedded_stand_in_remote_prefers_grounded_answers_unless_told_otherw
     assert told.config.ungrounded_answer == "flag"
     cloud = build_protocol("minion", local="llamacpp/smollm2", remote="openai/gpt-4o-mini", client_factory=factory)
     assert cloud.config.ungrounded_answer == "flag"
+
+
+def test_with_nothing_checkable_the_workers_answer_to_the_question_beats_an_ungrounded_synthesis():
+    def unsure(msgs, _o):  # answers, but its quotes are never in the chunk
+        return json.dumps({"explanation": "x", "citation": "words that are not in the excerpt",
+                           "answer": "Yes, it does" if TASK in msgs[-1].content else "maybe"})
+    remote = scripted_remote([plan("Find the revenue")], [final("provide_final_answer")])
+    res = minions(FunctionClient(unsure), remote, max_rounds=1, ungrounded_answer="fallback").run(TASK, [make_doc()])
+    assert res.answer == "Yes, it does" and res.degraded and res.grounded is False and res.citations == []
+    assert "unverified" in res.degraded_reason
+    flagged = minions(FunctionClient(unsure), scripted_remote([plan("Find the revenue")], [final("provide_final_answer")]),
+                      max_rounds=1).run(TASK, [make_doc()])
+    assert flagged.answer == "provide_final_answer" and flagged.grounded is False and not flagged.degraded

@@ -148,6 +148,20 @@ def best_supported(records: Sequence[JobRecord], chunk_texts: dict[str, str] | N
                      records=[r for r, _ in best], quotes=[q for _, q in best])
 
 
+def answer_to_question(records: Sequence[JobRecord], question: str) -> Candidate | None:
+    """The workers' most frequent answer to the question itself (jobs whose task is the question),
+    checked or not: what the readers of the document said when nothing they said can be checked."""
+    groups: dict[str, list[JobRecord]] = {}
+    for r in records:
+        if r.answer and r.answer.strip() and r.status in (JobStatus.KEPT, JobStatus.FLAGGED, JobStatus.DROPPED) \
+                and _same_text(r.instruction, question):
+            groups.setdefault(answer_key(r.answer), []).append(r)
+    if not groups:
+        return None
+    best = max(groups.values(), key=len)
+    return Candidate(answer=(best[0].answer or "").strip(), support=len(best), records=best)
+
+
 async def settle(ctx: RunContext, answer: str | None, evidence: Iterable[str | None], *,
                  mode: Literal["flag", "fallback"], evidence_name: str) -> str | None:
     """The final answer, checked against the local evidence: sets ctx.grounded. An ungrounded answer is

@@ -25,7 +25,7 @@ from minions.clients.base import Message, Options
 from minions.documents import BM25Index, Chunk, Document, chunk_documents
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
-from minions.protocols.grounding import best_supported, settle, support
+from minions.protocols.grounding import answer_to_question, best_supported, settle, support
 from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, _as_text, aggregate, run_jobs
 from minions.protocols.minions_plan import (
     JobPlan,
@@ -230,6 +230,17 @@ class MinionS(Protocol):
         evidence += [x.answer for x in records if support(x, job_chunks.get(x.job_id), ctx.task)]
         answer = await settle(ctx, answer, evidence, mode=self.config.ungrounded_answer,
                               evidence_name="the workers' answers and quotes")
+        if not ctx.grounded and self.config.ungrounded_answer == "fallback" and ctx.degraded_reason is None:
+            # Nothing checkable either way: the workers read the document, the remote did not, so their
+            # own answer to the question beats an ungrounded synthesis. Still flagged grounded=false.
+            said = answer_to_question(records, ctx.task)
+            if said is not None:
+                ctx.degraded_reason = (f"the remote's answer shares nothing with the workers' answers and no "
+                                       f"worker's answer could be checked against the document; returned the "
+                                       f"workers' most frequent answer to the question ({said.support} job(s), "
+                                       f"unverified)")
+                await ctx.notice(f"degraded answer: {ctx.degraded_reason}")
+                answer, ctx.citations = said.answer[:_MAX_ANSWER_CHARS], []
         ctx.best_answer = answer
         return answer
 
