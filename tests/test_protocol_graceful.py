@@ -297,3 +297,23 @@ def test_with_nothing_checkable_the_workers_answer_to_the_question_beats_an_ungr
     flagged = minions(FunctionClient(unsure), scripted_remote([plan("Find the revenue")], [final("provide_final_answer")]),
                       max_rounds=1).run(TASK, [make_doc()])
     assert flagged.answer == "provide_final_answer" and flagged.grounded is False and not flagged.degraded
+
+
+def test_fallback_mode_needs_the_remote_to_agree_with_the_answer_the_document_backs():
+    # the capex job's verified "$3.1 million" makes that answer grounded, but it does not answer the question
+    remote = scripted_remote([plan("Find the capital expenditure")], [final("$3.1 million")])
+    res = minions(FunctionClient(honest_local), remote, max_rounds=1, ungrounded_answer="fallback").run(
+        TASK, [make_doc()])
+    assert res.answer == "$42 million" and res.degraded and "does not agree" in res.degraded_reason
+    agreeing = minions(FunctionClient(honest_local), scripted_remote([plan("Find the revenue")], [final("42 million USD")]),
+                       max_rounds=1, ungrounded_answer="fallback").run(TASK, [make_doc()])
+    assert agreeing.answer == "42 million USD" and not agreeing.degraded
+
+
+def test_minion_worker_can_first_answer_the_question_itself():
+    remote = FunctionClient.from_replies([
+        '{"decision": "request_additional_info", "message": "What is the company name?", "answer": null}',
+        '{"decision": "provide_final_answer", "message": "", "answer": "$42 million"}'], model="remote")
+    local = FunctionClient.from_replies(["Revenue was $42 million."], model="local")
+    Minion(local, remote, max_rounds=1, first_question="task").run(TASK, [make_doc()])
+    assert local.calls[0][0][-1].content == TASK

@@ -523,7 +523,7 @@ async def test_real_model_second_job_on_a_chunk_reuses_the_prefix(local_llm):
     """Issue 8: the chunk is read once; the next task on it is served from llama.cpp's prefix cache."""
     doc = Document.from_text(REPORT[:1500], id="nw")
     remote = scripted_remote([plan("Find the revenue", "Find the number of employees")], [final()])
-    res = await MinionS(local_llm, remote, max_rounds=1, local_max_tokens=16, chunk_size=2000,
+    res = await MinionS(local_llm, remote, max_rounds=1, local_max_tokens=16, chunk_size=2000, ask_question=False,
                         concurrency=2).arun("q", doc)
     jobs = [e for e in res.calls if e.step == "job"]
     assert len(jobs) == 2 and res.rounds[0].jobs[0].chunk_id == res.rounds[0].jobs[1].chunk_id

@@ -13,8 +13,9 @@ from minions.protocols import Protocol, protocol_class
 STAND_IN_PRICE = "openai/gpt-4o"
 #: knob defaults for an embedded remote, which is a 135M model: its final answer, when it shares
 #: nothing with what the local model found and verified, is replaced by the most supported verified
-#: local answer (marked degraded) instead of only being flagged grounded=false. Explicit knobs win.
-STAND_IN_KNOBS: dict[str, Any] = {"ungrounded_answer": "fallback"}
+#: local answer (marked degraded) instead of only being flagged grounded=false; Minion's worker first
+#: answers the user's question itself, not the stand-in's first question. Explicit knobs win.
+STAND_IN_KNOBS: dict[str, Any] = {"ungrounded_answer": "fallback", "first_question": "task"}
 
 ClientFactory = Callable[[str, str, dict[str, Any]], Client]  # (role, spec, kwargs) -> client
 

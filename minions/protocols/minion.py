@@ -106,6 +106,10 @@ class MinionConfig(ProtocolConfig):
     #: when the remote's answer shares nothing with the worker's replies: "flag" keeps it with
     #: grounded=false; "fallback" returns the worker's last reply instead (degraded)
     ungrounded_answer: Literal["flag", "fallback"] = "flag"
+    #: the worker's first question: the remote's ("remote"), or the user's task itself ("task"), so a
+    #: remote whose first question drifts cannot keep the worker from answering what was asked (the
+    #: remote's own questions follow in later rounds)
+    first_question: Literal["remote", "task"] = "remote"
 
 
 class Minion(Protocol):
@@ -154,7 +158,8 @@ class Minion(Protocol):
             for r in range(1, cfg.max_rounds + 1):
                 if r > 1:
                     rec = ctx.new_round()
-                local_msgs.append(Message(role="user", content=decision.message.strip() or ctx.task))
+                asked = ctx.task if r == 1 and cfg.first_question == "task" else decision.message.strip()
+                local_msgs.append(Message(role="user", content=asked or ctx.task))
                 reply = (await ctx.call("local", local_msgs, local_opts, step="answer", announce=True)).text.strip()
                 local_msgs.append(Message(role="assistant", content=reply))
                 if reply:

@@ -25,7 +25,7 @@ from minions.clients.base import Message, Options
 from minions.documents import BM25Index, Chunk, Document, chunk_documents
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
-from minions.protocols.grounding import answer_to_question, best_supported, settle, support
+from minions.protocols.grounding import answer_to_question, best_supported, settle, shares, support
 from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, _as_text, aggregate, run_jobs
 from minions.protocols.minions_plan import (
     JobPlan,
@@ -230,6 +230,14 @@ class MinionS(Protocol):
         evidence += [x.answer for x in records if support(x, job_chunks.get(x.job_id), ctx.task)]
         answer = await settle(ctx, answer, evidence, mode=self.config.ungrounded_answer,
                               evidence_name="the workers' answers and quotes")
+        fallback = ctx.fallback
+        if self.config.ungrounded_answer == "fallback" and ctx.degraded_reason is None and fallback is not None \
+                and not shares(answer, [fallback[0]], ctx.task):
+            # A weak remote's answer may share a word with some quote and still not be the answer the
+            # document backs: for it ("fallback"), the remote must agree with that answer to stand.
+            ctx.degraded_reason = f"the remote's answer does not agree with {fallback[2]}; returned that answer"
+            await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+            answer, ctx.citations, ctx.grounded = fallback[0], fallback[1], True
         if not ctx.grounded and self.config.ungrounded_answer == "fallback" and ctx.degraded_reason is None:
             # Nothing checkable either way: the workers read the document, the remote did not, so their
             # own answer to the question beats an ungrounded synthesis. Still flagged grounded=false.
