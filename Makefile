@@ -20,7 +20,7 @@ demo: install
 	@echo "== One question, MinionS, embedded model in both roles (remote priced as gpt-4o, a stand-in) =="
 	$(VENV)/bin/minions ask datasets/sample/northwind_annual_report.md \
 		-q "What was Northwind's total revenue in fiscal 2024?" --protocol minions \
-		--max-rounds 1 --tasks-per-round 2 --chunk-size 6000 --local-max-tokens 96 --remote-max-tokens 256
+		--max-rounds 1 --tasks-per-round 2 --chunk-size 6000 --local-max-tokens 192 --remote-max-tokens 256
 	@echo "== All five protocols on the bundled sample: summary table and runs/offline/pareto.png =="
 	$(PY) -m minions.eval --config evals/offline.toml
 

@@ -27,7 +27,7 @@ from minions_app.turns import Turn, explain_exception, render_turn  # noqa: E402
 
 from minions.clients import Client, get_client  # noqa: E402
 from minions.documents import Document  # noqa: E402
-from minions.protocols import Protocol  # noqa: E402
+from minions.protocols import CancelToken, Protocol, RunResult  # noqa: E402
 
 
 @st.cache_resource(show_spinner=False)
@@ -61,19 +61,32 @@ def ask(question: str, protocol: Protocol, docs: list[Document], settings: Setti
         status = st.status(f"Running {settings.protocol} on {len(docs)} document(s)…", expanded=True)
         task = question if native_multi_turn(protocol) else \
             with_history(question, [(t.question, t.answer) for t in turns])
+        # Stop: clicking it makes Streamlit stop this script, and run_live then cancels the run before
+        # its next model call; the partial result is kept as a turn (on_stopped). The token is in the
+        # session so the button's callback (and tests) can reach the running run.
+        cancel = CancelToken()
+        st.session_state["run_cancel"] = cancel
+        st.button("Stop", key="stop_run", on_click=cancel.cancel, help="Cancel the run before its next model call")
+
+        def record(result: RunResult | None, error: str | None) -> Turn:
+            turn = Turn(question=question, settings=settings.model_dump(), result=result, error=error,
+                        log=run_log(question=question, settings=settings.model_dump(), result=result, error=error,
+                                    secrets=secrets.values()))
+            turns.append(turn)
+            st.session_state["last_result"] = result  # the meter behind the cost panel (tests read it)
+            return turn
+
         result, error = None, None
         try:
-            result = run_live(protocol, task, docs, LiveView(status))
+            result = run_live(protocol, task, docs, LiveView(status), cancel=cancel,
+                              on_stopped=lambda r: record(r, None))
         except Exception as e:  # shown as a message with its fix, never a traceback
             error = scrub(explain_exception(e), secrets.values())
         failed = error is not None or result is None or result.answer is None
-        status.update(label="Failed" if failed else f"Answered in {result.elapsed_s:.1f} s",
-                      state="error" if failed else "complete", expanded=False)
-        turn = Turn(question=question, settings=settings.model_dump(), result=result, error=error,
-                    log=run_log(question=question, settings=settings.model_dump(), result=result, error=error,
-                                secrets=secrets.values()))
-        turns.append(turn)
-        st.session_state["last_result"] = result  # the meter behind the cost panel (tests read it)
+        label = ("Stopped" if result is not None and result.cancelled else
+                 "Failed" if failed else f"Answered in {result.elapsed_s:.1f} s")
+        status.update(label=label, state="error" if failed else "complete", expanded=False)
+        turn = record(result, error)
         render_turn(turn, len(turns) - 1, {d.id: d.title for d in docs})
 
 

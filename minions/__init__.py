@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Document": "minions.documents", "load": "minions.documents", "load_many": "minions.documents",
     "get_protocol": "minions.protocols", "RunResult": "minions.protocols", "PROTOCOL_NAMES": "minions.protocols",
+    "CancelToken": "minions.protocols", "Interrupted": "minions._sync",
 }
 
 

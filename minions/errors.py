@@ -144,5 +144,10 @@ class BudgetExceededError(MinionsError):
     pass
 
 
+class RunCancelledError(MinionsError):
+    """The run was cancelled (a cancel token was set, or its task was cancelled). Protocols catch it
+    and return what they have, marked `cancelled`; it reaches callers only from `RunContext.call`."""
+
+
 class DatasetNotFoundError(ConfigError):
     pass

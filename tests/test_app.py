@@ -248,3 +248,93 @@ def test_budget_reached_says_the_budget_stopped_the_run() -> None:
     assert "Remote budget" in errors[0] and "sidebar" in errors[0] and "--max-remote-usd" not in errors[0]
     assert re.search(r"\\\$0\.0000", errors[0])  # the cap, as the meter saw it (escaped for Markdown)
     assert not at.exception
+
+
+# --- issue 13: Stop, degraded and ungrounded answers --------------------------------------------
+
+def _minions_backend(synthesis: str, on_job=None):
+    from tests.test_protocol_minions import plan
+
+    def reply(msgs, opts):
+        last = msgs[-1].content
+        if "<excerpt>" in last:
+            if on_job is not None:
+                on_job()
+            found = "Revenue grew to 120 million dollars in fiscal 2024." in last
+            return json.dumps({"explanation": "stated", "citation": "Revenue grew to 120 million dollars" if found
+                               else None, "answer": "120 million dollars" if found else None})
+        if "plan the workers' jobs" in last:
+            return plan("Find the revenue")
+        return synthesis
+    return ScriptedBackend(reply)
+
+
+def _minions_over_gateway(at: AppTest, gateway) -> None:
+    use_gateway_remote(at, gateway, "minions")
+    at.selectbox(key="local_preset").set_value("ollama/llama3.2:3b").run()
+    at.text_input(key="ollama_host").set_value(gateway.url).run()
+    at.number_input(key="knob.minions.max_rounds").set_value(1).run()
+
+
+def test_stop_cancels_the_run_and_shows_the_partial_result_and_its_cost(gateway) -> None:
+    at = app()
+    upload(at, ("acme.pdf", make_pdf(PAGES)))
+    # What the Stop button's callback does, done from the server side while the first local job runs.
+    gateway.backend = _minions_backend('{"decision": "provide_final_answer", "answer": "never"}',
+                                       on_job=lambda: at.session_state["run_cancel"].cancel())
+    _minions_over_gateway(at, gateway)
+    ask(at, QUESTION)
+    r = at.session_state["last_result"]
+    assert r.cancelled and r.answer != "never"
+    planned = len(r.rounds[0].plan["tasks"]) * 3                   # 2 tasks x 3 pages; 4 run at once
+    assert sum(e.role == "local" for e in r.calls) <= 4 < planned  # no job started after the cancel
+    assert not any(e.step == "synthesize" for e in r.calls)
+    assert r.cost.role("remote").cost_usd > 0                       # the plan it paid for is on the bill
+    assert any(w.startswith("Stopped: the run was cancelled") for w in texts(at.warning))
+    check_cost_panel(at, r)
+    assert at.button(key="stop_run").label == "Stop" and not at.exception
+
+
+def test_a_degraded_answer_is_shown_with_its_reason(gateway) -> None:
+    at = app()
+    upload(at, ("acme.pdf", make_pdf(PAGES)))
+    gateway.backend = _minions_backend('{"decision": "provide_final_answer", "explanation": "", "answer": ""}')
+    _minions_over_gateway(at, gateway)
+    ask(at, QUESTION)
+    r = at.session_state["last_result"]
+    assert r.degraded and r.answer == "120 million dollars", (r.error, r.answer)
+    assert any(w.startswith("Degraded answer:") and "backed with a quote" in w for w in texts(at.warning))
+    assert safe_md(r.answer) in texts(at.markdown) and not at.error
+
+
+def test_run_live_cancels_the_run_when_streamlit_stops_the_script() -> None:
+    """Streamlit stops a script (Stop pressed) by raising at its next call: here, the first event."""
+    import time
+
+    from minions_app.live import LiveView, run_live
+
+    from minions.clients.function import FunctionClient
+    from minions.documents import Document
+    from minions.protocols import CancelToken, get_protocol
+
+    class Stopped(Exception):
+        pass
+
+    class Box:
+        def __getattr__(self, name):
+            def stop(*a, **k):
+                raise Stopped
+            return stop
+
+    def slow(msgs, opts):
+        time.sleep(0.3)
+        return '{"decision": "request_additional_info", "message": "Q?", "answer": null}'
+    remote = FunctionClient(slow, model="remote")
+    local = FunctionClient.from_replies(["A"], model="local")
+    proto = get_protocol("minion", local, remote, max_rounds=5)
+    token, stopped = CancelToken(), []
+    with pytest.raises(Stopped):
+        run_live(proto, "Q", [Document.from_text("text", id="d")], LiveView(Box()), cancel=token,
+                 on_stopped=stopped.append, poll_s=0.05)
+    assert token.cancelled and len(stopped) == 1 and stopped[0].cancelled
+    assert len(remote.calls) <= 2 and stopped[0].cost.role("remote").usage.requests == len(remote.calls)

@@ -44,6 +44,22 @@ def test_financebench_prepared_layout(tmp_path: Path) -> None:
     assert doc.id == "ACME_10K" and doc.title == "ACME 10K 2023" and doc.page_text(2) == "page two has capex"
 
 
+def test_financebench_evidence_context_and_chosen_ids(tmp_path: Path) -> None:
+    pages = [f"page {n} text" for n in range(1, 8)]
+    rows = [{"financebench_id": f"fb{i}", "company": "ACME", "doc_name": "ACME_10K", "question": f"Q{i}?",
+             "answer": "$1.00", "evidence": [{"evidence_page_num": p}]} for i, p in enumerate([3, 0])]
+    (tmp_path / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with gzip.open(tmp_path / "docs.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"doc_name": "ACME_10K", "company": "ACME", "pages": pages}) + "\n")
+    ds = load_dataset("financebench", tmp_path, ids=["fb1", "fb0"], context="evidence", neighbours=1)
+    assert [i.id for i in ds.items] == ["fb1", "fb0"]
+    first, second = ds.items[0].documents[0], ds.items[1].documents[0]
+    assert [p.number for p in first.pages] == [1, 2]                   # evidence page 0 (1-based 1) and after
+    assert [p.number for p in second.pages] == [3, 4, 5] and second.page_text(4) == "page 4 text"
+    with pytest.raises(DatasetNotFoundError, match="fb9"):
+        load_dataset("financebench", tmp_path, ids=["fb9"])
+
+
 @pytest.mark.financebench
 @pytest.mark.skipif(not REAL_FINANCEBENCH.is_dir(), reason="needs ../shared/datasets/financebench")
 def test_real_financebench_129_load_21_skipped() -> None:

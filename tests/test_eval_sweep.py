@@ -215,3 +215,15 @@ def test_sigkill_mid_sweep_then_rerun_gives_each_pair_once(tmp_path: Path) -> No
     assert finished["new_rows"] == 0 and finished["model_calls"] == 0
     assert log.read_text().count("\n") == calls  # counted by the scripted models themselves
     assert finished["summary"] == clean["summary"]
+
+
+def test_an_embedded_remote_is_priced_as_the_cli_prices_it(tmp_path) -> None:
+    """One construction path (protocols/build.py): a `llamacpp/` remote without remote_price_as is the
+    stand-in for STAND_IN_PRICE in a sweep too, as in `minions ask` and the app — not free."""
+    from minions.protocols.build import STAND_IN_PRICE
+
+    cfg = config(tmp_path / "run", protocols=["remote-only"], remote="llamacpp/smollm2", remote_price_as=None,
+                 grid={}, cache=False)
+    out = run_sweep(cfg, clients_factory=factory())
+    assert out.rows and all(r.remote_stand_in and r.remote_price_as == STAND_IN_PRICE for r in out.rows)
+    assert all(r.cost_usd["remote"] > 0 for r in out.rows)

@@ -74,8 +74,7 @@ def test_instances_route_same_prefix_to_same_engine():
     a = [Message(role="system", content="sys"), Message(role="user", content="chunk one " * 50)]
     b = [Message(role="system", content="sys"), Message(role="user", content="chunk two " * 50)]
     assert c._route([*a, Message(role="user", content="t1")]) == c._route([*a, Message(role="user", content="t2")])
-    routes = {c._route([*m, Message(role="user", content="t")]) for m in (a, b)}
-    assert routes <= {0, 1, 2}
+    assert c._route([*b, Message(role="user", content="t1")]) == c._route([*b, Message(role="user", content="t2")])
 
 
 def test_schema_beyond_the_grammar_limit_is_refused_not_crashed(llm):

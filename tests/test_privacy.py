@@ -126,11 +126,29 @@ def _minion_remote():
     ], model="remote")
 
 
-@pytest.mark.parametrize("name", ["minion", "remote-only", "rag"])
+def _minions_remote():
+    def reply(messages: list[Message], _opts) -> str:
+        if "plan the workers' jobs" in messages[-1].content:
+            return json.dumps({"tasks": [{"instruction": "Who is the patient and what is the diagnosis?"}]})
+        return json.dumps({"decision": "provide_final_answer", "explanation": "from the jobs",
+                           "answer": "Seasonal allergies."})
+    return FunctionClient(reply, model="remote")
+
+
+def _minions_local(messages: list[Message], _opts) -> str:
+    if messages[0].content.startswith("Rewrite the user's message"):
+        return "The patient (SSN 123-45-6789) has seasonal allergies."  # sloppy: the scrubber must catch it
+    # A worker that quotes personal data verbatim (the citation is verified in the chunk, so kept).
+    return json.dumps({"explanation": "Alice Johnson's record", "answer": LOCAL_LEAK,
+                       "citation": "Name: Alice Johnson, email alice.johnson@example.com, phone (415) 555-2671"})
+
+
+@pytest.mark.parametrize("name", ["minion", "minions", "remote-only", "rag"])
 async def test_no_planted_data_reaches_any_remote_request(name):
-    remote = _minion_remote() if name == "minion" else FunctionClient.from_replies(
-        ["Alice Johnson has seasonal allergies."], model="remote")
-    local = FunctionClient.from_replies([LOCAL_LEAK], model="local")
+    remote = _minion_remote() if name == "minion" else _minions_remote() if name == "minions" else \
+        FunctionClient.from_replies(["Alice Johnson has seasonal allergies."], model="remote")
+    local = FunctionClient(_minions_local, model="local") if name == "minions" else \
+        FunctionClient.from_replies([LOCAL_LEAK], model="local")
     proto = get_protocol(name, local, remote, prices=PRICES, privacy=Scrubber(NAMES))
     # The task itself names the patient too.
     result = await proto.arun("What is Alice Johnson's diagnosis?", [Document.from_text(DOC, id="record")])
@@ -166,10 +184,44 @@ async def test_minion_local_rewrite_shield_runs_on_local_answers_and_is_scrubbed
     assert [e.step for e in result.calls if e.role == "local"] == ["answer", "privacy"]
 
 
+async def test_minions_local_rewrite_shield_runs_on_job_outputs_and_is_scrubbed_anyway():
+    remote = _minions_remote()
+    local = FunctionClient(_minions_local, model="local")
+    proto = get_protocol("minions", local, remote, prices=PRICES, privacy=Scrubber(NAMES, local_rewrite=True),
+                         max_rounds=1)
+    result = await proto.arun("What is the diagnosis?", [Document.from_text(DOC, id="record")])
+    assert result.error is None and result.answer == "Seasonal allergies."
+    _assert_clean(remote)
+    rewrites = [msgs for msgs, _ in local.calls if msgs[0].content.startswith("Rewrite")]
+    assert len(rewrites) == 1 and LOCAL_LEAK in rewrites[0][1].content  # the job outputs went through it
+    synth = remote.calls[-1][0][-1].content
+    assert "The patient (SSN [SSN]) has seasonal allergies." in synth and LOCAL_LEAK not in synth
+    assert [e.step for e in result.calls if e.role == "local"][-1] == "privacy"
+
+
 async def test_no_privacy_option_sends_text_unchanged():
     remote = FunctionClient.from_replies(["ok"], model="remote")
     await get_protocol("remote-only", None, remote, prices=PRICES).arun("Q?", DOC)
     assert any(DOC in t for t in _remote_texts(remote))
+
+
+@pytest.mark.real_model
+async def test_real_model_minions_with_the_shield_keeps_the_remote_clean():
+    from minions.clients.llamacpp import LlamaCppClient
+
+    local = LlamaCppClient("smollm2", n_threads=1)  # one thread: the suite shares two cores
+    try:
+        remote = _minions_remote()
+        proto = get_protocol("minions", local, remote, prices=PRICES, privacy=Scrubber(NAMES, local_rewrite=True),
+                             max_rounds=1, local_max_tokens=96, max_jobs_per_round=2)
+        proto.privacy.rewrite_max_tokens = 48
+        result = await proto.arun("What is the diagnosis?", [Document.from_text(DOC, id="record")])
+        assert result.error is None and result.answer == "Seasonal allergies.", result.error
+        _assert_clean(remote, PLANTED_IN_DOC)
+        steps = [e.step for e in result.calls if e.role == "local"]
+        assert steps.count("job") == 2 and steps[-1] == "privacy"
+    finally:
+        await local.aclose()
 
 
 @pytest.mark.real_model

@@ -71,7 +71,7 @@ def models():
 @pytest.mark.real_model
 @pytest.mark.financebench
 @pytest.mark.parametrize("name", ["minion", "remote-only", "local-only", "rag"])
-def test_every_protocol_on_a_real_filing_answers_or_fails_typed(name, filing, models):
+def test_every_protocol_on_a_real_filing_answers(name, filing, models):
     doc, question = filing
     local, remote = models
     knobs = {"max_rounds": 1, "max_context_tokens": 1500, "local_max_tokens": 48, "remote_max_tokens": 96,
@@ -79,7 +79,8 @@ def test_every_protocol_on_a_real_filing_answers_or_fails_typed(name, filing, mo
     cls_fields = get_protocol(name, local, remote).Config.model_fields
     proto = get_protocol(name, local, remote, **{k: v for k, v in knobs.items() if k in cls_fields})
     result = proto.run(question, [doc])
-    assert result.answer is not None or (result.error and result.error_type), result
+    assert result.answer and result.answer.strip(), (result.error_type, result.error)
+    assert result.error is None or result.degraded, (result.error_type, result.error)
     assert result.cost.remote_only_estimate_usd and result.cost.remote_only_estimate_usd > 0.1  # a 10-K is big
     if name in ("minion", "remote-only", "local-only"):  # the whole filing cannot fit: cut, and said so
         assert any("kept the first" in w for w in result.warnings), result.warnings

@@ -29,7 +29,7 @@ from minions.protocols.events import JobFinished, JobsPlanned, RoundDone
 from minions.protocols.minions import JobPlan, MinionS
 from minions.protocols.minions_jobs import citation_found, job_messages, job_prefix
 from minions.protocols.minions_plan import MinionSConfig, resolve_plan
-from minions.protocols.result import RunResult
+from minions.protocols.result import JobStatus, RunResult
 
 SENTINEL = "ZEBRA-SENTINEL-7741"
 PAGES = [
@@ -92,6 +92,7 @@ def honest_local(msgs: list[Message], _opts) -> str:
 
 
 def run(local, remote, task="What was revenue in fiscal 2024?", events=None, doc=None, **cfg) -> RunResult:
+    cfg.setdefault("ask_question", False)  # these tests pin how the remote's own plan expands
     proto = MinionS(local, remote, **cfg)
     return proto.run(task, [doc or make_doc()], on_event=events.append if events is not None else None)
 
@@ -204,16 +205,17 @@ def test_abstentions_dropped_and_fake_citations_dropped_or_flagged(mode):
     remote = scripted_remote([plan("Find the revenue")], [final()])
     res = run(FunctionClient(lying_local), remote, citation_check=mode)
     by_chunk = {j.chunk_id: j for j in res.rounds[0].jobs}
-    assert by_chunk["nw#0"].note == "abstained" and not by_chunk["nw#0"].kept
-    assert by_chunk["nw#1"].kept and by_chunk["nw#1"].note == ""
+    assert by_chunk["nw#0"].status is JobStatus.ABSTAINED and not by_chunk["nw#0"].kept
+    assert by_chunk["nw#1"].status is JobStatus.KEPT and by_chunk["nw#1"].kept and by_chunk["nw#1"].note == ""
     report = remote.calls[1][0][-1].content
     assert "1 abstained" not in report and "2 abstained" in report
     assert "not in this excerpt" not in report  # abstentions never reach the remote
     if mode == "drop":
-        assert not by_chunk["nw#3"].kept and by_chunk["nw#3"].note.startswith("dropped")
+        assert not by_chunk["nw#3"].kept and by_chunk["nw#3"].status is JobStatus.DROPPED
         assert "$900 million" not in report
     else:
-        assert by_chunk["nw#3"].kept and by_chunk["nw#3"].note.startswith("flagged")
+        assert by_chunk["nw#3"].kept and by_chunk["nw#3"].status is JobStatus.FLAGGED
+        assert "citation not found" in by_chunk["nw#3"].note
         assert "$900 million" in report and "NOT verified" in report
     assert [c.chunk_id for c in res.citations] == ["nw#1"]  # only verified quotes become citations
 
@@ -236,7 +238,7 @@ def test_unparseable_worker_reply_is_recorded_not_fatal():
     res = run(FunctionClient(local), scripted_remote([plan("Find the revenue")], [final()]))
     assert res.error is None and res.answer == "$42 million"
     bad = [j for j in res.rounds[0].jobs if j.chunk_id == "nw#2"][0]
-    assert not bad.kept and bad.note.startswith("unparseable")
+    assert not bad.kept and bad.status is JobStatus.UNPARSEABLE
 
 
 def test_round_fails_typed_only_when_every_job_fails_on_the_client():
@@ -344,7 +346,7 @@ def test_usage_and_dollars_summed_exactly():
     local = FunctionClient(recording(honest_local, "local"), model="scripted-local")
     prices = PriceTable({"function/scripted-remote": Price(input=2.5, output=10.0),
                          "function/scripted-local": Price(input=0.1, output=0.2)})
-    res = MinionS(local, remote, prices=prices, max_rounds=2).run("q", [make_doc()])
+    res = MinionS(local, remote, prices=prices, max_rounds=2, ask_question=False).run("q", [make_doc()])
 
     def words(s: str) -> int:
         return len(s.split())
@@ -481,7 +483,6 @@ REPORT = "\n\n".join(
         "Financial results. Total revenue in fiscal 2024 was $48.2 million, up 12% from $43.0 million.",
         "Operations. Capital expenditure in fiscal 2024 was $3.1 million, mostly for cold storage in Ohio.",
         "Outlook. Management expects revenue growth of 8 to 10 percent in fiscal 2025."])
-TYPED = {"ModelOutputError", "ContextTooLongError", "RetriesExhaustedError", "RequestTimeoutError"}
 SMALL = dict(max_rounds=1, tasks_per_round=2, max_jobs_per_round=4, local_max_tokens=96, remote_max_tokens=160,
              chunk_size=1200, max_chunk_chars=1600, plan_attempts=1, synth_attempts=1, concurrency=2)
 
@@ -505,7 +506,12 @@ async def test_real_model_end_to_end(local_llm, remote_llm):
     res = await MinionS(local_llm, remote_llm, **SMALL).arun(
         "What was Northwind's total revenue in fiscal 2024?",
         Document.from_text(REPORT, id="northwind", title="Northwind annual report"), on_event=events.append)
-    assert res.answer or res.error_type in TYPED, (res.error_type, res.error)
+    # The minimum a working MinionS reaches even with a 135M model in both roles: a parsed plan (the
+    # question among its tasks), at least one job kept with a verified citation, and an answer.
+    plan_tasks = [t["instruction"] for t in res.rounds[0].plan["tasks"]]
+    assert "What was Northwind's total revenue in fiscal 2024?" in plan_tasks
+    assert any(j.status is JobStatus.KEPT for j in res.rounds[0].jobs), [j.status for j in res.rounds[0].jobs]
+    assert res.answer and res.answer.strip() and res.grounded is not None, (res.error_type, res.error)
     assert res.n_rounds == 1 and len(res.rounds[0].jobs) <= 4
     assert res.cost.remote_stand_in and res.cost.role("remote").cost_usd > 0
     assert res.cost.role("local").usage.requests == len(res.rounds[0].jobs)
@@ -517,7 +523,7 @@ async def test_real_model_second_job_on_a_chunk_reuses_the_prefix(local_llm):
     """Issue 8: the chunk is read once; the next task on it is served from llama.cpp's prefix cache."""
     doc = Document.from_text(REPORT[:1500], id="nw")
     remote = scripted_remote([plan("Find the revenue", "Find the number of employees")], [final()])
-    res = await MinionS(local_llm, remote, max_rounds=1, local_max_tokens=16, chunk_size=2000,
+    res = await MinionS(local_llm, remote, max_rounds=1, local_max_tokens=16, chunk_size=2000, ask_question=False,
                         concurrency=2).arun("q", doc)
     jobs = [e for e in res.calls if e.step == "job"]
     assert len(jobs) == 2 and res.rounds[0].jobs[0].chunk_id == res.rounds[0].jobs[1].chunk_id
@@ -547,9 +553,9 @@ async def test_financebench_filing_with_retrieval(local_llm, remote_llm):
     doc = Document.from_pages(filing["pages"], id=filing["doc_name"], title=f"{filing['company']} 10-K 2018")
     res = await MinionS(local_llm, remote_llm, **{**SMALL, "max_jobs_per_round": 6, "local_max_tokens": 64},
                         retrieval=True, retrieval_top_k=3).arun(q["question"], doc)
-    assert res.answer or res.error_type in TYPED, (res.error_type, res.error)
-    if res.rounds and res.rounds[0].jobs:
-        assert len(res.rounds[0].jobs) <= 6 and len({j.chunk_id for j in res.rounds[0].jobs}) <= 3
+    assert res.rounds[0].plan is not None and res.rounds[0].jobs, (res.error_type, res.error)
+    assert len(res.rounds[0].jobs) <= 6 and len({j.chunk_id for j in res.rounds[0].jobs}) <= 3
+    assert res.answer and res.answer.strip(), (res.error_type, res.error)
 
 
 @pytest.mark.real_model

@@ -127,10 +127,11 @@ EmbeddedFactory = Callable[[str, str | None], Client]
 
 
 def make_client(spec: str, settings: Settings, secrets: Mapping[str, str], *, role: str,
-                embedded: EmbeddedFactory | None = None) -> Client:
-    """One client. `embedded(spec, price_as)` may return a shared llama.cpp client (loaded once)."""
+                embedded: EmbeddedFactory | None = None, price_as: str | None = None) -> Client:
+    """One client. `embedded(spec, price_as)` may return a shared llama.cpp client (loaded once).
+    `price_as` comes from protocols/build.py, which prices an embedded remote the same everywhere."""
     provider, _ = parse_spec(spec)
-    price_as = settings.remote_price_as if role == "remote" else None
+    price_as = price_as if role == "remote" else None
     if provider == "llamacpp" and embedded is not None:
         return embedded(spec, price_as)
     kw: dict[str, Any] = {}
@@ -149,13 +150,14 @@ def make_client(spec: str, settings: Settings, secrets: Mapping[str, str], *, ro
 def build_protocol(settings: Settings, secrets: Mapping[str, str], *,
                    embedded: EmbeddedFactory | None = None) -> Protocol:
     """The protocol the settings describe. Raises typed minions errors (missing key, bad spec, ...)."""
-    def factory(role: str, spec: str, _kw: dict[str, Any]) -> Client:
-        return make_client(spec, settings, secrets, role=role, embedded=embedded)
+    def factory(role: str, spec: str, kw: dict[str, Any]) -> Client:
+        return make_client(spec, settings, secrets, role=role, embedded=embedded, price_as=kw.get("price_as"))
 
     knobs = dict(settings.knobs)
     knobs["multi_turn"] = True  # follow-ups continue the same conversation (protocols that support it)
     return build(settings.protocol, local=settings.local or None, remote=settings.remote, knobs=knobs,
-                 client_factory=factory, max_remote_usd=settings.max_remote_usd)
+                 remote_price_as=settings.remote_price_as, client_factory=factory,
+                 max_remote_usd=settings.max_remote_usd)
 
 
 def native_multi_turn(protocol: Protocol) -> bool:

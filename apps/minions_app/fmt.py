@@ -94,7 +94,7 @@ def rounds_table(calls: Sequence[MeterEntry]) -> list[dict[str, Any]]:
 
 def jobs_table(rnd: RoundRecord) -> list[dict[str, Any]]:
     return [{"job": j.job_id, "task": j.task_id, "chunk": j.chunk_id,
-             "pages": pages_label(*j.pages), "kept": j.kept, "answer": j.answer or "",
+             "pages": pages_label(*j.pages), "status": j.status.value, "answer": j.answer or "",
              "citation": j.citation or "", "note": j.note} for j in rnd.jobs]
 
 

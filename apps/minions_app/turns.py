@@ -72,8 +72,17 @@ def render_turn(turn: Turn, index: int, titles: dict[str, str]) -> None:
         if r.budget_exhausted:
             st.error("The remote budget stopped this run" + (": the answer below is the best found so far. "
                      if r.answer else " before an answer was found. ") + explain(r.error or "", r.error_type))
-        elif r.error:
+        elif r.error and not r.degraded:
             st.error(explain(r.error, r.error_type))
+        if r.cancelled:
+            st.warning("Stopped: the run was cancelled. " + ("The answer below is the best it had; " if r.answer
+                       else "No answer yet; ") + "the cost below is what it spent before stopping.")
+        if r.degraded:
+            st.warning(safe_md(f"Degraded answer: {r.degraded_reason}. It comes from the local model's verified "
+                               "work, not from the remote's synthesis."))
+        if r.grounded is False:
+            st.warning("Not grounded: this answer shares no figure or content word with what the local model "
+                       "found in the documents. Check it before trusting it.")
         if r.answer:
             st.markdown(safe_md(r.answer))
         elif not (r.error or turn.error):

@@ -1,7 +1,14 @@
 """The `minions` command. It mirrors the library: ask → get_protocol(...).run, eval → minions.eval.
 
 Exit codes: 0 success · 1 the run failed (model/server error, no answer) · 2 bad usage or
-configuration (unknown provider, missing API key or package, unreadable file) · 130 interrupted.
+configuration (unknown provider, missing API key or package, unreadable file) · 130 interrupted
+(Ctrl-C: `minions ask` cancels the run, prints the partial result and its cost, then exits 130).
+
+A *degraded* answer (a remote step failed for good and the answer is the best verified local
+result, `"degraded": true` in --json) and an *ungrounded* one (`"grounded": false`) exit 0, with a
+warning on stderr: the answer on stdout is usable — a degraded one is backed by quotes verified in
+the document — and a script that treats any non-zero code as "no answer" should not throw it away.
+Scripts that must not accept them check those two keys of the --json output.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ EPILOG = """examples:
   minions serve report.pdf --port 8000   # OpenAI-compatible API (model = protocol)
   minions mcp --root ~/reports        # MCP server (stdio) for agents and IDEs
 
-exit codes: 0 ok, 1 run failed, 2 bad usage or configuration, 130 interrupted"""
+exit codes: 0 ok (also a degraded or ungrounded answer: see "degraded"/"grounded" in --json),
+  1 run failed, 2 bad usage or configuration, 130 interrupted (partial result printed)"""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,12 +20,17 @@ KNOBS = {
     "max_rounds": int, "tasks_per_round": int, "samples_per_task": int, "chunk_size": int,
     "chunk_strategy": str, "max_jobs_per_round": int, "local_max_tokens": int, "remote_max_tokens": int,
     "retrieval_top_k": int, "top_k": int, "concurrency": int, "strategy": str, "remote_reasoning": str,
+    "ungrounded_answer": str,
 }
 KNOB_HELP = {
     "remote_reasoning": "reasoning effort of a remote reasoning model (OpenAI gpt-5/o-series reasoning_effort, "
                         "Claude extended thinking): none, minimal, low, medium, high — which ones depends on "
                         "the model; default: low where the model takes it",
+    "ungrounded_answer": "Minion/MinionS: when the answer shares nothing with what the local model found, "
+                         "'flag' it (grounded=false) or 'fallback' to the best verified local answer "
+                         "(default: fallback for an embedded remote, flag otherwise)",
 }
+CHOICES = {"ungrounded_answer": ["flag", "fallback"]}
 
 
 def add_parser(sub) -> None:
@@ -58,7 +63,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server URL for the remote")
     for knob, typ in KNOBS.items():
         p.add_argument("--" + knob.replace("_", "-"), type=typ, default=None, help=argparse.SUPPRESS
-                       if knob in ("top_k",) else KNOB_HELP.get(knob))
+                       if knob in ("top_k",) else KNOB_HELP.get(knob), choices=CHOICES.get(knob))
     p.add_argument("--retrieval", action="store_true", help="MinionS: BM25-filter chunks before local jobs")
     p.add_argument("--max-remote-usd", type=float, default=None, help="stop before remote spend exceeds this")
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")
@@ -87,9 +92,11 @@ def knobs_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minions.cli.render import LiveView, print_result
+    from minions._sync import Interrupted
+    from minions.cli.render import LiveView, flag_lines, print_result
     from minions.documents import load_many
     from minions.documents.limits import max_document_chars
+    from minions.protocols.result import RunResult
 
     out = Console()
     err = Console(stderr=True)
@@ -99,7 +106,15 @@ def run(args: argparse.Namespace) -> int:
     # (a typo must not become a 14-character document), and a name holding a newline still loads.
     docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit)
     live = None if (args.json or args.quiet) else LiveView(err)
-    result = protocol.run(args.question, docs, on_event=live)
+    interrupted = False
+    try:
+        result = protocol.run(args.question, docs, on_event=live)
+    except Interrupted as e:  # Ctrl-C: the run was cancelled; show what it had and what it cost
+        if live is not None:
+            live.close()
+        if not isinstance(e.result, RunResult):
+            raise
+        result, interrupted = e.result, True
     if args.log_dir:
         path = result.save(args.log_dir)
         if not args.json:
@@ -111,10 +126,17 @@ def run(args: argparse.Namespace) -> int:
         if live is None:  # --quiet: the live view did not show the warnings as they came
             for w in result.warnings:
                 err.print(f"[yellow]warning:[/] {markup(w)}")
+    if args.json:  # the live view is off: the flags still get a visible line on stderr
+        for line in flag_lines(result):
+            err.print(f"[yellow]warning:[/] {markup(line)}")
+    if interrupted:
+        err.print("[yellow]interrupted:[/] the run was cancelled; the answer and cost above are partial")
+        return 130
     if result.error:
         err.print(f"[red]error ({result.error_type}):[/] {markup(result.error)}")
         if result.answer is None:
             return 2 if result.error_type in {c.__name__ for c in _config_errors()} else 1
+    # A degraded or ungrounded answer still exits 0: see the exit codes in minions/cli/__init__.py.
     return 0 if result.answer is not None else 1
 
 

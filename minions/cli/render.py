@@ -58,6 +58,10 @@ class LiveView:
         elif isinstance(event, FinalAnswer):
             self._stop_progress()
 
+    def close(self) -> None:
+        """Stop any progress bar (e.g. after Ctrl-C), so what is printed next is not overwritten."""
+        self._stop_progress()
+
     def _start_progress(self, total: int) -> None:
         self._stop_progress()
         self._progress = Progress(TextColumn("  local jobs"), BarColumn(), MofNCompleteColumn(),
@@ -107,6 +111,19 @@ def cost_table(result: RunResult) -> Table:
     return table
 
 
+def flag_lines(result: RunResult) -> list[str]:
+    """What a user must know about how far to trust the answer, one line each."""
+    lines = []
+    if result.cancelled:
+        lines.append("Cancelled: this is the partial result; the cost is what the run spent before it stopped.")
+    if result.degraded:
+        lines.append(f"Degraded answer: {result.degraded_reason}.")
+    if result.grounded is False:
+        lines.append("Not grounded: the answer shares no figure or content word with what the local model "
+                     "found in the documents. Check it before trusting it.")
+    return lines
+
+
 def print_result(console: Console, result: RunResult) -> None:
     answer = Text(plain(result.answer)) if result.answer else Text("no answer", style="red")
     console.print(Panel(answer, title="answer", border_style="bold"))
@@ -119,3 +136,5 @@ def print_result(console: Console, result: RunResult) -> None:
         console.print("[yellow]Stopped at the remote budget; the answer is the best found so far.[/]")
     if result.rounds_exhausted:
         console.print("[yellow]Reached the round limit; the remote was asked to answer with what it had.[/]")
+    for line in flag_lines(result):
+        console.print(f"[bold yellow]{line}[/]")

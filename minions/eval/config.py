@@ -45,6 +45,12 @@ class DatasetSpec(BaseModel):
     path: str | None = None
     limit: int | None = Field(None, ge=1)
     split: str | None = None            # QASPER: test / dev / train
+    #: only these item ids, in this order (e.g. a chosen FinanceBench subset); applied before `limit`
+    ids: list[str] | None = None
+    #: FinanceBench: "full" filings, or "evidence": only the pages holding the gold evidence plus
+    #: `neighbours` pages either side (page numbers kept) — for machines too slow for whole 10-Ks
+    context: Literal["full", "evidence"] = "full"
+    neighbours: int = Field(1, ge=0, le=20)
 
 
 class JudgeSpec(BaseModel):

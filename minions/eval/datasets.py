@@ -127,18 +127,32 @@ class _GzipDocStore:
     def names(self) -> set[str]:
         return set(self._blobs)
 
-    def document(self, name: str) -> Document:
+    def document(self, name: str, pages: list[int] | None = None) -> Document:
+        """The filing; with `pages` (0-based), only those pages, keeping their page numbers."""
         with self._lock:
             rec = json.loads(zlib.decompress(self._blobs[name]))
         title = f"{rec.get('company', '')} {rec.get('doc_type', '').upper()} {rec.get('doc_period', '')}".strip()
         meta = {k: rec.get(k) for k in ("company", "doc_type", "doc_period")}
-        return Document.from_pages(rec["pages"], id=name, title=title or name,
-                                   source=f"financebench:{name}", metadata=meta)
+        if pages is None:
+            return Document.from_pages(rec["pages"], id=name, title=title or name,
+                                       source=f"financebench:{name}", metadata=meta)
+        kept = [i for i in pages if 0 <= i < len(rec["pages"])]
+        doc = Document.from_pages([rec["pages"][i] for i in kept], id=name, title=title or name,
+                                  source=f"financebench:{name}", metadata={**meta, "pages_kept": [i + 1 for i in kept]})
+        doc.pages = [span.model_copy(update={"number": i + 1}) for span, i in zip(doc.pages, kept, strict=True)]
+        return doc
 
 
-def load_financebench(path: str | Path | None = None) -> LoadedDataset:
+def evidence_pages(evidence_pages: list[int], neighbours: int) -> list[int]:
+    """Evidence pages (0-based) and `neighbours` pages either side, sorted, without repeats."""
+    return sorted({p + d for p in evidence_pages for d in range(-neighbours, neighbours + 1) if p + d >= 0})
+
+
+def load_financebench(path: str | Path | None = None, *, context: str = "full", neighbours: int = 1) -> LoadedDataset:
     """Prepared copy (questions.jsonl + docs.jsonl.gz) or the official repository layout
-    (data/financebench_open_source.jsonl + pdfs/<doc_name>.pdf), detected from the files present."""
+    (data/financebench_open_source.jsonl + pdfs/<doc_name>.pdf), detected from the files present.
+    `context="evidence"` (prepared copy only): each item's document is its evidence pages and
+    `neighbours` pages either side, not the whole filing."""
     def marker(p: Path) -> bool:
         return (p / "questions.jsonl").is_file() or (p / "data" / "financebench_open_source.jsonl").is_file()
 
@@ -148,9 +162,13 @@ def load_financebench(path: str | Path | None = None) -> LoadedDataset:
         store = _GzipDocStore(root / "docs.jsonl.gz")
         available = store.names()
 
-        def loader_for(name: str) -> Callable[[], list[Document]]:
-            return lambda: [store.document(name)]
+        def loader_for(name: str, pages: list[int] | None = None) -> Callable[[], list[Document]]:
+            return lambda: [store.document(name, pages)]
     else:
+        if context != "full":
+            raise DatasetNotFoundError("context=\"evidence\" needs the prepared FinanceBench copy "
+                                       "(questions.jsonl + docs.jsonl.gz); use context=\"full\" with the PDFs.")
+
         rows = _read_jsonl(root / "data" / "financebench_open_source.jsonl")
         pdfs = root / "pdfs"
         available = {p.stem for p in pdfs.glob("*.pdf")} if pdfs.is_dir() else set()
@@ -166,8 +184,10 @@ def load_financebench(path: str | Path | None = None) -> LoadedDataset:
                                       "justification")}
         meta["evidence_pages"] = sorted({e.get("evidence_page_num") for e in r.get("evidence") or []
                                          if e.get("evidence_page_num") is not None})
+        pages = evidence_pages(meta["evidence_pages"], neighbours) if context == "evidence" else None
         items.append(EvalItem(id=r["financebench_id"], dataset="financebench", question=r["question"],
-                              gold=r["answer"], scorer="financebench", loader=loader_for(r["doc_name"]),
+                              gold=r["answer"], scorer="financebench",
+                              loader=loader_for(r["doc_name"], pages) if pages else loader_for(r["doc_name"]),
                               metadata=meta))
     return LoadedDataset("financebench", root, items, skipped, "filing not available")
 
@@ -288,11 +308,19 @@ DATASET_NAMES = tuple(LOADERS)
 
 
 def load_dataset(name: str, path: str | Path | None = None, *, limit: int | None = None,
-                 seed: int | None = None, **kw: Any) -> LoadedDataset:
-    """Load a dataset; `limit` keeps the first N items, or N sampled with `seed` (order kept)."""
+                 seed: int | None = None, ids: list[str] | None = None, **kw: Any) -> LoadedDataset:
+    """Load a dataset; `ids` keeps those items in that order; `limit` keeps the first N items, or N
+    sampled with `seed` (order kept)."""
     if name not in LOADERS:
         raise DatasetNotFoundError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
     ds = LOADERS[name](path, **kw)
+    if ids is not None:
+        by_id = {it.id: it for it in ds.items}
+        unknown = [i for i in ids if i not in by_id]
+        if unknown:
+            raise DatasetNotFoundError(f"{name} has no item(s) {', '.join(unknown[:5])} (or their documents are "
+                                       "unavailable); check the ids in the sweep config.")
+        ds.items = [by_id[i] for i in ids]
     if limit is not None and limit < len(ds.items):
         if seed is None:
             ds.items = ds.items[:limit]

@@ -46,7 +46,8 @@ class Summary(BaseModel):
     rounds_mean: float
     latency_p50: float
     latency_p95: float
-    failures: int
+    failures: int                   # runs that ended in a typed error without a fallback answer
+    degraded: int = 0               # runs answered from local work after a remote step failed
     stand_in: bool = False
 
 
@@ -83,7 +84,8 @@ def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
             remote_tokens_per_query=sum(r.usage["remote"].total_tokens for r in rs if "remote" in r.usage) / n,
             judge_usd=_sum(judge) if judge else None, rounds_mean=sum(r.rounds for r in rs) / n,
             latency_p50=float(np.percentile(lat, 50)), latency_p95=float(np.percentile(lat, 95)),
-            failures=sum(1 for r in rs if r.error), stand_in=any(r.remote_stand_in for r in rs)))
+            failures=sum(1 for r in rs if r.error and not r.degraded), degraded=sum(1 for r in rs if r.degraded),
+            stand_in=any(r.remote_stand_in for r in rs)))
     for s in out:
         ref = next((o for o in out if o.dataset == s.dataset and o.protocol == "remote-only"
                     and (s.remote is None or o.remote == s.remote)), None)
@@ -95,9 +97,11 @@ def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
 # --- formatting ----------------------------------------------------------------------------------
 
 COLUMNS = ["dataset", "config", "n", "accuracy", "remote $/query", "remote-only $/query", "cost ÷",
-           "% of remote-only acc.", "local tok/query", "rounds", "p50 s", "p95 s", "failures"]
+           "% of remote-only acc.", "local tok/query", "rounds", "p50 s", "p95 s", "failures", "degraded"]
 LEGEND = ("cost ÷: remote-only estimate / remote $ spent (how many times cheaper); % of remote-only acc.: accuracy "
-          "relative to the remote-only configuration; p50/p95: latency per query in seconds; rounds: mean.")
+          "relative to the remote-only configuration; p50/p95: latency per query in seconds; rounds: mean; "
+          "failures: runs with a typed error and no answer to fall back on; degraded: runs answered from verified "
+          "local work after a remote step failed or gave an ungrounded answer.")
 
 
 def usd(v: float | None) -> str:
@@ -115,7 +119,7 @@ def display_row(s: Summary) -> list[str]:
             usd(s.remote_only_usd_per_query), ratio(s.cost_reduction),
             "—" if s.pct_of_remote_only is None else f"{s.pct_of_remote_only:.0f}%",
             f"{s.local_tokens_per_query:,.0f}", f"{s.rounds_mean:.1f}", secs(s.latency_p50), secs(s.latency_p95),
-            str(s.failures)]
+            str(s.failures), str(s.degraded)]
 
 
 def secs(v: float) -> str:

@@ -54,6 +54,8 @@ class ResultRow(BaseModel):
     error_type: str | None = None
     budget_exhausted: bool = False
     rounds_exhausted: bool = False
+    degraded: bool = False                       # answered from local work after a remote step failed
+    grounded: bool | None = None                 # False: the answer shares nothing with local evidence
     finished_at: float = Field(default_factory=time.time)
 
     @property

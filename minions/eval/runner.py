@@ -27,13 +27,14 @@ from minions._sync import run_sync
 from minions.clients.base import Client, Usage
 from minions.clients.cache import CachedClient, CacheStats, LMCache
 from minions.cost import PriceTable
-from minions.eval.config import RunConfig, SweepConfig, expand
+from minions.eval.config import PROTOCOL_LEVEL_KNOBS, RunConfig, SweepConfig, expand
 from minions.eval.datasets import EvalItem, LoadedDataset, load_dataset
 from minions.eval.report import Summary, summarize, write_reports
 from minions.eval.results import ResultRow, ResultsFile
 from minions.eval.scorers import Scorer, get_scorer
-from minions.protocols import Protocol, get_protocol
+from minions.protocols import Protocol
 from minions.protocols.base import protocol_secrets
+from minions.protocols.build import build_protocol, default_price_as
 from minions.protocols.events import emit
 from minions.redact import env_secrets, redact
 
@@ -110,8 +111,13 @@ def default_factory(timeout: float | None = None) -> ClientsFactory:
 
 
 def load_items(cfg: SweepConfig) -> list[LoadedDataset]:
-    return [load_dataset(d.name, d.path, limit=d.limit or cfg.limit, seed=cfg.seed,
-                         **({"split": d.split} if d.split else {})) for d in cfg.datasets]
+    def extra(d) -> dict[str, Any]:
+        kw: dict[str, Any] = {"split": d.split} if d.split else {}
+        if d.context != "full":
+            kw.update(context=d.context, neighbours=d.neighbours)
+        return kw
+    return [load_dataset(d.name, d.path, limit=d.limit or cfg.limit, seed=cfg.seed, ids=d.ids, **extra(d))
+            for d in cfg.datasets]
 
 
 async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None = None,
@@ -190,10 +196,17 @@ def run_sweep(cfg: SweepConfig, **kw: Any) -> SweepOutcome:
 
 
 def _build(run: RunConfig, clients: _Clients, prices: PriceTable) -> Protocol:
-    local = clients.get(run.local) if run.local else None
-    remote = clients.get(run.remote, run.remote_price_as) if run.remote else None
+    """Through protocols/build.py, as the CLI and the app do: an embedded remote is priced the same
+    (as STAND_IN_PRICE unless remote_price_as says otherwise) wherever it runs."""
+    def factory(_role: str, spec: str, kw: dict[str, Any]) -> Client:
+        return clients.get(spec, kw.get("price_as"))
+
+    level = {k: v for k, v in run.knobs.items() if k in PROTOCOL_LEVEL_KNOBS}
+    knobs = {k: v for k, v in run.knobs.items() if k not in PROTOCOL_LEVEL_KNOBS}
     try:
-        return get_protocol(run.protocol, local, remote, prices=prices, **run.knobs)
+        return build_protocol(run.protocol, local=run.local, remote=run.remote,
+                              remote_price_as=run.remote_price_as, knobs=knobs, client_factory=factory,
+                              prices=prices, **level)
     except (TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
         raise errors.ConfigError(f"Configuration {run.label!r}: {e}") from e
 
@@ -203,7 +216,8 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
     started = time.perf_counter()
     base: dict[str, Any] = {"dataset": item.dataset, "item_id": item.id, "config_id": run.id, "config": run.label,
                             "protocol": run.protocol, "knobs": run.knobs, "local": run.local, "remote": run.remote,
-                            "remote_price_as": run.remote_price_as, "question": item.question, "gold": item.gold,
+                            "remote_price_as": default_price_as(run.remote, run.remote_price_as) if run.remote else None,
+                            "question": item.question, "gold": item.gold,
                             "scorer": scorer_name}
     try:
         result = await protocol.arun(item.task, docs)
@@ -226,7 +240,7 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
                      remote_only_estimate_usd=result.cost.remote_only_estimate_usd,
                      remote_stand_in=result.cost.remote_stand_in, rounds=result.n_rounds, latency_s=latency,
                      error=result.error, error_type=result.error_type, budget_exhausted=result.budget_exhausted,
-                     rounds_exhausted=result.rounds_exhausted)
+                     rounds_exhausted=result.rounds_exhausted, degraded=result.degraded, grounded=result.grounded)
 
 
 __all__ = ["ClientsFactory", "PairFinished", "SweepOutcome", "SweepStarted", "Usage", "arun_sweep", "run_sweep"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from minions import errors
-from minions.protocols.base import Protocol, ProtocolConfig, RunContext
-from minions.protocols.result import Citation, JobRecord, RoundRecord, RunResult
+from minions.protocols.base import CancelToken, Protocol, ProtocolConfig, RunContext
+from minions.protocols.result import Citation, JobRecord, JobStatus, RoundRecord, RunResult
 
 PROTOCOL_NAMES = ("minion", "minions", "remote-only", "local-only", "rag")
 
@@ -28,5 +28,5 @@ def get_protocol(name: str, local: Any = None, remote: Any = None, **kw: Any) ->
     return protocol_class(name)(local, remote, **kw)
 
 
-__all__ = ["PROTOCOL_NAMES", "Citation", "JobRecord", "Protocol", "ProtocolConfig", "RoundRecord",
+__all__ = ["PROTOCOL_NAMES", "CancelToken", "Citation", "JobRecord", "JobStatus", "Protocol", "ProtocolConfig", "RoundRecord",
            "RunContext", "RunResult", "get_protocol", "protocol_class"]

@@ -1,19 +1,33 @@
 """The one protocol interface, and the run context every protocol makes its model calls through.
 
-`RunContext.call` is the single door to the models: it scrubs what goes to the remote (privacy),
-checks the remote budget against the worst case before every remote call, meters usage and
-dollars per role/step/round, keeps the transcript and times each step. Protocols only decide
-*what* to ask.
+`RunContext.call` is the single door to the models: it stops a cancelled run, scrubs what goes to
+the remote (privacy), checks the remote budget against the worst case before every remote call,
+meters usage and dollars per role/step/round, keeps the transcript and times each step. Protocols
+only decide *what* to ask.
+
+Cancelling a run: pass `cancel=` (a `CancelToken`, or any `threading.Event`/`asyncio.Event`) to
+`arun`/`run` and set it, or cancel the asyncio task running `arun`. Either way no model call starts
+after that (a call already in flight is abandoned, its tokens unmetered), and `arun` returns the
+partial result — the best answer so far, its cost — with `cancelled=True`; it does not raise.
+
+Never losing local work: a protocol offers a *fallback* (`RunContext.set_fallback`) once local work
+has produced something grounded — MinionS the most frequent verified job answer, Minion the worker's
+last reply. When a later step fails for good (a remote reply invalid after its retries, a client
+error after its retries, the budget) or the run is cancelled, that fallback is returned, marked
+`degraded` with the reason, instead of losing what was paid for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, ClassVar
+from typing import Protocol as _Structural
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -29,6 +43,29 @@ from minions.redact import env_secrets, normalize, redact
 from minions.tokens import count_in_pieces, count_messages
 
 ContextLike = str | Document | Sequence[str | Document]
+
+
+class Cancellable(_Structural):
+    """Anything with `is_set()`: a CancelToken, a threading.Event, an asyncio.Event."""
+
+    def is_set(self) -> bool: ...
+
+
+class CancelToken:
+    """Set it (from any thread, or a signal handler) to stop a run before its next model call."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
 
 
 def to_documents(context: ContextLike) -> list[Document]:
@@ -49,9 +86,10 @@ class RunContext:
     """State of one run. Created by `Protocol.arun`; never shared between runs."""
 
     def __init__(self, protocol: Protocol, task: str, documents: list[Document],
-                 on_event: EventHandler | None):
+                 on_event: EventHandler | None, cancel: Cancellable | None = None):
         self.protocol, self.task, self.documents = protocol, task, documents
         self.on_event = on_event
+        self.cancel = cancel
         self.meter = CostMeter(protocol.prices)
         self.rounds: list[RoundRecord] = []
         self.timings: dict[str, float] = defaultdict(float)
@@ -63,9 +101,27 @@ class RunContext:
         self.shown_texts: list[str] = []   # document text put into prompts (redacted from logs on request)
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
+        self.grounded: bool | None = None   # set by protocols that check their answer against evidence
+        self.degraded_reason: str | None = None  # set when the protocol itself returns a fallback
+        self._fallback: tuple[str, list[Citation], str] | None = None
         self._last_prompt: dict[str, list[Message]] = {}
         # API keys to keep out of notices and the result: the clients' own and the environment's
         self.secrets = normalize([*protocol_secrets(protocol), *env_secrets()])
+
+    # -- fallback and cancellation ------------------------------------------------------------
+
+    def set_fallback(self, answer: str, citations: list[Citation], what: str) -> None:
+        """What to return, marked degraded, if a later step fails or the run is cancelled: a grounded
+        answer from local work. `what` says what it is, for the user ("the most frequent ...")."""
+        self._fallback = (answer, list(citations), what)
+
+    @property
+    def fallback(self) -> tuple[str, list[Citation], str] | None:
+        return self._fallback
+
+    def check_cancelled(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise errors.RunCancelledError("The run was cancelled.")
 
     # -- rounds and events ----------------------------------------------------------------------
 
@@ -97,6 +153,7 @@ class RunContext:
     async def call(self, role: str, messages: list[Message], options: Options, *, step: str,
                    announce: bool = False) -> Completion:
         """One model call on behalf of the protocol. `announce` emits the reply as a MessageSent."""
+        self.check_cancelled()  # before every call: a cancelled run starts nothing new
         client = self.client(role)
         if role == "remote":
             if (effort := self.protocol.config.remote_reasoning) and options.reasoning_effort is None:
@@ -143,6 +200,14 @@ class RunContext:
         while same < min(len(prev), len(messages) - 1) and prev[same] == messages[same]:
             same += 1
         return messages[same:]
+
+    async def shielded(self, text: str) -> str:
+        """Text the local model wrote, as the remote may see it: through the privacy shield's local
+        rewrite when enabled (the deterministic scrubber runs on every remote message anyway, in `call`)."""
+        privacy = self.protocol.privacy
+        if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
+            return await privacy.shield(self, text)
+        return text
 
     async def _protect(self, m: Message) -> Message:
         if self.protocol.privacy is None:
@@ -270,10 +335,10 @@ class Protocol(ABC):
     async def _run(self, ctx: RunContext) -> str | None:
         """Do the work; return the final answer. Set ctx.best_answer as better answers appear."""
 
-    async def arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None
-                   ) -> RunResult:
+    async def arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None,
+                   cancel: Cancellable | None = None) -> RunResult:
         started = time.perf_counter()
-        ctx = RunContext(self, task, to_documents(context), on_event)
+        ctx = RunContext(self, task, to_documents(context), on_event, cancel)
         for doc in ctx.documents:  # load warnings (e.g. "decoded it as latin-1") belong with the run
             for w in doc.metadata.get("warnings", ()):
                 await ctx.notice(str(w))
@@ -281,16 +346,21 @@ class Protocol(ABC):
         if self.remote is not None and "remote" in self.needs and self.prices.get(self.remote.price_key) is None:
             await ctx.notice(f"{self.remote.price_key} has no price: remote dollars are unknown for this run "
                              "(price it with --remote-price-as or a MINIONS_PRICES file).", level="info")
-        answer, error = None, None
-        budget_hit = False
+        answer: str | None = None
+        error: errors.MinionsError | None = None
+        budget_hit = cancelled = False
         try:
             answer = await self._run(ctx)
         except errors.BudgetExceededError as e:
             budget_hit, error = True, e
-            answer = ctx.best_answer
             await ctx.notice(str(e))
         except (errors.ClientError, errors.ModelOutputError, errors.DocumentError) as e:
-            error, answer = e, ctx.best_answer
+            error = e
+        except (errors.RunCancelledError, asyncio.CancelledError):
+            # Returned, not re-raised: whoever cancelled gets what was done and what it cost.
+            cancelled = True
+        if error is not None or cancelled:
+            answer = await self._recover(ctx, error, cancelled)
         await ctx.emit(FinalAnswer(round=ctx.round or None, answer=answer,
                                    citations=[c.model_dump() for c in ctx.citations]))
         result = RunResult(
@@ -301,14 +371,32 @@ class Protocol(ABC):
             timings=dict(ctx.timings), budget_exhausted=budget_hit,
             rounds_exhausted=bool(ctx.rounds and ctx.rounds[-1].decision == "forced_answer"),
             error=str(error) if error else None, error_type=type(error).__name__ if error else None,
-            warnings=ctx.warnings,
+            degraded=ctx.degraded_reason is not None, degraded_reason=ctx.degraded_reason,
+            grounded=ctx.grounded, cancelled=cancelled, warnings=ctx.warnings,
             documents=[{"id": d.id, "title": d.title, "source": d.source, "chars": len(d.text)}
                        for d in ctx.documents])
         result = result.without_secrets(ctx.secrets)
         return result if self.store_text else result.redacted(ctx.shown_texts + [d.text for d in ctx.documents])
 
-    def run(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None) -> RunResult:
-        return run_sync(self.arun(task, context, on_event=on_event))
+    async def _recover(self, ctx: RunContext, error: errors.MinionsError | None, cancelled: bool) -> str | None:
+        """The answer of a run that failed or was cancelled: the protocol's grounded fallback if it has
+        one (marked degraded, with the reason), else the best answer it had."""
+        fallback = ctx.fallback
+        if fallback is None or isinstance(error, errors.DocumentError):
+            return ctx.best_answer
+        answer, citations, what = fallback
+        why = "the run was cancelled" if cancelled else f"a later step failed ({type(error).__name__}: {error})"
+        ctx.degraded_reason = f"{why}; returned {what}"
+        ctx.citations = citations
+        ctx.grounded = True  # built from verified local evidence
+        await ctx.notice(f"degraded answer: {ctx.degraded_reason}")
+        return answer
+
+    def run(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None,
+            cancel: Cancellable | None = None) -> RunResult:
+        """`arun` from synchronous code. Ctrl-C cancels the run and raises `minions.Interrupted`
+        (a KeyboardInterrupt) carrying the partial result in `.result`."""
+        return run_sync(self.arun(task, context, on_event=on_event, cancel=cancel))
 
     @property
     def max_remote_usd(self) -> float | None:

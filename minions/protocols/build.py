@@ -11,13 +11,18 @@ from minions.protocols import PROTOCOL_NAMES, Protocol, protocol_class
 
 #: what an embedded remote (the offline stand-in for a cloud model) is priced as by default
 STAND_IN_PRICE = "openai/gpt-4o"
+#: knob defaults for an embedded remote, which is a 135M model: its final answer, when it shares
+#: nothing with what the local model found and verified, is replaced by the most supported verified
+#: local answer (marked degraded) instead of only being flagged grounded=false; Minion's worker first
+#: answers the user's question itself, not the stand-in's first question. Explicit knobs win.
+STAND_IN_KNOBS: dict[str, Any] = {"ungrounded_answer": "fallback", "first_question": "task"}
 
 ClientFactory = Callable[[str, str, dict[str, Any]], Client]  # (role, spec, kwargs) -> client
 
 
 def default_price_as(spec: str, price_as: str | None) -> str | None:
     """An embedded remote is priced as a named cloud model unless told otherwise."""
-    return price_as or (STAND_IN_PRICE if spec.startswith("llamacpp/") else None)
+    return price_as or (STAND_IN_PRICE if is_stand_in(spec) else None)
 
 
 def known_knobs() -> set[str]:
@@ -66,4 +71,11 @@ def build_protocol(name: str, *, local: str | Client | None, remote: str | Clien
                                  f"Knobs: {', '.join(sorted(known_knobs()))}.")
     fields = cls.Config.model_fields
     chosen = {k: v for k, v in given.items() if k in fields}
+    if isinstance(remote, str) and is_stand_in(remote):
+        chosen = {**{k: v for k, v in STAND_IN_KNOBS.items() if k in fields}, **chosen}
     return cls(local_client, remote_client, **protocol_kw, **chosen)
+
+
+def is_stand_in(spec: str) -> bool:
+    """An embedded model playing the remote (the offline stand-in for a cloud model)."""
+    return spec.startswith("llamacpp/")

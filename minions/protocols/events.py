@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from minions.protocols.result import JobStatus
+
 
 class _Event(BaseModel):
     round: int | None = None
@@ -39,7 +41,8 @@ class JobFinished(_Event):
     answer: str | None
     citation: str | None
     kept: bool
-    note: str = ""  # why it was dropped or flagged
+    status: JobStatus = JobStatus.KEPT
+    note: str = ""  # the detail: how the citation matched, the error
     done: int = 0   # jobs finished so far this round
     total: int = 0
 
@@ -47,8 +50,8 @@ class JobFinished(_Event):
 class RoundDone(_Event):
     kind: Literal["round_done"] = "round_done"
     decision: str  # "final_answer" | "another_round" | "forced_answer" | ...
-    remote_usd: float | None
-    local_tokens: int
+    remote_usd: float | None   # cumulative: remote dollars spent by the run so far (every protocol)
+    local_tokens: int          # cumulative: local tokens used by the run so far
 
 
 class FinalAnswer(_Event):

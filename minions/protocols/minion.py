@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from minions import errors
 from minions.clients.base import Message, Options
-from minions.protocols.base import ContextLike, Protocol, ProtocolConfig, RunContext
+from minions.protocols.base import Cancellable, ContextLike, Protocol, ProtocolConfig, RunContext
 from minions.protocols.baselines import (
     DEFAULT_LOCAL_WINDOW,
     fit_context,
@@ -33,6 +33,7 @@ from minions.protocols.baselines import (
     show,
 )
 from minions.protocols.events import EventHandler, MessageSent
+from minions.protocols.grounding import settle, shares
 from minions.protocols.parsing import ask_json
 from minions.protocols.result import RunResult
 
@@ -126,6 +127,13 @@ class MinionConfig(ProtocolConfig):
     max_context_tokens: int | None = Field(None, ge=1)
     #: how many times the remote may be asked for valid JSON per decision
     json_attempts: int = Field(2, ge=1, le=5)
+    #: when the remote's answer shares nothing with the worker's replies: "flag" keeps it with
+    #: grounded=false; "fallback" returns the worker's last reply instead (degraded)
+    ungrounded_answer: Literal["flag", "fallback"] = "flag"
+    #: the worker's first question: the remote's ("remote"), or the user's task itself ("task"), so a
+    #: remote whose first question drifts cannot keep the worker from answering what was asked (the
+    #: remote's own questions follow in later rounds)
+    first_question: Literal["remote", "task"] = "remote"
 
 
 class Minion(Protocol):
@@ -145,9 +153,9 @@ class Minion(Protocol):
     def clear_history(self) -> None:
         self._history.clear()
 
-    async def arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None
-                   ) -> RunResult:
-        result = await super().arun(task, context, on_event=on_event)
+    async def arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None,
+                   cancel: Cancellable | None = None) -> RunResult:
+        result = await super().arun(task, context, on_event=on_event, cancel=cancel)
         if self.config.multi_turn and result.answer and result.error is None:
             self._history.append((task, result.answer))
         return result
@@ -167,16 +175,23 @@ class Minion(Protocol):
                 max_rounds=cfg.max_rounds))]
             decision = await self._decide(ctx, remote_msgs, remote_opts, step="ask")
             drafted = bool(decision.answer)
+            replies: list[str] = []  # the worker's replies: the evidence the answer is checked against
             if decision.decision == FINAL:  # answerable without the documents (or a follow-up)
-                return await self._finish(ctx, rec, decision.final_text, "final_answer")
+                return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
             local_msgs = [Message(role="system", content=await self._worker_prompt(ctx))]
             for r in range(1, cfg.max_rounds + 1):
                 if r > 1:
                     rec = ctx.new_round()
-                local_msgs.append(Message(role="user", content=decision.message.strip() or ctx.task))
+                asked = ctx.task if r == 1 and cfg.first_question == "task" else decision.message.strip()
+                local_msgs.append(Message(role="user", content=asked or ctx.task))
                 reply = (await ctx.call("local", local_msgs, local_opts, step="answer", announce=True)).text.strip()
                 reply = await bounded_reply(ctx, reply, cfg.local_max_tokens)
                 local_msgs.append(Message(role="assistant", content=reply))
+                if reply:
+                    replies.append(reply)
+                    # Local work is never lost: if a remote step fails for good from here on, the
+                    # worker's latest reply is returned, marked degraded.
+                    ctx.set_fallback(reply, locate_citations(reply, ctx.documents), "the local model's last reply")
                 if not drafted and reply:
                     # No answer from the remote yet: if the budget stops the run, the worker's latest
                     # answer is the best we have.
@@ -184,9 +199,13 @@ class Minion(Protocol):
                 last = r == cfg.max_rounds
                 remote_msgs.append(Message(role="user", content=render(
                     "minion_supervisor_final" if last else "minion_supervisor_decide",
-                    reply=await self._for_remote(ctx, reply) or "(no reply)", round=r, max_rounds=cfg.max_rounds)))
+                    reply=await ctx.shielded(reply) or "(no reply)", round=r, max_rounds=cfg.max_rounds)))
                 decision = await self._decide(ctx, remote_msgs, remote_opts, step="decide")
                 drafted = drafted or bool(decision.answer)
+                if decision.answer and shares(decision.answer, replies, ctx.task):
+                    # A draft built on the worker's replies beats the bare reply as a fallback.
+                    ctx.set_fallback(decision.answer, locate_citations(decision.answer, ctx.documents),
+                                     "the remote's draft answer, grounded in the local model's replies")
                 if last:
                     if decision.decision != FINAL:
                         await ctx.notice("minion: the remote asked for more on the last round; returning its "
@@ -196,9 +215,9 @@ class Minion(Protocol):
                         raise errors.ModelOutputError("minion: no answer by the last round (the remote kept "
                                                       "asking and the local model said nothing); raise max_rounds "
                                                       "or try a stronger local model.")
-                    return await self._finish(ctx, rec, answer, "forced_answer")
+                    return await self._finish(ctx, rec, answer, "forced_answer", replies)
                 if decision.decision == FINAL:
-                    return await self._finish(ctx, rec, decision.final_text, "final_answer")
+                    return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
                 await round_done(ctx, rec, "another_round")
             raise AssertionError("unreachable: the last round always finishes")  # pragma: no cover
         except errors.MinionsError as e:
@@ -218,7 +237,10 @@ class Minion(Protocol):
         await ctx.emit(MessageSent(round=ctx.round, sender="remote", step=step, content=said))
         return decision
 
-    async def _finish(self, ctx: RunContext, rec, answer: str | None, decision: str) -> str | None:
+    async def _finish(self, ctx: RunContext, rec, answer: str | None, decision: str,
+                      replies: list[str]) -> str | None:
+        answer = await settle(ctx, answer, replies, mode=self.config.ungrounded_answer,
+                              evidence_name="the worker's replies")
         ctx.best_answer = answer
         ctx.citations = locate_citations(answer, ctx.documents)
         await round_done(ctx, rec, decision)
@@ -235,14 +257,6 @@ class Minion(Protocol):
             limit=cfg.max_context_tokens, default_window=DEFAULT_LOCAL_WINDOW)
         show(ctx, context)
         return render("minion_worker", context=context, task=ctx.task)
-
-    async def _for_remote(self, ctx: RunContext, reply: str) -> str:
-        """The worker's reply as the remote may see it: through the local privacy rewrite when enabled
-        (the deterministic scrubber runs on every remote message anyway, in RunContext.call)."""
-        privacy = self.privacy
-        if privacy is not None and getattr(privacy, "local_rewrite", False) and hasattr(privacy, "shield"):
-            return await privacy.shield(ctx, reply)
-        return reply
 
     def _history_block(self) -> str:
         if not (self.config.multi_turn and self._history):

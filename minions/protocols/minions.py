@@ -25,7 +25,8 @@ from minions.clients.base import Message, Options
 from minions.documents import BM25Index, Chunk, Document, chunk_documents
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
-from minions.protocols.minions_jobs import _as_text, aggregate, run_jobs, verified
+from minions.protocols.grounding import answer_to_question, best_supported, settle, shares, support
+from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, _as_text, aggregate, run_jobs
 from minions.protocols.minions_plan import (
     JobPlan,
     MinionSConfig,
@@ -53,7 +54,11 @@ _LIMITS = {"explanation": 1000, "answer": 1000, "feedback": 1000, "scratchpad": 
 
 
 class Synthesis(_Lenient):
-    """The remote's decision after reading the workers' reports."""
+    """The remote's decision after reading the workers' reports.
+
+    Lenient where meaning is clear: a final decision whose "answer" is empty takes its answer from
+    "explanation" (weak models put it there); with neither, a non-final round asks for another
+    round instead of failing. Only the last round's schema (`LastSynthesis`) can still fail."""
 
     decision: Literal["provide_final_answer", "request_additional_info"]
     explanation: str = Field("", max_length=_LIMITS["explanation"])
@@ -74,10 +79,23 @@ class Synthesis(_Lenient):
     def _decision(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _answer_from_explanation(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        answer, explanation = _as_text(data.get("answer")), _as_text(data.get("explanation"))
+        if not (isinstance(answer, str) and answer.strip()) and isinstance(explanation, str) and explanation.strip():
+            decision = str(data.get("decision") or "").strip().lower()
+            if decision == "provide_final_answer" or cls is LastSynthesis:
+                return {**data, "answer": explanation}
+        return data
+
     @model_validator(mode="after")
     def _answer_given(self) -> Synthesis:
         if self.decision == "provide_final_answer" and not (self.answer or "").strip():
-            raise ValueError('"provide_final_answer" needs a non-empty "answer"')
+            # Nothing to answer with: on a non-final round, that is a request for another round.
+            self.decision = "request_additional_info"
         return self
 
 
@@ -128,6 +146,12 @@ class MinionS(Protocol):
         feedback: str | None = None
         scratchpad = ""
         answered_chunks: list[str] = []
+        every_record: list[JobRecord] = []   # all rounds: the evidence answers are checked against
+        chunk_docs: dict[str, str] = {}      # chunk id -> document id, for citations
+        job_chunks: dict[str, str] = {}      # job id -> its chunk's text, to check answers against
+        if cfg.local_max_tokens < JOB_REPLY_TOKENS:
+            await ctx.notice(f"local_max_tokens={cfg.local_max_tokens} may cut workers' JSON replies (up to "
+                             f"~{JOB_REPLY_TOKENS} tokens) before their answer; raise it to {JOB_REPLY_TOKENS}.")
 
         for r in range(1, cfg.max_rounds + 1):
             rec = ctx.new_round()
@@ -160,8 +184,18 @@ class MinionS(Protocol):
             rec.plan = {**resolved.model_dump(), "planned_jobs": planned, "selected_chunks": len(selected)}
             await ctx.emit(JobsPlanned(round=r, n_jobs=len(jobs), n_tasks=len(resolved.tasks),
                                        n_chunks=len({j.chunk.id for j in jobs}), plan=rec.plan))
-            records = await run_jobs(ctx, jobs, cfg, titles, shown)
-            rec.jobs = records
+            chunk_docs.update((j.chunk.id, j.chunk.doc_id) for j in jobs)
+            job_chunks.update((j.job_id, j.chunk.text) for j in jobs)
+            finished: list[JobRecord] = []
+            done: list[JobRecord] | None = None
+            try:
+                done = await run_jobs(ctx, jobs, cfg, titles, shown, finished=finished)
+            finally:  # also when cancelled mid-round: the jobs that finished are kept and offered
+                order = {j.job_id: i for i, j in enumerate(jobs)}
+                rec.jobs = done if done is not None else sorted(finished, key=lambda x: order[x.job_id])
+                every_record.extend(rec.jobs)
+                _offer_fallback(ctx, every_record, chunk_docs, job_chunks)
+            records = rec.jobs
             kept = [x for x in records if x.kept]
             if ctx.best_answer is None and kept:
                 ctx.best_answer = _most_common_answer(kept)  # a candidate, until the remote decides
@@ -169,15 +203,17 @@ class MinionS(Protocol):
             # -- aggregate and synthesize ---------------------------------------------------------
             outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars,
                                 redact=ctx.redact)
+            outputs = await ctx.shielded(outputs)
             synth = await self._synthesize(ctx, system, remote_opts, r, last, outputs, scratchpad)
             if synth.answer and synth.answer.strip():
                 ctx.best_answer = synth.answer.strip()[:_MAX_ANSWER_CHARS]
 
             if synth.decision == "provide_final_answer" or last:
                 rec.decision = "final_answer" if synth.decision == "provide_final_answer" else "forced_answer"
-                ctx.citations = _citations(records, jobs)
+                ctx.citations = _citations(records, chunk_docs)
+                answer = await self._check_grounded(ctx, every_record, job_chunks, ctx.best_answer)
                 await self._round_done(ctx, rec.decision)
-                return ctx.best_answer
+                return answer
 
             rec.decision = "another_round"
             feedback = (synth.feedback or synth.explanation or "").strip()[:_MAX_NOTES_CHARS] or None
@@ -187,6 +223,35 @@ class MinionS(Protocol):
                 answered_chunks = list(dict.fromkeys(x.chunk_id for x in kept))[:50]
             await self._round_done(ctx, rec.decision)
         return ctx.best_answer  # unreachable: the last round always returns
+
+    async def _check_grounded(self, ctx: RunContext, records: list[JobRecord], job_chunks: dict[str, str],
+                              answer: str | None) -> str | None:
+        # Evidence: what the remote was shown (kept answers and quotes) and answers the document backs.
+        evidence = [t for x in records if x.kept for t in (x.answer, x.citation)]
+        evidence += [x.answer for x in records if support(x, job_chunks.get(x.job_id), ctx.task)]
+        answer = await settle(ctx, answer, evidence, mode=self.config.ungrounded_answer,
+                              evidence_name="the workers' answers and quotes")
+        fallback = ctx.fallback
+        if self.config.ungrounded_answer == "fallback" and ctx.degraded_reason is None and fallback is not None \
+                and not shares(answer, [fallback[0]], ctx.task):
+            # A weak remote's answer may share a word with some quote and still not be the answer the
+            # document backs: for it ("fallback"), the remote must agree with that answer to stand.
+            ctx.degraded_reason = f"the remote's answer does not agree with {fallback[2]}; returned that answer"
+            await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+            answer, ctx.citations, ctx.grounded = fallback[0], fallback[1], True
+        if not ctx.grounded and self.config.ungrounded_answer == "fallback" and ctx.degraded_reason is None:
+            # Nothing checkable either way: the workers read the document, the remote did not, so their
+            # own answer to the question beats an ungrounded synthesis. Still flagged grounded=false.
+            said = answer_to_question(records, ctx.task)
+            if said is not None:
+                ctx.degraded_reason = (f"the remote's answer shares nothing with the workers' answers and no "
+                                       f"worker's answer could be checked against the document; returned the "
+                                       f"workers' most frequent answer to the question ({said.support} job(s), "
+                                       f"unverified)")
+                await ctx.notice(f"degraded answer: {ctx.degraded_reason}")
+                answer, ctx.citations = said.answer[:_MAX_ANSWER_CHARS], []
+        ctx.best_answer = answer
+        return answer
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -222,10 +287,23 @@ class MinionS(Protocol):
         return synth
 
     async def _round_done(self, ctx: RunContext, decision: str) -> None:
-        r = ctx.round
-        await ctx.emit(RoundDone(round=r, decision=decision,
-                                 remote_usd=ctx.meter.totals("remote", round=r).cost_usd,
-                                 local_tokens=ctx.meter.totals("local", round=r).usage.total_tokens))
+        await ctx.emit(RoundDone(round=ctx.round, decision=decision,  # cumulative, as every protocol reports
+                                 remote_usd=ctx.meter.totals("remote").cost_usd,
+                                 local_tokens=ctx.meter.totals("local").usage.total_tokens))
+
+
+def _offer_fallback(ctx: RunContext, records: list[JobRecord], chunk_docs: dict[str, str],
+                    job_chunks: dict[str, str]) -> None:
+    """Local work is never lost: the answer most jobs backed with a quote from the document becomes
+    the run's fallback (see RunContext.set_fallback and grounding.support)."""
+    best = best_supported(records, job_chunks, ctx.task)
+    if best is None:
+        return
+    citations = list({(r.chunk_id, q): Citation(doc_id=chunk_docs.get(r.chunk_id, ""), chunk_id=r.chunk_id,
+                                                page_start=r.pages[0], page_end=r.pages[1], text=q)
+                      for r, q in zip(best.records, best.quotes, strict=True)}.values())
+    ctx.set_fallback(best.answer[:_MAX_ANSWER_CHARS], citations,
+                     f"the answer {best.support} job(s) backed with a quote from the document")
 
 
 def _append(notes: str, more: str | None) -> str:
@@ -242,17 +320,13 @@ def _most_common_answer(records: list[JobRecord]) -> str | None:
     return max(counts, key=lambda a: counts[a])[:_MAX_ANSWER_CHARS] if counts else None
 
 
-def _citations(records: list[JobRecord], jobs: list[Any]) -> list[Citation]:
-    """The verified citations of the deciding round's kept jobs (flagged ones are not evidence)."""
-    by_id = {j.job_id: j for j in jobs}
+def _citations(records: list[JobRecord], chunk_docs: dict[str, str]) -> list[Citation]:
+    """The verified citations of the given records (flagged ones are not evidence)."""
     out: dict[tuple[str, str], Citation] = {}
     for x in records:
-        if not verified(x) or not x.citation:
-            continue
-        job = by_id.get(x.job_id)
-        if job is None:
+        if not x.verified or not x.citation or x.chunk_id not in chunk_docs:
             continue
         out.setdefault((x.chunk_id, x.citation), Citation(
-            doc_id=job.chunk.doc_id, chunk_id=x.chunk_id, page_start=x.pages[0], page_end=x.pages[1],
+            doc_id=chunk_docs[x.chunk_id], chunk_id=x.chunk_id, page_start=x.pages[0], page_end=x.pages[1],
             text=x.citation))
     return list(out.values())

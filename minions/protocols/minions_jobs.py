@@ -23,7 +23,7 @@ from minions.protocols.citations import citation_found, normalize
 from minions.protocols.events import JobFinished
 from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
 from minions.protocols.parsing import parse_reply
-from minions.protocols.result import JobRecord
+from minions.protocols.result import JobRecord, JobStatus
 
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
@@ -39,6 +39,10 @@ JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     },
     "required": ["explanation", "citation", "answer"],
 }
+
+#: tokens a worker's longest reply under that schema can take (its bounds in characters, ~4 per
+#: token, plus keys and quotes); a smaller local_max_tokens can cut the JSON before the answer
+JOB_REPLY_TOKENS = (200 + 300 + 200) // 4 + 16
 
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
@@ -115,11 +119,12 @@ def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title:
 # --- running jobs -------------------------------------------------------------------------------
 
 async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: dict[str, str],
-                   shown: set[str]) -> list[JobRecord]:
+                   shown: set[str], *, finished: list[JobRecord] | None = None) -> list[JobRecord]:
     """Run jobs on the local model, at most `cfg.concurrency` at once, started in the given order
     (asyncio's Semaphore wakes waiters first-in first-out). A job that fails or replies with
-    garbage is recorded with a note; only a round where every job fails on the client raises.
-    `shown` holds the ids of chunks already registered in ctx.shown_texts this run."""
+    garbage is recorded with its status; only a round where every job fails on the client raises.
+    `shown` holds the ids of chunks already registered in ctx.shown_texts this run; `finished`, if
+    given, receives each record as its job ends (what a cancelled round still has)."""
     rnd = ctx.round
     total = len(jobs)
     records: list[JobRecord | None] = [None] * total
@@ -151,19 +156,26 @@ async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: di
                 completion = await ctx.call("local", messages(job), options[job.sample], step="job")
             except errors.ClientError as e:
                 client_errors.append(e)
-                rec.note = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                rec.status, rec.note = JobStatus.FAILED, f"{type(e).__name__}: {str(e)[:200]}"
                 completion = None
         if completion is not None:
             _judge(rec, completion.text, job.chunk, cfg)
         records[k] = rec
+        if finished is not None:
+            finished.append(rec)
         done += 1
         await ctx.emit(JobFinished(round=rnd, job_id=rec.job_id, task_id=rec.task_id, chunk_id=rec.chunk_id,
                                    pages=rec.pages, answer=rec.answer, citation=rec.citation, kept=rec.kept,
-                                   note=rec.note, done=done, total=total))
+                                   status=rec.status, note=rec.note, done=done, total=total))
 
     # Tasks are created in job order, so they queue on the semaphore — and reach the engine's FIFO
     # executor — in that order: a chunk's jobs run back to back.
-    await asyncio.gather(*(asyncio.create_task(one(k, j)) for k, j in enumerate(jobs)))
+    tasks = [asyncio.create_task(one(k, j)) for k, j in enumerate(jobs)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # cancelled, or a job raised (RunCancelledError): no job may outlive the round
+        for t in tasks:
+            t.cancel()
     if total and len(client_errors) == total:
         raise client_errors[0]
     return [r for r in records if r is not None]
@@ -174,30 +186,27 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     try:
         out = parse_reply(text, JobOutput)
     except errors.ModelOutputError as e:
-        rec.note = f"unparseable reply: {str(e)[:200]}"
+        rec.status, rec.note = JobStatus.UNPARSEABLE, str(e)[:200]
         return
     rec.explanation = out.explanation[:MAX_FIELD_CHARS]
     rec.citation = out.citation[:MAX_FIELD_CHARS] if out.citation else None
     rec.answer = None if out.abstained else (out.answer or "")[:MAX_FIELD_CHARS]
     if rec.answer is None:
-        rec.note = "abstained"
+        rec.status, rec.note = JobStatus.ABSTAINED, ""
         return
     if not rec.citation:
         found, how = False, "no citation"
     else:
         found, how = citation_found(rec.citation, chunk.text, cfg.citation_similarity)
     if found:
-        rec.kept = True
-        rec.note = "" if how == "exact" else f"citation matched ({how})"
-    elif cfg.citation_check == "flag":
-        rec.kept = True
-        rec.note = f"flagged: citation {how} in chunk" if how != "no citation" else "flagged: no citation"
+        rec.status, rec.note = JobStatus.KEPT, "" if how == "exact" else f"citation matched ({how})"
     else:
-        rec.note = f"dropped: citation {how} in chunk" if how != "no citation" else "dropped: no citation"
+        rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
+        rec.note = "no citation" if how == "no citation" else f"citation {how} in chunk"
 
 
 def verified(rec: JobRecord) -> bool:
-    return rec.kept and not rec.note.startswith("flagged")
+    return rec.verified
 
 
 # --- aggregation for the remote -----------------------------------------------------------------
@@ -227,9 +236,9 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
         mine = [r for r in records if r.task_id == t]
         kept = [r for r in mine if r.kept]
         head = (f"## Task {t}: {_clip(instruction, 300)}\n"
-                f"{len(kept)} of {len(mine)} jobs answered ({_count(mine, 'abstained')} abstained, "
-                f"{_count(mine, 'dropped')} dropped for unverifiable citations, "
-                f"{_count(mine, 'failed') + _count(mine, 'unparseable')} failed)")
+                f"{len(kept)} of {len(mine)} jobs answered ({_count(mine, JobStatus.ABSTAINED)} abstained, "
+                f"{_count(mine, JobStatus.DROPPED)} dropped for unverifiable citations, "
+                f"{_count(mine, JobStatus.FAILED) + _count(mine, JobStatus.UNPARSEABLE)} failed)")
         groups: dict[tuple[str, str], list[JobRecord]] = {}
         for r in kept:
             groups.setdefault((normalize(r.answer or ""), normalize(r.citation or "")), []).append(r)
@@ -237,7 +246,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
         for group in groups.values():
             r = group[0]
             where = ", ".join(dict.fromkeys(f"{g.chunk_id} (p. {_pages(g.pages)})" for g in group))
-            flag = " [citation NOT verified]" if r.note.startswith("flagged") else ""
+            flag = " [citation NOT verified]" if r.status is JobStatus.FLAGGED else ""
             line = (f"- [{where}] answer: {_clip(r.answer, _SHOW_ANSWER)}"
                     f" | citation: \"{_clip(r.citation, _SHOW_CITATION)}\"{flag}"
                     f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}")
@@ -253,8 +262,8 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
     return out if len(out) <= budget else out[: budget - 40] + "\n... (truncated to the output budget)"
 
 
-def _count(records: Sequence[JobRecord], prefix: str) -> int:
-    return sum(1 for r in records if r.note.startswith(prefix))
+def _count(records: Sequence[JobRecord], status: JobStatus) -> int:
+    return sum(1 for r in records if r.status is status)
 
 
 def _pages(pages: tuple[int, int]) -> str:

@@ -56,6 +56,11 @@ class MinionSConfig(ProtocolConfig):
     synth_attempts: int = Field(2, ge=1, le=10)
     aggregate_max_chars: int = Field(12000, ge=500, description="budget for job outputs shown to the remote")
     sample_temperature: float = Field(0.7, ge=0.0, le=2.0, description="used when a task has >1 sample")
+    ask_question: bool = Field(True, description="every round also runs the user's question itself as a task "
+                               "(unless the plan already holds it), so a plan that drifts still reads for it")
+    ungrounded_answer: Literal["flag", "fallback"] = Field(
+        "flag", description="when the remote's answer shares nothing with the kept job outputs: 'flag' keeps "
+        "it with grounded=false; 'fallback' returns the most frequent verified job answer instead (degraded)")
 
     @model_validator(mode="after")
     def _strategy_default_size(self) -> MinionSConfig:
@@ -197,13 +202,29 @@ class ResolvedPlan(BaseModel):
     adjustments: list[str] = Field(default_factory=list)  # what clamping changed, for the user
 
 
+QUESTION_ADVICE = "Answer the question only if this excerpt states the answer; quote the sentence that does."
+
+
+def _same_text(a: str, b: str) -> bool:
+    """Equal once case, punctuation and spacing are ignored (also used by grounding.best_supported)."""
+    def norm(s: str) -> str:
+        return " ".join("".join(ch if ch.isalnum() else " " for ch in s.casefold()).split())
+    return norm(a) == norm(b)
+
+
 def resolve_plan(plan: JobPlan, cfg: MinionSConfig, task: str) -> ResolvedPlan:
-    """Clamp every number and string of the remote's plan to the configuration's limits."""
+    """Clamp every number and string of the remote's plan to the configuration's limits; with
+    `ask_question`, put the user's question first among the tasks unless the plan already holds it."""
     notes: list[str] = []
     tasks = plan.tasks
     if len(tasks) > cfg.tasks_per_round:
         notes.append(f"plan had {len(tasks)} tasks; kept the first {cfg.tasks_per_round} (tasks_per_round)")
         tasks = tasks[: cfg.tasks_per_round]
+    question = task.strip()[:MAX_INSTRUCTION_CHARS]
+    if cfg.ask_question and question and not any(_same_text(t.instruction, question) for t in tasks):
+        # On top of tasks_per_round: the question is not the remote's choice to drop.
+        tasks = [PlanTask(instruction=question, advice=QUESTION_ADVICE), *tasks]
+        notes.append("added the question itself as task 1 (ask_question)")
 
     choice = plan.chunking or ChunkingChoice()
     strategy = choice.strategy or cfg.chunk_strategy

@@ -15,7 +15,8 @@ its whole text (an excerpt whose edge splits a card number), and protocols call
 file names go through `DocumentAliases`: the remote knows such a document as "private-doc-N".
 
 With `local_rewrite=True`, protocols also pass what the local model wrote for the remote through
-`shield`: the local model rewrites it without personal data (the privacy shield of the Minions
+`shield` — Minion each worker reply, MinionS each round's aggregated job outputs (one local call per
+round): the local model rewrites it without personal data (the privacy shield of the Minions
 paper), and the rewrite is scrubbed anyway — a small model misses things.
 """
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from minions.cost import CostReport, MeterEntry
 from minions.redact import normalize, redact, redact_tree, tree_contains
@@ -32,6 +33,18 @@ class TranscriptMessage(BaseModel):
     content: str
 
 
+class JobStatus(str, Enum):
+    """What became of one MinionS job. Only `kept` outputs (citation verified in the chunk) are
+    evidence; `flagged` ones are shown to the remote marked unverified (citation_check="flag")."""
+
+    KEPT = "kept"              # answered, citation found in the chunk
+    FLAGGED = "flagged"        # answered, citation missing or not found; kept but marked
+    ABSTAINED = "abstained"    # the chunk does not say
+    DROPPED = "dropped"        # answered, citation missing or not found (citation_check="drop")
+    FAILED = "failed"          # the model call failed, or the job was never judged
+    UNPARSEABLE = "unparseable"  # the reply was not the JSON asked for
+
+
 class JobRecord(BaseModel):
     job_id: str
     task_id: int
@@ -42,8 +55,18 @@ class JobRecord(BaseModel):
     explanation: str | None = None
     citation: str | None = None
     answer: str | None = None
-    kept: bool = False
-    note: str = ""                              # abstained / citation not found / parse error
+    status: JobStatus = JobStatus.FAILED        # set when the job's reply is judged
+    note: str = ""                              # the detail, for people: how a citation matched, the error
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def kept(self) -> bool:
+        """Shown to the remote (verified or flagged)."""
+        return self.status in (JobStatus.KEPT, JobStatus.FLAGGED)
+
+    @property
+    def verified(self) -> bool:
+        return self.status is JobStatus.KEPT
 
 
 class RoundRecord(BaseModel):
@@ -70,6 +93,15 @@ class RunResult(BaseModel):
     rounds_exhausted: bool = False
     error: str | None = None                    # typed failure, explained; answer may still be set
     error_type: str | None = None
+    #: the answer is a fallback built from local work (verified job answers, the worker's last reply)
+    #: because a remote step failed for good or its answer was not grounded; degraded_reason says which
+    degraded: bool = False
+    degraded_reason: str | None = None
+    #: False: the answer shares no figure or content word with the evidence the local model found
+    #: (kept job answers and citations; Minion: the worker's replies). None: not checked (baselines).
+    grounded: bool | None = None
+    #: stopped early by a cancel token or asyncio cancellation; answer and cost are what it had
+    cancelled: bool = False
     warnings: list[str] = Field(default_factory=list)
     documents: list[dict[str, Any]] = Field(default_factory=list)  # id, title, source, chars
 
@@ -100,6 +132,11 @@ class RunResult(BaseModel):
             "rounds_exhausted": self.rounds_exhausted,
             "error": self.error,
             "warnings": self.warnings,
+            "error_type": self.error_type,
+            "degraded": self.degraded,
+            "degraded_reason": self.degraded_reason,
+            "grounded": self.grounded,
+            "cancelled": self.cancelled,
         }
 
     def redacted(self, texts: list[str]) -> RunResult:

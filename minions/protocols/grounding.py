@@ -1,0 +1,181 @@
+"""Is an answer grounded in what the local model found? And the best answer local work supports.
+
+"Shares" is defined on the answer's *claims*, minus whatever the question itself already contains
+(repeating "fiscal 2024" or "revenue" from the question is not evidence): when the answer states
+numbers, its claims are those numbers (normalised: "$1,577.0" and "1577" are one number) — a figure
+is what a numeric answer asserts, and unit words like "million" would match anything; otherwise
+its content words (lower-cased, without stop words, a trailing plural "s" removed). An answer is
+grounded when one of its claims appears in the evidence; an answer with no claim of its own is
+not. No model and no tuning to any wording. A figure the remote computed (a ratio of two found
+figures) is flagged ungrounded: the flag asks for a check, it does not remove the answer.
+
+Used by MinionS (evidence: kept job answers and citations) and Minion (the worker's replies).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from minions.protocols.minions_plan import _same_text
+from minions.protocols.result import JobRecord, JobStatus
+
+if TYPE_CHECKING:
+    from minions.protocols.base import RunContext
+
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\(?\d[\d,]*(?:\.\d+)?")
+_WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
+# Function words and hedges that carry no claim. Short on purpose: content words stay content.
+STOP_WORDS = frozenset("""
+the and for are was were has have had not but with from this that these those than then there their they
+them its into onto over under about above below after before what which who whom whose when where why how
+all any each both few more most other some such only own same very can will just should would could may
+might must shall does did doing done been being also per via out off our ours your yours his her hers him
+she itself themselves answer answers question questions document documents excerpt excerpts chunk chunks
+based according given stated states state says said reported report reports shows shown show total value
+amount figure figures approximately about around roughly nearly null none unknown found information
+""".split())
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers in `text` as canonical strings: commas, currency and trailing zeros removed."""
+    out = set()
+    for m in _NUMBER.finditer(text or ""):
+        raw = m.group().replace(",", "").replace("$", "").replace("(", "").lstrip("+")
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        out.add(f"{abs(value):.6f}".rstrip("0").rstrip("."))
+    return out
+
+
+def words(text: str) -> set[str]:
+    """Content words of `text`: lower-cased, stop words out, a trailing plural "s" removed."""
+    out = set()
+    for w in _WORD.findall((text or "").casefold()):
+        if w in STOP_WORDS:
+            continue
+        out.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return out
+
+
+def claims(answer: str, question: str = "") -> tuple[set[str], set[str]]:
+    """(numbers, content words) of `answer` that the question does not already contain."""
+    return numbers(answer) - numbers(question), words(answer) - words(question)
+
+
+def shares(answer: str | None, evidence: Iterable[str | None], question: str = "") -> bool:
+    """True when the answer has a claim (number or content word, beyond the question's) found in
+    the evidence."""
+    if not answer or not answer.strip():
+        return False
+    nums, ws = claims(answer, question)
+    if not nums and not ws:
+        return False
+    texts = [t for t in evidence if t]
+    if nums:
+        return any(nums & numbers(t) for t in texts)
+    return any(ws & words(t) for t in texts)
+
+
+def answer_key(answer: str) -> str:
+    """Answers that state the same numbers are one answer ("$42 million", "42 million."); without
+    numbers, the same content words in any order."""
+    nums = numbers(answer)
+    if nums:
+        return "#" + " ".join(sorted(nums))
+    return " ".join(sorted(words(answer))) or " ".join(answer.casefold().split())
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+POLARITY = frozenset({"yes", "no"})
+
+
+def support(record: JobRecord, chunk_text: str | None, question: str = "") -> str | None:
+    """The quote from the document that backs a job's answer, or None. Either its citation — found
+    in its chunk (status kept) and sharing a claim with the answer, or any verified quote for a bare
+    yes/no — or, when the quote was not found, the chunk's sentence holding the answer's figures,
+    if every figure the answer states (beyond the question's) is in its chunk: a number read off
+    the page is checkable even when the worker copied the wrong sentence."""
+    answer = (record.answer or "").strip()
+    if not answer or record.status not in (JobStatus.KEPT, JobStatus.FLAGGED, JobStatus.DROPPED):
+        return None
+    nums, ws = claims(answer, question)
+    if record.status is JobStatus.KEPT and record.citation:
+        if (nums or ws) and (nums | ws) <= POLARITY or shares(answer, [record.citation], question):
+            return record.citation
+    figures = {n for n in nums if not _is_year(n)}  # a bare year is context, not a figure read off the page
+    if figures and chunk_text and nums <= numbers(chunk_text):
+        sentences = [x.strip() for x in _SENTENCE.split(chunk_text) if x.strip()]
+        return max(sentences, key=lambda x: len(nums & numbers(x)))[:300]
+    return None
+
+
+def _is_year(n: str) -> bool:
+    return n.isdigit() and 1900 <= int(n) <= 2100
+
+
+@dataclass
+class Candidate:
+    """The answer most jobs backed with a quote from the document, with those jobs and quotes."""
+
+    answer: str
+    support: int
+    records: list[JobRecord] = field(default_factory=list)
+    quotes: list[str] = field(default_factory=list)
+
+
+def best_supported(records: Sequence[JobRecord], chunk_texts: dict[str, str] | None = None,
+                   question: str = "") -> Candidate | None:
+    """The answer given by the most jobs with `support` (keyed by `answer_key`), preferring answers
+    to the question itself (a job whose task is the question) over answers to the plan's sub-tasks,
+    which need not answer what was asked; ties go to the answer found first. `chunk_texts` maps job
+    ids to their chunk's text. None when no job's answer is backed."""
+    groups: dict[str, list[tuple[JobRecord, str]]] = {}
+    for r in records:
+        quote = support(r, (chunk_texts or {}).get(r.job_id), question)
+        if quote is not None:
+            groups.setdefault(answer_key(r.answer or ""), []).append((r, quote))
+    if not groups:
+        return None
+    def rank(group: list[tuple[JobRecord, str]]) -> tuple[bool, int]:
+        return any(_same_text(r.instruction, question) for r, _ in group), len(group)
+    best = max(groups.values(), key=rank)  # max keeps the first of equals: dicts keep insertion order
+    return Candidate(answer=(best[0][0].answer or "").strip(), support=len(best),
+                     records=[r for r, _ in best], quotes=[q for _, q in best])
+
+
+def answer_to_question(records: Sequence[JobRecord], question: str) -> Candidate | None:
+    """The workers' most frequent answer to the question itself (jobs whose task is the question),
+    checked or not: what the readers of the document said when nothing they said can be checked."""
+    groups: dict[str, list[JobRecord]] = {}
+    for r in records:
+        if r.answer and r.answer.strip() and r.status in (JobStatus.KEPT, JobStatus.FLAGGED, JobStatus.DROPPED) \
+                and _same_text(r.instruction, question):
+            groups.setdefault(answer_key(r.answer), []).append(r)
+    if not groups:
+        return None
+    best = max(groups.values(), key=len)
+    return Candidate(answer=(best[0].answer or "").strip(), support=len(best), records=best)
+
+
+async def settle(ctx: RunContext, answer: str | None, evidence: Iterable[str | None], *,
+                 mode: Literal["flag", "fallback"], evidence_name: str) -> str | None:
+    """The final answer, checked against the local evidence: sets ctx.grounded. An ungrounded answer is
+    kept and flagged ("flag"), or replaced by the run's fallback, marked degraded ("fallback", when
+    the run has one). Returns the answer to give."""
+    ctx.grounded = shares(answer, evidence, ctx.task)
+    if ctx.grounded:
+        return answer
+    fallback = ctx.fallback
+    if mode == "fallback" and fallback is not None:
+        ctx.degraded_reason = f"the remote's answer shares nothing with {evidence_name}; returned {fallback[2]}"
+        await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+        ctx.citations, ctx.grounded = fallback[1], True
+        return fallback[0]
+    await ctx.notice(f"the answer shares no figure or content word with {evidence_name} (grounded: false): "
+                     "check it against the document.")
+    return answer
