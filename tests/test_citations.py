@@ -16,6 +16,7 @@ from minions.documents import Document
 from minions.protocols import get_protocol
 from minions.protocols.citations import CHANGED, citation_found, facts
 from minions.protocols.minions_jobs import citation_found as reexported
+from minions.protocols.result import JobStatus
 
 CHUNK = "Capital expenditure was $42 million in FY2023"
 
@@ -206,7 +207,8 @@ def test_minions_drops_a_made_up_figure_and_keeps_the_true_quote():
     assert result.error is None
     jobs = {j.sample: j for j in result.rounds[0].jobs if j.chunk_id == "nw#0"}
     assert not jobs[0].kept
-    assert jobs[0].note == "dropped: citation altered (other numbers, dates or negations) in chunk"
+    assert jobs[0].status == JobStatus.DROPPED
+    assert jobs[0].note == "citation altered (other numbers, dates or negations) in chunk"
     assert jobs[1].kept and jobs[1].note == "citation matched (fuzzy)"
     assert [c.text for c in result.citations] == ["capital expenditure were $42 million in FY2023"]
     # The remote never saw the invented figure as evidence.

@@ -19,6 +19,7 @@ from minions.protocols.minions import LastSynthesis, Synthesis
 from minions.protocols.minions_jobs import JobOutput, _as_text
 from minions.protocols.minions_plan import JobPlan
 from minions.protocols.parsing import MAX_NESTING, nested_too_deep, parse_reply
+from minions.protocols.result import JobStatus
 
 DOC = Document.from_pages(["Northwind Traders annual report.",
                            "Financial results. The revenue was $42 million in fiscal 2024."], id="nw", title="Northwind")
@@ -137,7 +138,7 @@ def test_minions_worker_answer_nested_deep_is_an_unparseable_job(depth):
                           max_rounds=1).run("What was revenue?", [DOC])
     assert result.error is None and result.answer == "$42 million"
     bad = [j for j in result.rounds[0].jobs if j.chunk_id == "nw#1"]
-    assert bad and not bad[0].kept and bad[0].note.startswith("unparseable")
+    assert bad and not bad[0].kept and bad[0].status is JobStatus.UNPARSEABLE
 
 
 @pytest.mark.parametrize("depth", [500, 950, 5000])
@@ -155,7 +156,7 @@ def test_minion_remote_decision_nested_deep_is_a_typed_failure(depth):
 def test_property_minions_run_with_nested_replies_returns_typed_results(remote_depth, local_depth, kind):
     remote = remote_for([synthesis(nested(remote_depth, kind))])
     local = FunctionClient(lambda m, o: job(nested(local_depth, kind)), model="local")
-    result = get_protocol("minions", local, remote, max_rounds=1).run("What was revenue?", [DOC])
+    result = get_protocol("minions", local, remote, max_rounds=1, ask_question=False).run("What was revenue?", [DOC])
     if remote_depth + 1 > MAX_NESTING:  # the reply object itself is the first level
         assert result.error_type == "ModelOutputError" and "nested" in result.error
     else:  # shallow: lists are joined, objects kept as their JSON text
@@ -163,4 +164,4 @@ def test_property_minions_run_with_nested_replies_returns_typed_results(remote_d
         assert result.answer == _as_text(json.loads(nested(remote_depth, kind))).strip()
     jobs = result.rounds[0].jobs
     assert len(jobs) == 2
-    assert all(j.note.startswith("unparseable") for j in jobs) == (local_depth + 1 > MAX_NESTING)
+    assert all(j.status is JobStatus.UNPARSEABLE for j in jobs) == (local_depth + 1 > MAX_NESTING)

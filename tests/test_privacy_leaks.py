@@ -123,7 +123,8 @@ def test_minions_overview_and_plans_use_aliases_and_map_them_back(named_files):
     assert '"[EMAIL] notes"' in seen_overview["text"]
     # The remote's plan named the alias; the job ran on the real chunk. The remote's prose keeps the
     # alias, and a notice tells the user which document it stands for.
-    assert [j.chunk_id for j in result.rounds[0].jobs] == ["Maria-Gonzalez-medical-record#0"]
+    # (Both tasks — the plan's and the question itself — ran on that chunk only.)
+    assert {j.chunk_id for j in result.rounds[0].jobs} == {"Maria-Gonzalez-medical-record#0"}
     assert result.answer == "Seasonal allergies (private-doc-1#0)."
     assert [c.doc_id for c in result.citations] == ["Maria-Gonzalez-medical-record"]
     assert any("private-doc-1 is Maria-Gonzalez-medical-record" in w for w in result.warnings)
