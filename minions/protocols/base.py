@@ -21,6 +21,7 @@ from minions._sync import run_sync
 from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
+from minions.protocols.coverage import ReadLog
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
 from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
 from minions.tokens import count_messages
@@ -51,6 +52,7 @@ class RunContext:
         self.shown_texts: list[str] = []   # document text put into prompts (redacted from logs on request)
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
+        self.read = ReadLog(documents)      # what the models were shown of the documents: RunResult.coverage
         self._last_prompt: dict[str, list[Message]] = {}
 
     # -- rounds and events ----------------------------------------------------------------------
@@ -195,7 +197,8 @@ class Protocol(ABC):
             error=str(error) if error else None, error_type=type(error).__name__ if error else None,
             warnings=ctx.warnings,
             documents=[{"id": d.id, "title": d.title, "source": d.source, "chars": len(d.text)}
-                       for d in ctx.documents])
+                       for d in ctx.documents],
+            coverage=ctx.read.report())
         return result if self.store_text else result.redacted(ctx.shown_texts + [d.text for d in ctx.documents])
 
     def run(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None) -> RunResult:

@@ -91,12 +91,15 @@ async def fit_context(ctx: RunContext, role: str, context: str, *, overhead: int
     known = [w for w in (client.context_window, limit) if w]
     window = min(known) if known else default_window
     if window is None:
+        ctx.read.prefix(len(context), len(context))
         return context
     room = window - overhead - reserve
     if n <= room:
+        ctx.read.prefix(len(context), len(context))
         return context
     room -= client.count_tokens(_CUT_NOTE)
     kept = _cut(client, context, n, room) if room > 0 else ""
+    ctx.read.prefix(len(kept), len(context))
     share = 100.0 * len(kept) / max(1, len(context))
     await ctx.notice(
         f"{ctx.protocol.name}: the documents are {n:,} tokens but {client.spec} has room for {max(room, 0):,} "
