@@ -1,4 +1,4 @@
-"""Baselines behind the protocol interface: remote-only, local-only and RAG (BM25 top-k to the remote).
+"""Baselines behind the protocol interface: remote-only, local-only and RAG (hybrid top-k to the remote).
 
 Also the helpers the protocols in this package share: prompt templates, document formatting,
 fitting text into a model's context window (with a notice, never silently) and citations.
@@ -221,20 +221,27 @@ class RAGConfig(BaselineConfig):
 
 
 class RAG(Protocol):
-    """BM25 top-k chunks (with their ids and pages) and the task to the remote model."""
+    """The top-k chunks (hybrid retrieval: BM25 + dense, BM25 alone without the `embeddings` extra), with
+    their ids and pages, and the task to the remote model."""
 
     name = "rag"
     needs = ("remote",)
     Config = RAGConfig
 
     async def _run(self, ctx: RunContext) -> str | None:
-        from minions.documents import BM25Index, chunk_documents
+        from minions.documents import chunk_documents
+        from minions.documents.hybrid import HybridIndex
 
         cfg = self.config
         rec = ctx.new_round()
         client = ctx.client("remote")
         chunks = chunk_documents(ctx.documents, cfg.chunk_strategy, cfg.chunk_size)
-        hits = [h.chunk for h in BM25Index(chunks).search(ctx.task, cfg.top_k)] if chunks else []
+        index = HybridIndex.for_documents(ctx.documents, chunks)
+        if index.dense_missing is not None:
+            await ctx.notice(f"rag: excerpts chosen by BM25 only: hybrid retrieval (BM25 + dense embeddings) "
+                             f"needs the '{index.dense_missing.extra}' extra: pip install 'minions[embeddings]'",
+                             level="info")
+        hits = index.search(ctx.task, cfg.top_k)
         if not hits:
             await ctx.notice("rag: no passage of the documents matches the task's words; asking the remote "
                              "model without excerpts.", level="info")
@@ -256,6 +263,8 @@ class RAG(Protocol):
             blocks.append(block)
             shown.append(chunk)
         excerpts = "\n\n".join(blocks) or "(no excerpt matched the task)"
+        ctx.read.chunks(shown, total=len(chunks))
+        ctx.read.why = f"rag: the top {cfg.top_k} excerpts ({index.retriever.value} retrieval) that fit"
         for chunk in shown:
             show(ctx, chunk.text)
         messages = [Message(role="system", content=system),

@@ -41,7 +41,7 @@ from minions.protocols.minions_plan import (
     template,
 )
 from minions.protocols.parsing import ask_json
-from minions.protocols.reading import FIRST_RUN_SHARE, SpeedStore
+from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, SpeedStore
 from minions.protocols.result import Citation, JobRecord
 
 _MAX_NOTES_CHARS = 4000   # scratchpad / feedback carried between rounds
@@ -240,9 +240,10 @@ class MinionS(Protocol):
         spec = ctx.client("local").spec
         speed = SpeedStore().get(spec)
         if speed is None:
-            budget = int(total * FIRST_RUN_SHARE)
-            return budget, (f"no reading speed measured yet for {spec}, so a first run reads "
-                            f"{FIRST_RUN_SHARE:.0%}; this run's speed is remembered (set read= to choose)")
+            budget = max(int(total * FIRST_RUN_SHARE), FIRST_RUN_TOKENS)
+            why = (f"no reading speed measured yet for {spec}, so a first run reads {FIRST_RUN_SHARE:.0%} or "
+                   f"{FIRST_RUN_TOKENS:,} tokens; this run's speed is remembered (read= chooses)")
+            return (None, why) if budget >= total else (budget, why)
         budget = int(speed * cfg.local_time_budget)
         why = (f"{spec} reads ~{speed:,.0f} tokens/s (measured), so {cfg.local_time_budget:g} s of local time "
                f"(local_time_budget) reads {budget:,} tokens")

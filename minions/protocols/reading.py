@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 FIRST_RUN_SHARE = 0.30
+FIRST_RUN_TOKENS = 8000     # ...or this many tokens if more: short documents are read whole
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _TOKENS = re.compile(r"^\s*(\d[\d_,]*)\s*(?:tokens?|tok)?\s*$", re.I)
 FORMS = "'all', a share like '30%', or a number of tokens like '20000'"
