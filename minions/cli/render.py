@@ -87,6 +87,8 @@ def cost_table(result: RunResult) -> Table:
         table.add_row(role, str(u.requests), f"{u.prompt_tokens:,}", f"{u.cached_prompt_tokens:,}",
                       f"{u.completion_tokens:,}", _usd(t.cost_usd))
     lines = [f"local: {result.local_model or '-'}", f"remote: {remote_label}"]
+    if result.coverage is not None:
+        lines.append(result.coverage.line())
     if rep.remote_only_estimate_usd is not None:
         ratio = rep.savings_ratio
         saving = f" · {ratio:.1f}× cheaper" if ratio else ""

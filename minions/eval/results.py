@@ -50,6 +50,7 @@ class ResultRow(BaseModel):
     error_type: str | None = None
     budget_exhausted: bool = False
     rounds_exhausted: bool = False
+    read_share: float | None = None              # share of the documents' characters read (RunResult.coverage)
     finished_at: float = Field(default_factory=time.time)
 
     @property
