@@ -83,6 +83,7 @@ def check_cost_panel(at: AppTest, r) -> None:
     assert float(metrics["Remote spent"].lstrip("$")) == pytest.approx(remote, abs=5e-7)
     assert metrics["Local tokens"] == f"{local_tokens:,}"
     assert metrics["Remote-only estimate"] == usd(r.cost.remote_only_estimate_usd)
+    assert r.coverage is not None and metrics["Document read"] == f"{r.coverage.share:.0%}"
     table = next(df for df in (d.value for d in at.dataframe) if "remote $" in df.columns)
     rows = table.to_dict("records")
     assert [row["round"] for row in rows] == [row["round"] for row in rounds_table(r.calls)]
