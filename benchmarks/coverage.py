@@ -12,9 +12,11 @@ Baseline, in the same run: today's MinionS selection at the default cap (3,000-c
 64 jobs per round, 3 tasks -> the 22 chunks BM25 ranks best for the question); issue 14 measured
 76.0% covered at 27.9% read. Target: >= 95% covered reading <= 30%.
 
-Retrievers: BM25 (minions.documents.BM25Index); dense (the `embeddings` extra's WordLlama, or
-all-MiniLM-L6-v2 with --minilm); hybrid = reciprocal-rank fusion of the two; "+nb" adds the chunks
-next to the best hit. The query is the question alone (a run adds the plan's task instructions
+Retrievers: BM25 (minions.documents.BM25Index); "+ pages": each chunk also ranked by the BM25 score
+of the pages starting in it, fused by reciprocal rank; "+ feedback": pseudo-relevance feedback (the
+query run again with terms that mark out its first 3 hits); dense (the `embeddings` extra's
+WordLlama, or all-MiniLM-L6-v2 with --minilm); hybrid = BM25 + pages + feedback fused with dense
+(weight 0.3), what MinionS and RAG use; "+nb" adds the chunks next to the best hit (MinionS does). The query is the question alone (a run adds the plan's task instructions
 and keywords). Also: selection time per question (index build + query, as a run pays it) and
 recall@k at the RAG baseline's chunking (1,500 characters), what `rag` shows the remote.
 """
@@ -81,19 +83,24 @@ def main() -> None:
     for item in items:
         by_doc.setdefault(item.metadata["doc_name"], []).append(item)
 
-    # methods: name -> (encoder name or None, retriever, neighbours)
-    methods: dict[str, tuple[str | None, Retriever, bool]] = {
-        "bm25": (None, Retriever.bm25, False), "bm25 + pages": ("pages", Retriever.bm25, False)}
+    # methods: name -> (index: None = plain BM25, "pages" = BM25 with page passages, else an encoder;
+    #                    ranking function; neighbours of the best hit)
+    Rank = Callable[[HybridIndex, str], np.ndarray]
+    bm25: Rank = lambda ix, q: ix.lexical(q, feedback=False)  # noqa: E731
+    methods: dict[str, tuple[str | None, Rank, bool]] = {
+        "bm25": (None, bm25, False),
+        "bm25 + pages": ("pages", bm25, False),
+        "bm25 + pages + feedback": ("pages", lambda ix, q: ix.lexical(q), False)}
     for enc in encoders:
-        methods[f"dense {enc}"] = (enc, Retriever.dense, False)
-        methods[f"hybrid {enc}"] = (enc, Retriever.hybrid, False)
-        methods[f"hybrid {enc} +nb"] = (enc, Retriever.hybrid, True)
+        methods[f"dense {enc}"] = (enc, lambda ix, q: ix.ranking(q, Retriever.dense), False)
+        methods[f"hybrid {enc}"] = (enc, lambda ix, q: ix.ranking(q, Retriever.hybrid), False)
+        methods[f"hybrid {enc} +nb"] = (enc, lambda ix, q: ix.ranking(q, Retriever.hybrid), True)
     hit = {m: np.zeros(len(BUDGETS)) for m in methods}
     share = {m: [[] for _ in BUDGETS] for m in methods}
     build_s: dict[str, list[float]] = {"bm25": [], **{e: [] for e in encoders}}
     query_s: dict[str, list[float]] = {m: [] for m in methods}
     cap_hits, cap_share = 0, []
-    recall = {m: np.zeros(len(RAG_KS)) for m in ("bm25", "bm25 + pages", *(f"hybrid {e}" for e in encoders))}
+    recall = {m: np.zeros(len(RAG_KS)) for m in ("bm25", "bm25 + pages + feedback", *(f"hybrid {e}" for e in encoders))}
     n = 0
 
     for name, doc_items in by_doc.items():
@@ -107,7 +114,7 @@ def main() -> None:
         indexes: dict[str | None, HybridIndex] = {
             None: bm25_only, "pages": HybridIndex.for_documents([doc], chunks, dense=False)}
         rag_indexes = {"bm25": HybridIndex(rag_chunks, dense=False),
-                       "bm25 + pages": HybridIndex.for_documents([doc], rag_chunks, dense=False)}
+                       "bm25 + pages + feedback": HybridIndex.for_documents([doc], rag_chunks, dense=False)}
         for enc, model in encoders.items():
             t = time.perf_counter()
             indexes[enc] = HybridIndex.for_documents([doc], chunks, encoder=model)
@@ -118,13 +125,13 @@ def main() -> None:
             gold = {p + 1 for p in item.metadata["evidence_pages"]}  # dataset pages are 0-based
             q = item.question
             # today's selection: BM25's best 22 for the question, topped up in document order
-            top = indexes[None].search(q, DEFAULT_CAP_CHUNKS)
+            top = [chunks[i] for i in bm25(indexes[None], q)[:DEFAULT_CAP_CHUNKS].tolist()]
             rest = [c for c in chunks if c not in top][: DEFAULT_CAP_CHUNKS - len(top)]
             cap_hits += covered(top + rest, gold)
             cap_share.append(sum(len(c.text) for c in top + rest) / total)
-            for m, (enc, retriever, nb) in methods.items():
+            for m, (enc, rank, nb) in methods.items():
                 t = time.perf_counter()
-                order = complete(indexes[enc].ranking(q, retriever), len(chunks))
+                order = complete(rank(indexes[enc], q), len(chunks))
                 if nb:
                     order = with_neighbours(chunks, order)
                 query_s[m].append(time.perf_counter() - t)
@@ -133,7 +140,7 @@ def main() -> None:
                     hit[m][b] += covered(picked, gold)
                     share[m][b].append(sum(len(c.text) for c in picked) / total)
             for m, index in rag_indexes.items():
-                ranked = index.search(q, max(RAG_KS))
+                ranked = [index.chunks[i] for i in (bm25(index, q) if m == "bm25" else index.ranking(q))[:max(RAG_KS)]]
                 for j, k in enumerate(RAG_KS):
                     recall[m][j] += covered(ranked[:k], gold)
         for item in doc_items:

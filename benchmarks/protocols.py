@@ -8,8 +8,15 @@
    jobs/s of a bare `client.batch` loop sending the same prompts to the same client with the same
    concurrency, in the same run. Target: >= 0.95.
 
-    python benchmarks/protocols.py                # both
+3. Worker speed (issue 14): the same chunks and task on the embedded model with the worker layout of
+   before issue 14 (baseline, named "before": explanation, citation and answer all required, in that
+   order) and today's (answer first and alone required, so an abstention is `{"answer": null}`).
+   Per layout: s/job, output tokens/job, and local tokens evaluated per second of wall time, against
+   the engine's raw prompt-reading and writing speeds measured in the same run.
+
+    python benchmarks/protocols.py                # all three
     python benchmarks/protocols.py --skip-model   # overhead only
+    python benchmarks/protocols.py --worker-only --chunks 6
 """
 
 from __future__ import annotations
@@ -174,6 +181,80 @@ async def fanout(n_chunks: int, n_tasks: int, max_tokens: int, concurrency: int,
     await client.aclose()
 
 
+BEFORE_SCHEMA = {  # the worker schema before issue 14, for the named baseline
+    "type": "object",
+    "properties": {"explanation": {"type": "string", "maxLength": 200},
+                   "citation": {"anyOf": [{"type": "string", "maxLength": 300}, {"type": "null"}]},
+                   "answer": {"anyOf": [{"type": "string", "maxLength": 200}, {"type": "null"}]}},
+    "required": ["explanation", "citation", "answer"],
+}
+BEFORE_SYSTEM = ("You read one excerpt of a long document and do one small task on it, using only the excerpt. "
+                 "The excerpt may not contain what the task asks for: then set \"answer\" to null. Reply with only "
+                 "a JSON object with three keys: \"explanation\" (one short sentence of reasoning), \"citation\" (a "
+                 "short quote copied word for word from the excerpt that supports the answer, or null) and "
+                 "\"answer\" (the answer, or null if the excerpt does not contain it). The excerpt comes first, "
+                 "then the task.")
+
+
+def _worker_chunks(n: int) -> tuple[list, str]:
+    """The first n 3,000-character chunks of the 3M 2018 10-K when FinanceBench is at hand (as in the
+    issue), else of a synthetic report."""
+    try:
+        from minions.eval.datasets import load_financebench
+
+        item = next(i for i in load_financebench().items if i.metadata["doc_name"] == "3M_2018_10K")
+        return chunk_documents(item.documents, "chars", 3000)[:n], item.question
+    except Exception:  # noqa: BLE001 - no data: the synthetic document still measures the layouts
+        doc = synthetic_document(n * 800, seed=2)
+        return chunk_documents([doc], "chars", 3000)[:n], "What was capital expenditure in fiscal 2018?"
+
+
+async def worker_speed(n_chunks: int, max_tokens: int, threads: int | None) -> None:
+    from minions.clients.base import Message
+    from minions.clients.llamacpp import LlamaCppClient
+
+    client = LlamaCppClient("smollm2", n_threads=threads)
+    await client.complete("Hello", max_tokens=1)
+    chunks, question = _worker_chunks(n_chunks)
+
+    # raw engine speeds, same run: reading a chunk-sized prompt, writing unconstrained text
+    t = time.perf_counter()
+    c = await client.complete([Message(role="user", content=chunks[0].text + " ok")], Options(max_tokens=1, seed=0))
+    read_tps = c.usage.evaluated_prompt_tokens / (time.perf_counter() - t)
+    t = time.perf_counter()
+    c = await client.complete([Message(role="user", content="Write a long story about a ship.")],
+                              Options(max_tokens=64, temperature=0.0, seed=0))
+    write_tps = c.usage.completion_tokens / (time.perf_counter() - t)
+
+    async def run(layout: str) -> tuple[float, float, float, int]:
+        schema = BEFORE_SCHEMA if layout == "before" else JOB_OUTPUT_SCHEMA
+        opts = Options(max_tokens=max_tokens, temperature=0.0, json_schema=schema, seed=0)
+        start, evaluated, written, answered = time.perf_counter(), 0, 0, 0
+        for ch in chunks:
+            msgs = job_messages(ch, question, "")
+            if layout == "before":
+                msgs = [Message(role="system", content=BEFORE_SYSTEM), msgs[1]]
+            out = await client.complete(msgs, opts)
+            evaluated += out.usage.evaluated_prompt_tokens + out.usage.completion_tokens
+            written += out.usage.completion_tokens
+            answered += '"answer": null' not in out.text.replace('"answer":null', '"answer": null')
+        wall = time.perf_counter() - start
+        return wall / len(chunks), written / len(chunks), evaluated / wall, answered
+
+    results = {}
+    for layout in ("before", "now"):
+        results[layout] = await run(layout)
+    print(f"\nWorker speed on the embedded model ({client.n_threads} threads): {len(chunks)} chunks x 1 task "
+          f"({question[:60]!r}), max_tokens {max_tokens}")
+    print(f"  engine raw: reads {read_tps:,.0f} prompt tokens/s, writes {write_tps:,.1f} tokens/s (same run)")
+    for layout, (spj, out, tps, answered) in results.items():
+        print(f"  {layout:<7} {spj:6.2f} s/job  {out:6.1f} output tok/job  {tps:6.0f} local tok evaluated/s of wall "
+              f"({tps / read_tps:.0%} of raw reading)  {answered}/{len(chunks)} answered")
+    b, n = results["before"][0], results["now"][0]
+    print(f"  jobs/s now / before: {b / n:.2f}x")
+    await client.aclose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=1000)
@@ -186,10 +267,16 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
                     help="llama.cpp threads (default: all cores; 1 avoids spin-wait thrash on a busy machine)")
+    ap.add_argument("--worker-only", action="store_true", help="only the worker-speed comparison")
+    ap.add_argument("--chunks", type=int, default=6, help="worker speed: chunks (one job each)")
+    ap.add_argument("--worker-max-tokens", type=int, default=256, help="worker speed: MinionS's default")
     a = ap.parse_args()
-    overhead(a.jobs, a.rounds)
+    if not a.worker_only:
+        overhead(a.jobs, a.rounds)
     if not a.skip_model:
-        asyncio.run(fanout(a.fan_chunks, a.fan_tasks, a.fan_max_tokens, a.concurrency, a.reps, a.threads))
+        if not a.worker_only:
+            asyncio.run(fanout(a.fan_chunks, a.fan_tasks, a.fan_max_tokens, a.concurrency, a.reps, a.threads))
+        asyncio.run(worker_speed(a.chunks, a.worker_max_tokens, a.threads))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ turn into a notice); it never fails for lack of it.
 
 from __future__ import annotations
 
+import math
+import re
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Sequence
 from enum import Enum
 
@@ -30,7 +33,15 @@ RRF_K = 60            # the constant of Cormack et al.; rank 1 scores 1/61, rank
 # weight it pulls the fusion down (87%), at 0.3 it costs ~1.5 points there (91% vs 92%) while still
 # lifting chunks that say the question's words in other words. See benchmarks/coverage.py.
 DENSE_WEIGHT = 0.3
+FEEDBACK_CHUNKS, FEEDBACK_TERMS = 3, 10   # pseudo-relevance feedback: first hits read, terms added
+FEEDBACK_MIN_CHUNKS = 30   # below this, three hits are a large part of the text: feedback only drifts
 NEIGHBOUR_HITS = 1    # the best hits whose neighbouring chunks are read too (see with_neighbours)
+
+
+_WORD = re.compile(r"[a-z]{3,}")
+_STOP = frozenset("the and for with that this from are was were have has had not but its their which our all any can "
+                  "may will would also other than such into more these those been being each per they them there "
+                  "about under over".split())
 
 
 class Retriever(str, Enum):
@@ -76,6 +87,8 @@ class HybridIndex:
         self.bm25 = BM25Index(self.chunks)
         self._passages = BM25Index(passages) if passages else None
         self._owners = _owners(self.chunks, list(passages)) if passages else []
+        self._terms: list[Counter[str]] | None = None
+        self._df: Counter[str] = Counter()
         self.dense: EmbeddingIndex | None = None
         self.dense_missing: MissingDependencyError | None = None
         if dense and self.chunks:
@@ -96,8 +109,32 @@ class HybridIndex:
     def retriever(self) -> Retriever:
         return Retriever.hybrid if self.dense is not None else Retriever.bm25
 
-    def lexical(self, query: str) -> np.ndarray:
-        """BM25 ranking of the chunks, fused with the passage ranking when there are passages."""
+    def lexical(self, query: str, feedback: bool = True) -> np.ndarray:
+        """BM25 ranking of the chunks (fused with the passage ranking when there are passages), after
+        pseudo-relevance feedback when `feedback`: the query is run again with the terms that best mark
+        out its first hits (RM3-style, Lavrenko & Croft 2001). A question says "quick ratio"; the page
+        that answers it says "current assets", "inventories", "receivables" — and so do the first hits.
+        On FinanceBench it lifts coverage at 30% read from 93.8% to 95.3% (benchmarks/coverage.py).
+        Documents of fewer than FEEDBACK_MIN_CHUNKS chunks skip it."""
+        first = self._lexical(query)
+        if not feedback or not len(first) or len(self.chunks) < FEEDBACK_MIN_CHUNKS:
+            return first
+        extra = self._feedback_terms(query, first[:FEEDBACK_CHUNKS])
+        return self._lexical(query + " " + " ".join(extra)) if extra else first
+
+    def _feedback_terms(self, query: str, hits: np.ndarray) -> list[str]:
+        if self._terms is None:  # per-chunk term counts and document frequencies, built on first use
+            self._terms = [Counter(w for w in _WORD.findall(c.text.lower()) if w not in _STOP) for c in self.chunks]
+            self._df = Counter(w for t in self._terms for w in t)
+        n, asked = len(self.chunks), set(_WORD.findall(query.lower()))
+        weight: Counter[str] = Counter()
+        for i in hits.tolist():
+            for w, tf in self._terms[i].items():
+                if w not in asked:
+                    weight[w] += (1 + math.log(tf)) * math.log(n / self._df[w])
+        return [w for w, score in weight.most_common(FEEDBACK_TERMS) if score > 0]
+
+    def _lexical(self, query: str) -> np.ndarray:
         bm25 = _order(self.bm25.scores(query), matched_only=True)
         if self._passages is None:
             return bm25
@@ -174,12 +211,14 @@ def with_neighbours(chunks: Sequence[Chunk], order: Sequence[int], strong: int =
 def select_within(chunks: Sequence[Chunk], order: Sequence[int], budget: float,
                   size: Callable[[Chunk], float] = lambda c: len(c.text)) -> list[Chunk]:
     """The chunks in `order` that fit within `budget` (in `size` units, characters by default), best
-    first; a chunk that does not fit is skipped and smaller later ones may still fit."""
+    first; a chunk that does not fit is skipped and smaller later ones may still fit. The best chunk
+    is always read, even when it alone is over the budget (a short filing cut in three chunks has
+    none under 30%): a budget limits reading, it never stops it."""
     picked: list[Chunk] = []
     used = 0.0
     for i in order:
         cost = size(chunks[i])
-        if used + cost <= budget:
+        if used + cost <= budget or not picked:
             picked.append(chunks[i])
             used += cost
     return picked

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from minions.documents import Chunk, ChunkStrategy, Document
 from minions.documents.chunking import DEFAULT_SIZES, STRATEGIES
+from minions.documents.hybrid import select_within
 from minions.protocols.base import ProtocolConfig
 from minions.protocols.reading import ReadBudget
 
@@ -299,11 +300,8 @@ def select_chunks(plan: ResolvedPlan, chunks: Sequence[Chunk], rank: Callable[[s
     if budget is None:
         selected = pool
     else:
-        selected, used = [], 0
-        for c in ranking():
-            if used + size(c) <= budget:
-                selected.append(c)
-                used += size(c)
+        ranked_pool = ranking()
+        selected = select_within(ranked_pool, range(len(ranked_pool)), budget, size)
     fits = None if plan.max_jobs is None else max(1, -(-plan.max_jobs // per_chunk))
     if fits is not None and len(selected) > fits:
         keep = {c.id for c in selected}
