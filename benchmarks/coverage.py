@@ -103,7 +103,7 @@ def main() -> None:
     recall = {m: np.zeros(len(RAG_KS)) for m in ("bm25", "bm25 + pages + feedback", *(f"hybrid {e}" for e in encoders))}
     n = 0
 
-    for name, doc_items in by_doc.items():
+    for doc_items in by_doc.values():
         doc = doc_items[0].documents[0]
         total = len(doc.text)
         chunks = chunk_document(doc, "chars", 3000)

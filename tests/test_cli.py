@@ -62,11 +62,12 @@ def test_ask_read_budget_misspelt_exits_2_with_the_forms(capsys):
 
 
 def test_ask_prints_what_was_read(capsys):
+    from rich.console import Console
+
     from minions.cli.render import print_result
     from minions.clients.function import FunctionClient
     from minions.documents import load
     from minions.protocols.baselines import RAG
-    from rich.console import Console
 
     remote = FunctionClient.from_replies(["$12.4 million"], model="remote")
     result = RAG(None, remote, top_k=2).run("What was Northwind's total revenue in fiscal 2024?", [load(SAMPLE)])
