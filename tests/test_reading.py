@@ -95,7 +95,7 @@ def test_a_share_reads_the_best_chunks_within_it_grouped_by_chunk():
     cov = res.coverage
     jobs = res.rounds[0].jobs
     read = list(dict.fromkeys(j.chunk_id for j in jobs))
-    assert len(read) == cov.chunks_read == 4 and 0.08 < cov.share <= 0.1  # 4 pages of 40
+    assert len(read) == cov.chunks_read == 4 and 0.08 < cov.share < 0.12  # 4 pages of 40 (tokens: exactly 10%)
     assert "big#23" in read  # the page holding the fact
     # each chunk's two jobs run back to back (prefix reuse), whatever order selection gave
     assert [j.chunk_id for j in jobs] == [c for c in read for _ in range(2)]

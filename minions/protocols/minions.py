@@ -141,6 +141,7 @@ class MinionS(Protocol):
         scratchpad = ""
         answered_chunks: list[str] = []
         dense_noticed = False
+        size = self._sizer(ctx)  # chunk sizes in the local model's tokens, counted once per run
 
         for r in range(1, cfg.max_rounds + 1):
             rec = ctx.new_round()
@@ -151,7 +152,8 @@ class MinionS(Protocol):
                 round=r, max_rounds=cfg.max_rounds, task=ctx.task,
                 documents=documents_overview(ctx.documents, default_chunks, cfg),
                 tasks_per_round=cfg.tasks_per_round, samples_per_task=cfg.samples_per_task,
-                max_jobs=cfg.max_jobs_per_round or "no", n_chunks=len(default_chunks), top_k=cfg.retrieval_top_k,
+                job_cap=f"at most {cfg.max_jobs_per_round} jobs in all" if cfg.max_jobs_per_round else "no cap on jobs",
+                reading=self._reading_line(ctx, default_chunks, size), n_chunks=len(default_chunks), top_k=cfg.retrieval_top_k,
                 chunking=chunking_options(cfg), default_strategy=cfg.chunk_strategy,
                 default_size=cfg.chunk_size, history=self._history(r, feedback, scratchpad, answered_chunks))
             plan, completion = await ask_json(ctx, "remote", [system, Message(role="user", content=prompt)],
@@ -165,7 +167,6 @@ class MinionS(Protocol):
             pool = chunks.get(resolved.strategy, resolved.size)
             # The query: the question, every task the plan holds, and the plan's keywords.
             query = " ".join([ctx.task, *(t.instruction for t in resolved.tasks), resolved.keyword_query or ""])
-            size = self._sizer(ctx)
             budget, why = self._budget(ctx, pool, size)
             rank = chunks.ranker(resolved.strategy, resolved.size)
             selected, notes = select_chunks(resolved, pool, rank, query, budget, size)
@@ -248,6 +249,13 @@ class MinionS(Protocol):
         why = (f"{spec} reads ~{speed:,.0f} tokens/s (measured), so {cfg.local_time_budget:g} s of local time "
                f"(local_time_budget) reads {budget:,} tokens")
         return (None, why + ": everything") if budget >= total else (budget, why)
+
+    def _reading_line(self, ctx: RunContext, pool: list[Chunk], size: Callable[[Chunk], int]) -> str:
+        """The reading budget for the planner, in words (it never sees the text, only sizes)."""
+        budget, _ = self._budget(ctx, pool, size)
+        total = sum(size(c) for c in pool)
+        return "all of them" if budget is None or budget >= total else \
+            f"about {budget / max(total, 1):.0%} of the text (~{budget:,} of {total:,} tokens)"
 
     @staticmethod
     def _remember_speed(ctx: RunContext, tokens: int, seconds: float, records: list[JobRecord]) -> None:
