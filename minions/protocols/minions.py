@@ -226,9 +226,10 @@ class MinionS(Protocol):
         client, sizes = ctx.client("local"), {}
 
         def size(c: Chunk) -> int:
-            if c.id not in sizes:
-                sizes[c.id] = client.count_tokens(c.text)
-            return sizes[c.id]
+            key = (c.doc_id, c.start, c.end)  # not the id: "doc#3" names another span under another chunking
+            if key not in sizes:
+                sizes[key] = client.count_tokens(c.text)
+            return sizes[key]
         return size
 
     def _budget(self, ctx: RunContext, pool: list[Chunk], size: Callable[[Chunk], int]) -> tuple[int | None, str]:
