@@ -206,6 +206,18 @@ def test_follow_up_questions_reuse_the_protocol_and_its_memory(gateway) -> None:
     assert len(at.chat_message) == 4 and len(at.download_button) == 2
 
 
+def test_read_budget_knob_is_checked_in_the_sidebar() -> None:
+    at = app()
+    assert at.text_input(key="knob.minions.read").value == ""          # empty: from the measured speed
+    assert at.number_input(key="knob.minions.max_jobs_per_round").value == 0  # 0: no cap
+    at.text_input(key="knob.minions.read").set_value("alll").run()
+    errors = texts(at.error)
+    assert len(errors) == 1 and "'all', a share like '30%'" in errors[0]
+    assert at.chat_input(key="question").proto.disabled and not at.exception
+    at.text_input(key="knob.minions.read").set_value("30%").run()
+    assert not at.error and not at.chat_input(key="question").proto.disabled
+
+
 def test_missing_api_key_names_the_variable() -> None:
     at = app()
     at.selectbox(key="remote_preset").set_value("openai/gpt-4o-mini").run()
