@@ -167,3 +167,10 @@ def test_feedback_finds_the_page_that_answers_in_other_words():
     plain = [chunks[i].page_start for i in index.lexical("What is the quick ratio?", feedback=False)]
     fed = [chunks[i].page_start for i in index.lexical("What is the quick ratio?")]
     assert plain == [11] and fed[:2] == [11, 32]
+
+
+def test_neighbours_of_the_best_hit_are_read_next_when_asked():
+    res, _ = run(read="600")  # two pages: the best hit and the next best match
+    assert "big#23" in {j.chunk_id for j in res.rounds[0].jobs}
+    res, _ = run(read="600", neighbours=1)
+    assert [j.chunk_id for j in res.rounds[0].jobs] == ["big#23", "big#24"]

@@ -35,7 +35,6 @@ RRF_K = 60            # the constant of Cormack et al.; rank 1 scores 1/61, rank
 DENSE_WEIGHT = 0.3
 FEEDBACK_CHUNKS, FEEDBACK_TERMS = 3, 10   # pseudo-relevance feedback: first hits read, terms added
 FEEDBACK_MIN_CHUNKS = 30   # below this, three hits are a large part of the text: feedback only drifts
-NEIGHBOUR_HITS = 1    # the best hits whose neighbouring chunks are read too (see with_neighbours)
 
 
 _WORD = re.compile(r"[a-z]{3,}")
@@ -187,7 +186,7 @@ def complete(order: Sequence[int], n: int) -> list[int]:
     return listed + [i for i in range(n) if i not in seen]
 
 
-def with_neighbours(chunks: Sequence[Chunk], order: Sequence[int], strong: int = NEIGHBOUR_HITS) -> list[int]:
+def with_neighbours(chunks: Sequence[Chunk], order: Sequence[int], strong: int = 1) -> list[int]:
     """`order` with the chunks just before and after each of the first `strong` hits moved up to
     follow it: evidence often runs over a chunk boundary (a table's header and its rows, a note
     continued on the next page)."""

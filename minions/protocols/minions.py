@@ -114,11 +114,14 @@ class _Chunks:
             self.dense_missing = self.dense_missing or index.dense_missing
         return self._index[key]
 
-    def ranker(self, strategy: str, size: int) -> Callable[[str], list[Chunk]]:
-        """Every chunk, best first for the query: hybrid retrieval, neighbours of the best hit next."""
+    def ranker(self, strategy: str, size: int, neighbours: int) -> Callable[[str], list[Chunk]]:
+        """Every chunk, best first for the query (hybrid retrieval); with `neighbours`, the chunks next
+        to the best `neighbours` hits follow each of them."""
         def rank(query: str) -> list[Chunk]:
             index = self.index(strategy, size)
-            order = with_neighbours(index.chunks, complete(index.ranking(query), len(index.chunks)))
+            order = complete(index.ranking(query), len(index.chunks))
+            if neighbours:
+                order = with_neighbours(index.chunks, order, neighbours)
             return [index.chunks[i] for i in order]
         return rank
 
@@ -168,7 +171,7 @@ class MinionS(Protocol):
             # The query: the question, every task the plan holds, and the plan's keywords.
             query = " ".join([ctx.task, *(t.instruction for t in resolved.tasks), resolved.keyword_query or ""])
             budget, why = self._budget(ctx, pool, size)
-            rank = chunks.ranker(resolved.strategy, resolved.size)
+            rank = chunks.ranker(resolved.strategy, resolved.size, cfg.neighbours)
             selected, notes = select_chunks(resolved, pool, rank, query, budget, size)
             jobs, planned = expand_jobs(resolved, selected, r)
             if planned > len(jobs):
