@@ -90,8 +90,9 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
 
 
 def job_suffix(instruction: str, advice: str) -> str:
+    # No advice, no line: every fixed token is read once per job (issue 14).
     return template("minions_worker_task.txt").substitute(
-        instruction=instruction, advice=advice or "(none)")
+        instruction=instruction, advice=f"Advice: {advice}\n" if advice.strip() else "")
 
 
 def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title: str = "",
