@@ -31,13 +31,15 @@ _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remo
 # What the grammar allows the worker to write. "answer" comes first and is the only required key, so
 # an abstention is `{"answer": null}` — a handful of tokens — instead of an explanation and a null
 # citation written before the null (issue 14: ~166 output tokens per job, most of them abstaining).
-# Short bounds keep a small model from spending its token budget on the explanation.
+# Short bounds cap what a rambling small model writes (SmolLM2 fills them on irrelevant chunks: 207
+# tokens at 200/300/150 characters, 107 at 100/200/100). The bounds themselves cost nothing: llama.cpp
+# samples as fast under maxLength 100, 300 or 1000 as unbounded (benchmarks/protocols.py).
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "answer": {"anyOf": [{"type": "string", "maxLength": 200}, {"type": "null"}]},
-        "citation": {"type": "string", "maxLength": 300},
-        "explanation": {"type": "string", "maxLength": 150},
+        "answer": {"anyOf": [{"type": "string", "maxLength": 100}, {"type": "null"}]},
+        "citation": {"type": "string", "maxLength": 200},
+        "explanation": {"type": "string", "maxLength": 100},
     },
     "required": ["answer"],
 }
