@@ -42,8 +42,12 @@ class ReadLog:
                 self._spans[d.id].append((0, n))
 
     def report(self) -> Coverage | None:
-        if not self.chunks_total:
+        """None only when there are no documents; a run that showed them to no model read 0 of them."""
+        if not self._docs:
             return None
+        if not self.chunks_total:
+            self.chunks_total = len(self._docs)
+            self.why = self.why or "no model was shown the documents"
         docs = [DocumentCoverage(doc_id=d.id, chars_read=_union(self._spans.get(d.id, [])), chars_total=len(d.text))
                 for d in self._docs]
         return Coverage(chunks_read=len(self._chunk_ids), chunks_total=self.chunks_total, documents=docs,
