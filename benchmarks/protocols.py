@@ -8,8 +8,16 @@
    jobs/s of a bare `client.batch` loop sending the same prompts to the same client with the same
    concurrency, in the same run. Target: >= 0.95.
 
-    python benchmarks/protocols.py                # both
+3. Worker speed (issue 14): the same chunks and task on the embedded model with three worker
+   layouts — "reference" (the baseline: HazyResearch/minions' worker prompt and JobOutput schema),
+   "before" (ours before issue 14: explanation, citation, answer all required, in that order) and
+   "now" (answer first and alone required, so an abstention is `{"answer": null}`).
+   Per layout: s/job, output tokens/job, and local tokens evaluated per second of wall time, against
+   the engine's raw prompt-reading and writing speeds measured in the same run.
+
+    python benchmarks/protocols.py                # all three
     python benchmarks/protocols.py --skip-model   # overhead only
+    python benchmarks/protocols.py --worker-only --chunks 6
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from minions.clients.function import FunctionClient
 from minions.documents import Document, chunk_documents
 from minions.protocols.events import JobFinished, JobsPlanned
 from minions.protocols.minions import MinionS
-from minions.protocols.minions_jobs import JOB_OUTPUT_SCHEMA, job_messages
+from minions.protocols.minions_jobs import JOB_OUTPUT_SCHEMA, job_messages, job_prefix
 from minions.tokens import count_tokens
 
 _WORDS = ("revenue income margin segment capital expenditure liquidity cash flow operating statement "
@@ -174,6 +182,151 @@ async def fanout(n_chunks: int, n_tasks: int, max_tokens: int, concurrency: int,
     await client.aclose()
 
 
+BEFORE_SCHEMA = {  # the worker schema before issue 14, for the named baseline
+    "type": "object",
+    "properties": {"explanation": {"type": "string", "maxLength": 200},
+                   "citation": {"anyOf": [{"type": "string", "maxLength": 300}, {"type": "null"}]},
+                   "answer": {"anyOf": [{"type": "string", "maxLength": 200}, {"type": "null"}]}},
+    "required": ["explanation", "citation", "answer"],
+}
+BEFORE_SYSTEM = ("You read one excerpt of a long document and do one small task on it, using only the excerpt. "
+                 "The excerpt may not contain what the task asks for: then set \"answer\" to null. Reply with only "
+                 "a JSON object with three keys: \"explanation\" (one short sentence of reasoning), \"citation\" (a "
+                 "short quote copied word for word from the excerpt that supports the answer, or null) and "
+                 "\"answer\" (the answer, or null if the excerpt does not contain it). The excerpt comes first, "
+                 "then the task.")
+BEFORE_TASK = 'Task: {task}\nAdvice: (none)\nReply with the JSON object only; "answer" is null if the excerpt does not say.\n'
+
+
+def _worker_chunks(n: int) -> tuple[list, str]:
+    """The first n 3,000-character chunks of the 3M 2018 10-K when FinanceBench is at hand (as in the
+    issue), else of a synthetic report."""
+    try:
+        from minions.eval.datasets import load_financebench
+
+        item = next(i for i in load_financebench().items if i.metadata["doc_name"] == "3M_2018_10K")
+        return chunk_documents(item.documents, "chars", 3000)[:n], item.question
+    except Exception:  # noqa: BLE001 - no data: the synthetic document still measures the layouts
+        doc = synthetic_document(n * 800, seed=2)
+        return chunk_documents([doc], "chars", 3000)[:n], "What was capital expenditure in fiscal 2018?"
+
+
+# The reference implementation's worker (HazyResearch/minions, minions/prompts/minions.py
+# WORKER_PROMPT_SHORT; minions/minions.py JobOutput as the structured-output schema): one user message,
+# no system message, explanation/citation/answer all required and unbounded. Quoted for the baseline.
+REFERENCE_PROMPT = """
+Here is a document excerpt:
+
+{context}
+
+--------------------------------
+And here is your task:
+
+{task}
+
+--------------------------------
+And here is additional higher-level advice on how to approach the task:
+
+{advice}
+
+--------------------------------
+
+Your response should be a `JobOutput` object:
+```python
+class JobOutput(BaseModel):
+  explanation: str # A concise statement of your reasoning (string). If no relevant information is found, set to "None" or "".
+  citation: str | None # A direct snippet of the text that supports your answer (string). If no relevant information is found, set to None or "".
+  answer: str | None # Your answer to the question (string). If no relevant information is found, set your answer to None or "".
+```
+Your response:"""
+REFERENCE_SCHEMA = {
+    "type": "object",
+    "properties": {"explanation": {"type": "string"},
+                   "citation": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                   "answer": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+    "required": ["explanation", "citation", "answer"],
+}
+
+
+def _layout(name: str, chunk, task: str) -> tuple[list, dict]:
+    from minions.clients.base import Message
+
+    if name == "reference":
+        return [Message(role="user", content=REFERENCE_PROMPT.format(context=chunk.text, task=task, advice=""))], \
+            REFERENCE_SCHEMA
+    if name == "before":
+        user = job_prefix(chunk) + BEFORE_TASK.format(task=task)
+        return [Message(role="system", content=BEFORE_SYSTEM), Message(role="user", content=user)], BEFORE_SCHEMA
+    return job_messages(chunk, task, ""), JOB_OUTPUT_SCHEMA
+
+
+async def worker_speed(n_chunks: int, max_tokens: int, threads: int | None) -> None:
+    from minions.clients.base import Message
+    from minions.clients.llamacpp import LlamaCppClient
+    from minions.protocols.minions_jobs import JobOutput
+    from minions.protocols.parsing import parse_reply
+
+    client = LlamaCppClient("smollm2", n_threads=threads)
+    await client.complete("Hello", max_tokens=1)
+    chunks, question = _worker_chunks(n_chunks)
+    layouts = ("reference", "before", "now")
+    stats = {k: {"wall": 0.0, "evaluated": 0, "prompt": 0, "written": 0, "answered": 0, "unparsed": 0}
+             for k in layouts}
+    read_rates, write_rates = [], []
+    for k, ch in enumerate(chunks):
+        # raw engine speeds, interleaved with the jobs so load drift hits all alike
+        t = time.perf_counter()
+        c = await client.complete([Message(role="user", content=ch.text + f" ({k})")], Options(max_tokens=1, seed=0))
+        read_rates.append(c.usage.evaluated_prompt_tokens / (time.perf_counter() - t))
+        t = time.perf_counter()
+        c = await client.complete([Message(role="user", content=f"Write a long story about ship {k}.")],
+                                  Options(max_tokens=48, temperature=0.0, seed=0))
+        write_rates.append(c.usage.completion_tokens / (time.perf_counter() - t))
+        for name in layouts[k % 3:] + layouts[: k % 3]:  # rotate the order chunk by chunk
+            msgs, schema = _layout(name, ch, question)
+            t = time.perf_counter()
+            out = await client.complete(msgs, Options(max_tokens=max_tokens, temperature=0.0, json_schema=schema, seed=0))
+            s = stats[name]
+            s["wall"] += time.perf_counter() - t
+            s["evaluated"] += out.usage.evaluated_prompt_tokens + out.usage.completion_tokens
+            s["written"] += out.usage.completion_tokens
+            s["prompt"] += out.usage.evaluated_prompt_tokens
+            try:
+                s["answered"] += not parse_reply(out.text, JobOutput).abstained
+            except Exception:  # noqa: BLE001 - a truncated reply counts as unparsed
+                s["unparsed"] += 1
+    read_tps, write_tps = statistics.median(read_rates), statistics.median(write_rates)
+    n = len(chunks)
+    print(f"\nWorker speed on the embedded model ({client.n_threads} threads): {n} chunks of 3,000 characters x "
+          f"1 task ({question[:70]!r}), max_tokens {max_tokens}, one job at a time, layouts rotated per chunk")
+    print(f"  engine raw (same run, median): reads {read_tps:,.0f} prompt tokens/s, writes {write_tps:,.1f} tokens/s")
+    for name in layouts:
+        s = stats[name]
+        tps = s["evaluated"] / s["wall"]
+        # writing time = wall less the prompt at the raw reading speed; per token it shows grammar cost
+        per_tok = max(s["wall"] - s["prompt"] / read_tps, 0.0) / max(s["written"], 1)
+        print(f"  {name:<9} {s['wall'] / n:6.2f} s/job  {s['prompt'] / n:6.0f} prompt tok/job  {s['written'] / n:6.1f} "
+              f"output tok/job (~{1000 * per_tok:.0f} ms each)  {tps:6.0f} local tok evaluated per s of wall  "
+              f"answered {s['answered']}/{n}, unparseable {s['unparsed']}")
+    # Does a maxLength bound make llama.cpp's constrained sampling slower? The same short prompt and
+    # 40 written tokens under a string with no bound and with bounds of 100, 300 and 1000.
+    per_bound: dict[int | None, list[float]] = {}
+    msgs = [Message(role="user", content="Write a long sentence about ships and the sea, as JSON with key text.")]
+    for _ in range(2):
+        for bound in (None, 100, 300, 1000):
+            prop = {"type": "string"} if bound is None else {"type": "string", "maxLength": bound}
+            schema = {"type": "object", "properties": {"text": prop}, "required": ["text"]}
+            t = time.perf_counter()
+            out = await client.complete(msgs, Options(max_tokens=40, temperature=0.0, json_schema=schema, seed=0))
+            per_bound.setdefault(bound, []).append((time.perf_counter() - t) / max(out.usage.completion_tokens, 1))
+    print("  grammar cost, ms per written token by maxLength: " + ", ".join(
+        f"{'none' if b is None else b}: {1000 * statistics.median(v):.0f}" for b, v in per_bound.items()))
+    ref, now = stats["reference"]["wall"], stats["now"]["wall"]
+    print(f"  jobs/s, now vs reference layout: {ref / now:.2f}x [target >= 2x]; "
+          f"vs before issue 14: {stats['before']['wall'] / now:.2f}x")
+    await client.aclose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=1000)
@@ -186,10 +339,16 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
                     help="llama.cpp threads (default: all cores; 1 avoids spin-wait thrash on a busy machine)")
+    ap.add_argument("--worker-only", action="store_true", help="only the worker-speed comparison")
+    ap.add_argument("--chunks", type=int, default=6, help="worker speed: chunks (one job each)")
+    ap.add_argument("--worker-max-tokens", type=int, default=256, help="worker speed: MinionS's default")
     a = ap.parse_args()
-    overhead(a.jobs, a.rounds)
+    if not a.worker_only:
+        overhead(a.jobs, a.rounds)
     if not a.skip_model:
-        asyncio.run(fanout(a.fan_chunks, a.fan_tasks, a.fan_max_tokens, a.concurrency, a.reps, a.threads))
+        if not a.worker_only:
+            asyncio.run(fanout(a.fan_chunks, a.fan_tasks, a.fan_max_tokens, a.concurrency, a.reps, a.threads))
+        asyncio.run(worker_speed(a.chunks, a.worker_max_tokens, a.threads))
 
 
 if __name__ == "__main__":

@@ -30,3 +30,22 @@ def gateway(gateway_server: Gateway):
     found = list(gateway_server.errors)
     gateway_server.reset()
     assert not found, "gateway raised:\n" + "\n".join(found)
+
+
+@pytest.fixture(autouse=True)
+def _speeds_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MinionS remembers local reading speeds in the user's cache; tests keep theirs apart, fresh each test."""
+    monkeypatch.setenv("MINIONS_SPEEDS_FILE", str(tmp_path_factory.mktemp("speeds") / "speeds.json"))
+
+
+@pytest.fixture
+def no_dense(monkeypatch: pytest.MonkeyPatch):
+    """As if the `embeddings` extra were not installed: importing wordllama fails."""
+    import sys
+
+    from minions.documents import embeddings
+
+    embeddings.load_embedding_model.cache_clear()
+    monkeypatch.setitem(sys.modules, "wordllama", None)
+    yield
+    embeddings.load_embedding_model.cache_clear()

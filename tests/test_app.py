@@ -83,6 +83,7 @@ def check_cost_panel(at: AppTest, r) -> None:
     assert float(metrics["Remote spent"].lstrip("$")) == pytest.approx(remote, abs=5e-7)
     assert metrics["Local tokens"] == f"{local_tokens:,}"
     assert metrics["Remote-only estimate"] == usd(r.cost.remote_only_estimate_usd)
+    assert r.coverage is not None and metrics["Document read"] == f"{r.coverage.share:.0%}"
     table = next(df for df in (d.value for d in at.dataframe) if "remote $" in df.columns)
     rows = table.to_dict("records")
     assert [row["round"] for row in rows] == [row["round"] for row in rounds_table(r.calls)]
@@ -203,6 +204,18 @@ def test_follow_up_questions_reuse_the_protocol_and_its_memory(gateway) -> None:
     assert QUESTION in second and "And the year before?" in second            # the remote saw the history
     assert [t.question for t in at.session_state["turns"]] == [QUESTION, "And the year before?"]
     assert len(at.chat_message) == 4 and len(at.download_button) == 2
+
+
+def test_read_budget_knob_is_checked_in_the_sidebar() -> None:
+    at = app()
+    assert at.text_input(key="knob.minions.read").value == ""          # empty: from the measured speed
+    assert at.number_input(key="knob.minions.max_jobs_per_round").value == 0  # 0: no cap
+    at.text_input(key="knob.minions.read").set_value("alll").run()
+    errors = texts(at.error)
+    assert len(errors) == 1 and "'all', a share like '30%'" in errors[0]
+    assert at.chat_input(key="question").proto.disabled and not at.exception
+    at.text_input(key="knob.minions.read").set_value("30%").run()
+    assert not at.error and not at.chat_input(key="question").proto.disabled
 
 
 def test_missing_api_key_names_the_variable() -> None:

@@ -63,6 +63,31 @@ def test_ask_missing_api_key_names_the_variable(capsys, monkeypatch):
     assert "OPENAI_API_KEY" in capsys.readouterr().err
 
 
+def test_ask_read_budget_misspelt_exits_2_with_the_forms(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["ask", str(SAMPLE), "-q", "x", "--read", "alll"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--read" in err and "'all', a share like '30%'" in err
+
+
+def test_ask_prints_what_was_read(capsys):
+    from rich.console import Console
+
+    from minions.cli.render import print_result
+    from minions.clients.function import FunctionClient
+    from minions.documents import load
+    from minions.protocols.baselines import RAG
+
+    remote = FunctionClient.from_replies(["$12.4 million"], model="remote")
+    result = RAG(None, remote, top_k=2).run("What was Northwind's total revenue in fiscal 2024?", [load(SAMPLE)])
+    console = Console(width=200, record=True)
+    print_result(console, result)
+    cov = result.coverage
+    assert cov.chunks_read == 2 and cov.chunks_total > 2
+    assert f"read 2 of {cov.chunks_total} chunks ({cov.share:.0%} of the text)" in console.export_text()
+
+
 @pytest.mark.real_model
 def test_ask_json_contract_with_embedded_model():
     out = run_cli("ask", str(SAMPLE), "-q", "What was Northwind's total revenue in fiscal 2024?",
@@ -147,3 +172,6 @@ def test_ctrl_c_prints_the_partial_result_and_its_cost_then_exits_130(gateway, t
     assert data["cancelled"] is True and data["answer"] == "$42 million" and data["degraded"] is True
     assert data["cost_usd"]["remote"] > 0 and data["usage"]["local"]["prompt_tokens"] > 0  # what it spent
     assert "interrupted" in err
+    cov = data["coverage"]  # what the remote was shown of the document
+    assert 0 < cov["chunks_read"] <= cov["chunks_total"] and 0 < cov["share"] <= 1
+    assert set(cov["documents"]) == {"northwind_annual_report"}

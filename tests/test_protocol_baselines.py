@@ -12,7 +12,7 @@ from minions.cost import Price, PriceTable
 from minions.documents import Document
 from minions.protocols import get_protocol
 from minions.protocols.baselines import RAG, LocalOnly, RemoteOnly, format_documents, render
-from minions.protocols.events import FinalAnswer, MessageSent, RoundDone
+from minions.protocols.events import FinalAnswer, MessageSent, Notice, RoundDone
 from minions.protocols.result import RunResult
 
 PRICES = PriceTable({"function/remote": Price(input=1.0, output=2.0), "function/local": Price(input=0.0, output=0.0)})
@@ -131,7 +131,7 @@ def _corpus() -> list[Document]:
     ]
 
 
-async def test_rag_sends_top_k_chunks_with_ids_and_pages_and_cites_them():
+async def test_rag_sends_top_k_chunks_with_ids_and_pages_and_cites_them(no_dense):
     remote = FunctionClient.from_replies(["Revenue was $12.4 million [C1]."], model="remote")
     events = []
     result = await RAG(None, remote, prices=PRICES, top_k=2, chunk_strategy="pages", chunk_size=1).arun(
@@ -151,7 +151,8 @@ async def test_rag_sends_top_k_chunks_with_ids_and_pages_and_cites_them():
     assert (c.doc_id, c.page_start, c.page_end) == ("report", 2, 2) and c.chunk_id.startswith("report#")
     assert c.text == _corpus()[0].page_text(2).strip()
     assert result.cost.role("remote").usage.prompt_tokens == words(remote.calls)
-    assert [type(e) for e in events] == [MessageSent, RoundDone, FinalAnswer]
+    # the one notice (BM25 only, for lack of the extra), then the run
+    assert [type(e) for e in events] == [Notice, MessageSent, RoundDone, FinalAnswer]
 
 
 async def test_rag_cites_all_shown_excerpts_when_the_answer_names_none():
@@ -160,12 +161,15 @@ async def test_rag_cites_all_shown_excerpts_when_the_answer_names_none():
     assert len(result.citations) >= 2 and all(c.chunk_id for c in result.citations)
 
 
-async def test_rag_with_nothing_matching_asks_without_excerpts_and_says_so():
+async def test_rag_with_nothing_matching_asks_without_excerpts_and_says_so(no_dense):
     remote = FunctionClient.from_replies(["I cannot tell."], model="remote")
     result = await RAG(None, remote, prices=PRICES).arun("zebra quokka?", _corpus())
     assert result.answer == "I cannot tell." and result.citations == []
     assert "(no excerpt matched the task)" in remote.calls[0][0][1].content
     assert any("no passage" in w for w in result.warnings)
+    # BM25 alone, for lack of the extra: said once, naming the extra
+    assert sum("minions[embeddings]" in w for w in result.warnings) == 1
+    assert result.coverage is not None and result.coverage.chunks_read == 0 and result.coverage.share == 0
     result = await RAG(None, FunctionClient.from_replies(["x"], model="remote"), prices=PRICES).arun(TASK, [])
     assert result.answer == "x"
 
@@ -227,3 +231,18 @@ async def test_real_model_baselines_finish_with_an_answer(embedded, name):
         assert result.cost.role("remote").cost_usd > 0 and result.cost.remote_model == "openai/gpt-4o"
     if name == "rag":
         assert result.citations and all(c.doc_id == "nw-10k" for c in result.citations)
+
+
+async def test_rag_with_dense_retrieval_finds_an_excerpt_in_other_words():
+    pytest.importorskip("wordllama", reason="the 'embeddings' extra is not installed")
+    docs = [Document.from_text("The company's sales rose to $9 million.", id="a"),
+            Document.from_text("The weather in the valley was mild all spring.", id="b"),
+            Document.from_text("Shipping lanes stayed open through the winter.", id="c")]
+    remote = FunctionClient.from_replies(["ok"], model="remote")
+    result = await RAG(None, remote, prices=PRICES, top_k=1).arun("How much revenue did the firm make?", docs)
+    user = remote.calls[0][0][1].content
+    # no word in common with the question: BM25 alone would send nothing
+    assert "sales rose to $9 million" in user and not any("minions[embeddings]" in w for w in result.warnings)
+    cov = result.coverage
+    assert (cov.chunks_read, cov.chunks_total) == (1, 3)
+    assert [round(d.share, 2) for d in cov.documents] == [1.0, 0.0, 0.0]

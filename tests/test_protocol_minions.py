@@ -559,6 +559,34 @@ async def test_financebench_filing_with_retrieval(local_llm, remote_llm):
 
 
 @pytest.mark.real_model
+@pytest.mark.financebench
+@pytest.mark.skipif(_financebench() is None, reason="FinanceBench data not found (../shared/datasets/financebench)")
+async def test_financebench_run_reports_coverage_and_reads_the_evidence_page(local_llm):
+    """Issue 14: a quarter of an earnings release, chosen by hybrid retrieval, holds the evidence page;
+    the run says what it read and why."""
+    data = _financebench()
+    with open(data / "questions.jsonl", encoding="utf-8") as f:
+        q = next(x for x in map(json.loads, f) if x["financebench_id"] == "financebench_id_00606")
+    with gzip.open(data / "docs.jsonl.gz", "rt", encoding="utf-8") as f:
+        filing = next(d for d in map(json.loads, f) if d["doc_name"] == q["doc_name"])
+    doc = Document.from_pages(filing["pages"], id=filing["doc_name"], title=f"{filing['company']} earnings")
+    remote = scripted_remote([plan("Did wages expense as a percent of net sales increase or decrease?")],
+                             [final("Increased")])
+    res = await MinionS(local_llm, remote, max_rounds=1, local_max_tokens=32, concurrency=2,
+                        read="25%").arun(q["question"], doc)
+    cov = res.coverage
+    read = {j.chunk_id for j in res.rounds[0].jobs}
+    assert res.error is None and len(read) == cov.chunks_read < cov.chunks_total
+    assert 0.1 < cov.share <= 0.3 and cov.documents[0].doc_id == doc.id and cov.why == "read=25%"  # 25% of tokens
+    gold = {e["evidence_page_num"] + 1 for e in q["evidence"]}  # the dataset's pages are 0-based
+    pages = {p for j in res.rounds[0].jobs for p in range(j.pages[0], j.pages[1] + 1)}
+    assert gold & pages, (gold, sorted(pages))
+    assert any(f"read {len(read)} of {cov.chunks_total} chunks" in w and "read=25%" in w for w in res.warnings)
+    # every job ran and its reply parsed: the budget cut reading, not answers
+    assert not any(j.note.startswith(("failed", "unparseable")) for j in res.rounds[0].jobs)
+
+
+@pytest.mark.real_model
 def test_every_minions_schema_compiles_to_a_llama_cpp_grammar():
     """llama.cpp refuses grammars with long bounded repetitions (maxLength much above 1000) and the
     sampler then crashes the process; every schema MinionS sends must parse."""

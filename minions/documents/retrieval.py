@@ -71,12 +71,17 @@ class BM25Index:
         out, so fewer than k come back for narrow queries, and none for empty or stopword-only ones."""
         if k <= 0 or not self.chunks or not query.strip():
             return []
+        return top_k(self.chunks, self.scores(query), k)
+
+    def scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every chunk for `query`, in chunk order (0 where no term is shared)."""
+        if not self.chunks or not query.strip():
+            return np.zeros(len(self.chunks), dtype=np.float64)
         ids = self._tokenizer.tokenize([query], update_vocab=False, return_as="ids", show_progress=False,
                                        allow_empty=False)[0]
         if not ids:
-            return []
-        scores = np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float64)
-        return top_k(self.chunks, scores, k)
+            return np.zeros(len(self.chunks), dtype=np.float64)
+        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float64)
 
 
 def top_k(chunks: Sequence[Chunk], scores: np.ndarray, k: int, min_score: float = 0.0) -> list[ScoredChunk]:

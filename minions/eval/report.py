@@ -44,6 +44,7 @@ class Summary(BaseModel):
     remote_tokens_per_query: float
     judge_usd: float | None = None
     rounds_mean: float
+    read_share: float | None = None                # mean share of the documents read
     latency_p50: float
     latency_p95: float
     failures: int                   # runs that ended in a typed error without a fallback answer
@@ -53,6 +54,11 @@ class Summary(BaseModel):
 
 def _sum(values: list[float | None]) -> float | None:
     return None if any(v is None for v in values) else float(sum(v for v in values if v is not None))
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
@@ -83,6 +89,7 @@ def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
             local_tokens_per_query=sum(r.local_tokens for r in rs) / n,
             remote_tokens_per_query=sum(r.usage["remote"].total_tokens for r in rs if "remote" in r.usage) / n,
             judge_usd=_sum(judge) if judge else None, rounds_mean=sum(r.rounds for r in rs) / n,
+            read_share=_mean([r.read_share for r in rs]),
             latency_p50=float(np.percentile(lat, 50)), latency_p95=float(np.percentile(lat, 95)),
             failures=sum(1 for r in rs if r.error and not r.degraded), degraded=sum(1 for r in rs if r.degraded),
             stand_in=any(r.remote_stand_in for r in rs)))
@@ -97,9 +104,10 @@ def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
 # --- formatting ----------------------------------------------------------------------------------
 
 COLUMNS = ["dataset", "config", "n", "accuracy", "remote $/query", "remote-only $/query", "cost ÷",
-           "% of remote-only acc.", "local tok/query", "rounds", "p50 s", "p95 s", "failures", "degraded"]
+           "% of remote-only acc.", "local tok/query", "read", "rounds", "p50 s", "p95 s", "failures", "degraded"]
 LEGEND = ("cost ÷: remote-only estimate / remote $ spent (how many times cheaper); % of remote-only acc.: accuracy "
-          "relative to the remote-only configuration; p50/p95: latency per query in seconds; rounds: mean; "
+          "relative to the remote-only configuration; read: mean share of the documents' text the models were "
+          "shown (RunResult.coverage); p50/p95: latency per query in seconds; rounds: mean; "
           "failures: runs with a typed error and no answer to fall back on; degraded: runs answered from verified "
           "local work after a remote step failed or gave an ungrounded answer.")
 
@@ -118,7 +126,8 @@ def display_row(s: Summary) -> list[str]:
     return [s.dataset, s.config, str(s.n), f"{100 * s.accuracy:.1f}%", usd(s.remote_usd_per_query),
             usd(s.remote_only_usd_per_query), ratio(s.cost_reduction),
             "—" if s.pct_of_remote_only is None else f"{s.pct_of_remote_only:.0f}%",
-            f"{s.local_tokens_per_query:,.0f}", f"{s.rounds_mean:.1f}", secs(s.latency_p50), secs(s.latency_p95),
+            f"{s.local_tokens_per_query:,.0f}", "—" if s.read_share is None else f"{s.read_share:.0%}",
+            f"{s.rounds_mean:.1f}", secs(s.latency_p50), secs(s.latency_p95),
             str(s.failures), str(s.degraded)]
 
 

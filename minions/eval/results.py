@@ -56,6 +56,7 @@ class ResultRow(BaseModel):
     rounds_exhausted: bool = False
     degraded: bool = False                       # answered from local work after a remote step failed
     grounded: bool | None = None                 # False: the answer shares nothing with local evidence
+    read_share: float | None = None              # share of the documents' characters read (RunResult.coverage)
     finished_at: float = Field(default_factory=time.time)
 
     @property

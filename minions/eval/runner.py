@@ -240,7 +240,8 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
                      remote_only_estimate_usd=result.cost.remote_only_estimate_usd,
                      remote_stand_in=result.cost.remote_stand_in, rounds=result.n_rounds, latency_s=latency,
                      error=result.error, error_type=result.error_type, budget_exhausted=result.budget_exhausted,
-                     rounds_exhausted=result.rounds_exhausted, degraded=result.degraded, grounded=result.grounded)
+                     rounds_exhausted=result.rounds_exhausted, degraded=result.degraded, grounded=result.grounded,
+                     read_share=result.coverage.share if result.coverage else None)
 
 
 __all__ = ["ClientsFactory", "PairFinished", "SweepOutcome", "SweepStarted", "Usage", "arun_sweep", "run_sweep"]

@@ -36,6 +36,7 @@ from minions._sync import run_sync
 from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
+from minions.protocols.coverage import ReadLog
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
 from minions.protocols.privacy import DocumentAliases
 from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
@@ -101,6 +102,7 @@ class RunContext:
         self.shown_texts: list[str] = []   # document text put into prompts (redacted from logs on request)
         self.best_answer: str | None = None  # what to return if the budget or rounds run out
         self.citations: list[Citation] = []
+        self.read = ReadLog(documents)      # what the models were shown of the documents: RunResult.coverage
         self.grounded: bool | None = None   # set by protocols that check their answer against evidence
         self.degraded_reason: str | None = None  # set when the protocol itself returns a fallback
         self._fallback: tuple[str, list[Citation], str] | None = None
@@ -374,7 +376,8 @@ class Protocol(ABC):
             degraded=ctx.degraded_reason is not None, degraded_reason=ctx.degraded_reason,
             grounded=ctx.grounded, cancelled=cancelled, warnings=ctx.warnings,
             documents=[{"id": d.id, "title": d.title, "source": d.source, "chars": len(d.text)}
-                       for d in ctx.documents])
+                       for d in ctx.documents],
+            coverage=ctx.read.report())
         result = result.without_secrets(ctx.secrets)
         return result if self.store_text else result.redacted(ctx.shown_texts + [d.text for d in ctx.documents])
 

@@ -1,4 +1,4 @@
-"""Baselines behind the protocol interface: remote-only, local-only and RAG (BM25 top-k to the remote).
+"""Baselines behind the protocol interface: remote-only, local-only and RAG (hybrid top-k to the remote).
 
 Also the helpers the protocols in this package share: prompt templates, document formatting,
 fitting text into a model's context window (with a notice, never silently) and citations.
@@ -93,12 +93,15 @@ async def fit_context(ctx: RunContext, role: str, context: str, *, overhead: int
     known = [w for w in (client.context_window, limit) if w]
     window = min(known) if known else default_window
     if window is None:
+        ctx.read.prefix(len(context), len(context))
         return context
     room = window - overhead - reserve
     if n <= room:
+        ctx.read.prefix(len(context), len(context))
         return context
     room -= client.count_tokens(_CUT_NOTE)
     kept = _cut(client, context, n, room) if room > 0 else ""
+    ctx.read.prefix(len(kept), len(context))
     share = 100.0 * len(kept) / max(1, len(context))
     await ctx.notice(
         f"{ctx.protocol.name}: the documents are {n:,} tokens but {client.spec} has room for {max(room, 0):,} "
@@ -220,20 +223,27 @@ class RAGConfig(BaselineConfig):
 
 
 class RAG(Protocol):
-    """BM25 top-k chunks (with their ids and pages) and the task to the remote model."""
+    """The top-k chunks (hybrid retrieval: BM25 + dense, BM25 alone without the `embeddings` extra), with
+    their ids and pages, and the task to the remote model."""
 
     name = "rag"
     needs = ("remote",)
     Config = RAGConfig
 
     async def _run(self, ctx: RunContext) -> str | None:
-        from minions.documents import BM25Index, chunk_documents
+        from minions.documents import chunk_documents
+        from minions.documents.hybrid import HybridIndex
 
         cfg = self.config
         rec = ctx.new_round()
         client = ctx.client("remote")
         chunks = chunk_documents(ctx.documents, cfg.chunk_strategy, cfg.chunk_size)
-        hits = [h.chunk for h in BM25Index(chunks).search(ctx.task, cfg.top_k)] if chunks else []
+        index = HybridIndex.for_documents(ctx.documents, chunks)
+        if index.dense_missing is not None:
+            await ctx.notice(f"rag: excerpts chosen by BM25 only: hybrid retrieval (BM25 + dense embeddings) "
+                             f"needs the '{index.dense_missing.extra}' extra: pip install 'minions[embeddings]'",
+                             level="info")
+        hits = index.search(ctx.task, cfg.top_k)
         if not hits:
             await ctx.notice("rag: no passage of the documents matches the task's words; asking the remote "
                              "model without excerpts.", level="info")
@@ -261,6 +271,8 @@ class RAG(Protocol):
             if text != chunk.text:
                 ctx.shown_texts.append(text)  # the form the remote's transcript holds, for --no-store-text
         excerpts = "\n\n".join(blocks) or "(no excerpt matched the task)"
+        ctx.read.chunks(shown, total=len(chunks))
+        ctx.read.why = f"rag: the top {cfg.top_k} excerpts ({index.retriever.value} retrieval) that fit"
         for chunk in shown:
             show(ctx, chunk.text)
         messages = [Message(role="system", content=system),

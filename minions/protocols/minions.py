@@ -16,13 +16,16 @@ Multi-round strategies: "retries" (each round starts fresh from the task and the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from minions.clients.base import Message, Options
-from minions.documents import BM25Index, Chunk, Document, chunk_documents
+from minions.documents import Chunk, Document, chunk_documents
+from minions.documents.hybrid import HybridIndex, complete, with_neighbours
+from minions.errors import MissingDependencyError
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
 from minions.protocols.grounding import answer_to_question, best_supported, settle, shares, support
@@ -39,7 +42,8 @@ from minions.protocols.minions_plan import (
     template,
 )
 from minions.protocols.parsing import ask_json
-from minions.protocols.result import Citation, JobRecord
+from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, SpeedStore
+from minions.protocols.result import Citation, JobRecord, JobStatus
 
 _MAX_NOTES_CHARS = 4000   # scratchpad / feedback carried between rounds
 _MAX_ANSWER_CHARS = 4000
@@ -106,13 +110,14 @@ class LastSynthesis(Synthesis):
 
 
 class _Chunks:
-    """Chunkings and BM25 indexes of this run's documents, built on first use and kept for the run
-    (the remote may switch chunking between rounds and back)."""
+    """Chunkings and retrieval indexes of this run's documents, built on first use and kept for the
+    run (the remote may switch chunking between rounds and back)."""
 
     def __init__(self, docs: list[Document]):
         self.docs = docs
         self._chunks: dict[tuple[str, int], list[Chunk]] = {}
-        self._index: dict[tuple[str, int], BM25Index] = {}
+        self._index: dict[tuple[str, int], HybridIndex] = {}
+        self.dense_missing: MissingDependencyError | None = None
 
     def get(self, strategy: str, size: int) -> list[Chunk]:
         key = (strategy, size)
@@ -120,13 +125,23 @@ class _Chunks:
             self._chunks[key] = chunk_documents(self.docs, strategy, size)  # type: ignore[arg-type]
         return self._chunks[key]
 
-    def searcher(self, strategy: str, size: int) -> Callable[[str, int], list[Chunk]]:
-        def search(query: str, k: int) -> list[Chunk]:
-            key = (strategy, size)
-            if key not in self._index:
-                self._index[key] = BM25Index(self.get(strategy, size))
-            return [hit.chunk for hit in self._index[key].search(query, k)]
-        return search
+    def index(self, strategy: str, size: int) -> HybridIndex:
+        key = (strategy, size)
+        if key not in self._index:
+            self._index[key] = index = HybridIndex.for_documents(self.docs, self.get(strategy, size))
+            self.dense_missing = self.dense_missing or index.dense_missing
+        return self._index[key]
+
+    def ranker(self, strategy: str, size: int, neighbours: int) -> Callable[[str], list[Chunk]]:
+        """Every chunk, best first for the query (hybrid retrieval); with `neighbours`, the chunks next
+        to the best `neighbours` hits follow each of them."""
+        def rank(query: str) -> list[Chunk]:
+            index = self.index(strategy, size)
+            order = complete(index.ranking(query), len(index.chunks))
+            if neighbours:
+                order = with_neighbours(index.chunks, order, neighbours)
+            return [index.chunks[i] for i in order]
+        return rank
 
 
 class MinionS(Protocol):
@@ -152,6 +167,8 @@ class MinionS(Protocol):
         if cfg.local_max_tokens < JOB_REPLY_TOKENS:
             await ctx.notice(f"local_max_tokens={cfg.local_max_tokens} may cut workers' JSON replies (up to "
                              f"~{JOB_REPLY_TOKENS} tokens) before their answer; raise it to {JOB_REPLY_TOKENS}.")
+        dense_noticed = False
+        size = self._sizer(ctx)  # chunk sizes in the local model's tokens, counted once per run
 
         for r in range(1, cfg.max_rounds + 1):
             rec = ctx.new_round()
@@ -162,7 +179,8 @@ class MinionS(Protocol):
                 round=r, max_rounds=cfg.max_rounds, task=ctx.task,
                 documents=documents_overview(ctx.documents, default_chunks, cfg, redact=ctx.redact),
                 tasks_per_round=cfg.tasks_per_round, samples_per_task=cfg.samples_per_task,
-                max_jobs=cfg.max_jobs_per_round, n_chunks=len(default_chunks), top_k=cfg.retrieval_top_k,
+                job_cap=f"at most {cfg.max_jobs_per_round} jobs in all" if cfg.max_jobs_per_round else "no cap on jobs",
+                reading=self._reading_line(ctx, default_chunks, size), n_chunks=len(default_chunks), top_k=cfg.retrieval_top_k,
                 chunking=chunking_options(cfg), default_strategy=cfg.chunk_strategy,
                 default_size=cfg.chunk_size, history=self._history(r, feedback, scratchpad, answered_chunks))
             plan, completion = await ask_json(ctx, "remote", [system, Message(role="user", content=prompt)],
@@ -174,11 +192,25 @@ class MinionS(Protocol):
 
             # -- execute: jobs grouped by chunk, run on the local model ---------------------------
             pool = chunks.get(resolved.strategy, resolved.size)
-            query = " ".join([ctx.task, *(t.instruction for t in resolved.tasks)])
-            selected, notes = select_chunks(resolved, pool, chunks.searcher(resolved.strategy, resolved.size), query)
+            # The query: the question, every task the plan holds, and the plan's keywords.
+            query = " ".join([ctx.task, *(t.instruction for t in resolved.tasks), resolved.keyword_query or ""])
+            budget, why = self._budget(ctx, pool, size)
+            rank = chunks.ranker(resolved.strategy, resolved.size, cfg.neighbours)
+            selected, notes = select_chunks(resolved, pool, rank, query, budget, size)
             jobs, planned = expand_jobs(resolved, selected, r)
             if planned > len(jobs):
                 notes.append(f"plan expands to {planned} jobs; running the first {len(jobs)} (job cap)")
+            if chunks.dense_missing is not None and not dense_noticed:
+                dense_noticed = True
+                await ctx.notice(f"chunks chosen by BM25 only: hybrid retrieval (BM25 + dense embeddings) needs "
+                                 f"the '{chunks.dense_missing.extra}' extra: pip install 'minions[embeddings]'",
+                                 level="info")
+            read = list({j.chunk.id: j.chunk for j in jobs}.values())
+            ctx.read.chunks(read, total=len(pool))
+            ctx.read.why = why
+            read_tokens, pool_tokens = sum(size(c) for c in read), sum(size(c) for c in pool)
+            notes.append(f"read {len(read)} of {len(pool)} chunks ({read_tokens:,} of {pool_tokens:,} tokens, "
+                         f"{read_tokens / max(pool_tokens, 1):.0%}): {why}")
             for note in notes:
                 await ctx.notice(f"round {r}: {note}", level="info")
             rec.plan = {**resolved.model_dump(), "planned_jobs": planned, "selected_chunks": len(selected)}
@@ -188,6 +220,7 @@ class MinionS(Protocol):
             job_chunks.update((j.job_id, j.chunk.text) for j in jobs)
             finished: list[JobRecord] = []
             done: list[JobRecord] | None = None
+            started = time.perf_counter()
             try:
                 done = await run_jobs(ctx, jobs, cfg, titles, shown, finished=finished)
             finally:  # also when cancelled mid-round: the jobs that finished are kept and offered
@@ -196,6 +229,7 @@ class MinionS(Protocol):
                 every_record.extend(rec.jobs)
                 _offer_fallback(ctx, every_record, chunk_docs, job_chunks)
             records = rec.jobs
+            self._remember_speed(ctx, read_tokens, time.perf_counter() - started, records)
             kept = [x for x in records if x.kept]
             if ctx.best_answer is None and kept:
                 ctx.best_answer = _most_common_answer(kept)  # a candidate, until the remote decides
@@ -252,6 +286,53 @@ class MinionS(Protocol):
                 answer, ctx.citations = said.answer[:_MAX_ANSWER_CHARS], []
         ctx.best_answer = answer
         return answer
+
+    # -- reading budget ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _sizer(ctx: RunContext) -> Callable[[Chunk], int]:
+        """A chunk's size in the local model's tokens (counted once per chunk)."""
+        client, sizes = ctx.client("local"), {}
+
+        def size(c: Chunk) -> int:
+            key = (c.doc_id, c.start, c.end)  # not the id: "doc#3" names another span under another chunking
+            if key not in sizes:
+                sizes[key] = client.count_tokens(c.text)
+            return sizes[key]
+        return size
+
+    def _budget(self, ctx: RunContext, pool: list[Chunk], size: Callable[[Chunk], int]) -> tuple[int | None, str]:
+        """Tokens of document the local model reads this round (None: all), and why."""
+        cfg = self.config
+        total = sum(size(c) for c in pool)
+        if cfg.read is not None:
+            budget = cfg.read.tokens(total)
+            return budget, f"read={cfg.read}"
+        spec = ctx.client("local").spec
+        speed = SpeedStore().get(spec)
+        if speed is None:
+            budget = max(int(total * FIRST_RUN_SHARE), FIRST_RUN_TOKENS)
+            why = (f"no reading speed measured yet for {spec}, so a first run reads {FIRST_RUN_SHARE:.0%} or "
+                   f"{FIRST_RUN_TOKENS:,} tokens; this run's speed is remembered (read= chooses)")
+            return (None, why) if budget >= total else (budget, why)
+        budget = int(speed * cfg.local_time_budget)
+        why = (f"{spec} reads ~{speed:,.0f} tokens/s (measured), so {cfg.local_time_budget:g} s of local time "
+               f"(local_time_budget) reads {budget:,} tokens")
+        return (None, why + ": everything") if budget >= total else (budget, why)
+
+    def _reading_line(self, ctx: RunContext, pool: list[Chunk], size: Callable[[Chunk], int]) -> str:
+        """The reading budget for the planner, in words (it never sees the text, only sizes)."""
+        budget, _ = self._budget(ctx, pool, size)
+        total = sum(size(c) for c in pool)
+        return "all of them" if budget is None or budget >= total else \
+            f"about {budget / max(total, 1):.0%} of the text (~{budget:,} of {total:,} tokens)"
+
+    @staticmethod
+    def _remember_speed(ctx: RunContext, tokens: int, seconds: float, records: list[JobRecord]) -> None:
+        """Document tokens read per second of wall time, for the next run's default budget. Failed
+        jobs make it meaningless, so such rounds are not recorded."""
+        if records and not any(r.status is JobStatus.FAILED for r in records):
+            SpeedStore().record(ctx.client("local").spec, tokens, seconds)
 
     # -- steps -------------------------------------------------------------------------------------
 

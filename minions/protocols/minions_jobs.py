@@ -28,16 +28,20 @@ from minions.protocols.result import JobRecord, JobStatus
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
 
-# What the grammar allows the worker to write. Short bounds keep a small model from spending its
-# whole token budget on the explanation and truncating the JSON before the answer.
+# What the grammar allows the worker to write. "answer" comes first and is the only required key, so
+# an abstention is `{"answer": null}` — a handful of tokens — instead of an explanation and a null
+# citation written before the null (issue 14: ~166 output tokens per job, most of them abstaining).
+# Short bounds cap what a rambling small model writes (SmolLM2 fills them on irrelevant chunks: 207
+# tokens at 200/300/150 characters, 107 at 100/200/100). The bounds themselves cost nothing: llama.cpp
+# samples as fast under maxLength 100, 300 or 1000 as unbounded (benchmarks/protocols.py).
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "explanation": {"type": "string", "maxLength": 200},
-        "citation": {"anyOf": [{"type": "string", "maxLength": 300}, {"type": "null"}]},
-        "answer": {"anyOf": [{"type": "string", "maxLength": 200}, {"type": "null"}]},
+        "answer": {"anyOf": [{"type": "string", "maxLength": 100}, {"type": "null"}]},
+        "citation": {"type": "string", "maxLength": 200},
+        "explanation": {"type": "string", "maxLength": 100},
     },
-    "required": ["explanation", "citation", "answer"],
+    "required": ["answer"],
 }
 
 #: tokens a worker's longest reply under that schema can take (its bounds in characters, ~4 per
@@ -103,8 +107,9 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
 
 
 def job_suffix(instruction: str, advice: str) -> str:
+    # No advice, no line: every fixed token is read once per job (issue 14).
     return template("minions_worker_task.txt").substitute(
-        instruction=instruction, advice=advice or "(none)")
+        instruction=instruction, advice=f"Advice: {advice}\n" if advice.strip() else "")
 
 
 def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title: str = "",

@@ -23,6 +23,47 @@ class Citation(BaseModel):
     text: str
 
 
+class DocumentCoverage(BaseModel):
+    """How much of one document the local model (or, for remote-only and RAG, the remote) read."""
+
+    doc_id: str
+    chars_read: int
+    chars_total: int
+
+    @property
+    def share(self) -> float:
+        return self.chars_read / self.chars_total if self.chars_total else 1.0
+
+
+class Coverage(BaseModel):
+    """What was read: chunks with at least one job (or excerpt shown) out of all chunks, and the
+    share of each document's characters inside them (overlapping chunkings counted once)."""
+
+    chunks_read: int
+    chunks_total: int
+    documents: list[DocumentCoverage] = Field(default_factory=list)
+    why: str = ""                               # what decided it: the reading budget and its source
+
+    @property
+    def chars_read(self) -> int:
+        return sum(d.chars_read for d in self.documents)
+
+    @property
+    def share(self) -> float:
+        total = sum(d.chars_total for d in self.documents)
+        return self.chars_read / total if total else 1.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"chunks_read": self.chunks_read, "chunks_total": self.chunks_total, "share": round(self.share, 4),
+                "documents": {d.doc_id: round(d.share, 4) for d in self.documents}, "why": self.why}
+
+    def line(self) -> str:
+        """One line for people: "read 40 of 150 chunks (27% of the text)"."""
+        docs = "" if len(self.documents) < 2 else " — " + ", ".join(
+            f"{d.doc_id} {d.share:.0%}" for d in self.documents)
+        return f"read {self.chunks_read} of {self.chunks_total} chunks ({self.share:.0%} of the text){docs}"
+
+
 class TranscriptMessage(BaseModel):
     """One message as the receiving side saw it (after privacy scrubbing, for the remote)."""
 
@@ -104,6 +145,7 @@ class RunResult(BaseModel):
     cancelled: bool = False
     warnings: list[str] = Field(default_factory=list)
     documents: list[dict[str, Any]] = Field(default_factory=list)  # id, title, source, chars
+    coverage: Coverage | None = None            # how much of the documents was read
 
     @property
     def n_rounds(self) -> int:
@@ -128,6 +170,7 @@ class RunResult(BaseModel):
             "remote_stand_in": self.cost.remote_stand_in,
             "price_sources": self.cost.price_sources,
             "citations": [c.model_dump() for c in self.citations],
+            "coverage": self.coverage.summary() if self.coverage else None,
             "budget_exhausted": self.budget_exhausted,
             "rounds_exhausted": self.rounds_exhausted,
             "error": self.error,
