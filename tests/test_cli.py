@@ -104,6 +104,9 @@ def test_ask_json_contract_with_embedded_model():
     assert data["protocol"] == "rag" and data["remote_stand_in"] is True
     assert data["usage"]["remote"]["prompt_tokens"] > 0
     assert data["cost_usd"]["remote"] > 0 and data["cost_usd"]["remote_only_estimate"] > 0
+    cov = data["coverage"]  # what the remote was shown of the document
+    assert 0 < cov["chunks_read"] <= cov["chunks_total"] and 0 < cov["share"] <= 1
+    assert set(cov["documents"]) == {"northwind_annual_report"}
 
 
 # --- issue 13: degraded answers and Ctrl-C, through a real subprocess and the HTTP gateway ----------
@@ -172,6 +175,3 @@ def test_ctrl_c_prints_the_partial_result_and_its_cost_then_exits_130(gateway, t
     assert data["cancelled"] is True and data["answer"] == "$42 million" and data["degraded"] is True
     assert data["cost_usd"]["remote"] > 0 and data["usage"]["local"]["prompt_tokens"] > 0  # what it spent
     assert "interrupted" in err
-    cov = data["coverage"]  # what the remote was shown of the document
-    assert 0 < cov["chunks_read"] <= cov["chunks_total"] and 0 < cov["share"] <= 1
-    assert set(cov["documents"]) == {"northwind_annual_report"}
