@@ -20,6 +20,10 @@ WordLlama, or all-MiniLM-L6-v2 with --minilm); hybrid = BM25 + pages + feedback 
 `neighbours=1`; off by default, as this table shows it costs coverage at 30%). The query is the question alone (a run adds the plan's task instructions
 and keywords). Also: selection time per question (index build + query, as a run pays it) and
 recall@k at the RAG baseline's chunking (1,500 characters), what `rag` shows the remote.
+
+Measured (129 questions, 74 filings): baseline 76.0% covered at 28.3% read. At a 30% budget: BM25
+89.9%, + pages 93.8%, + feedback 96.1%, dense (WordLlama) 81.4%, hybrid 95.3%, hybrid +nb 93.8%.
+At 20%: 84.5 / 88.4 / 89.1 / 70.5 / 89.1 / 89.9%. RAG recall@5: BM25 41.9%, hybrid 49.6%.
 """
 
 from __future__ import annotations
@@ -161,11 +165,15 @@ def main() -> None:
     print()
     b30 = BUDGETS.index(TARGET_READ)
     best = max(methods, key=lambda m: hit[m][b30])
-    got = hit[best][b30] / n
-    print(f"Target >= {TARGET_COVERED:.0%} covered at <= {TARGET_READ:.0%} read: best is {best!r}, "
-          f"{got:.1%} ({'met' if got >= TARGET_COVERED else f'{TARGET_COVERED - got:.1%} short'}); "
-          f"vs the baseline {got - cap_hits / n:+.1%} points, "
-          f"{hit['bm25'][b30] / n:.1%} for BM25 at the same budget.\n")
+    used = next((m for m in methods if m.startswith("hybrid") and not m.endswith("+nb")), "bm25 + pages + feedback")
+
+    def verdict(m: str) -> str:
+        got = hit[m][b30] / n
+        return (f"{m!r} {got:.1%} ({'met' if got >= TARGET_COVERED else f'{TARGET_COVERED - got:.1%} short'}, "
+                f"{got - cap_hits / n:+.1%} points on the baseline)")
+
+    print(f"Target >= {TARGET_COVERED:.0%} covered at <= {TARGET_READ:.0%} read: what MinionS and RAG use, "
+          f"{verdict(used)}; best, {verdict(best)}; BM25 alone {hit['bm25'][b30] / n:.1%}.\n")
 
     ms: Callable[[list[float]], str] = lambda xs: f"{1000 * statistics.mean(xs):8.1f} ms"  # noqa: E731
     print("Selection time (mean): index build per filing, query per question; model load once")

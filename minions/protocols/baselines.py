@@ -6,6 +6,7 @@ fitting text into a model's context window (with a notice, never silently) and c
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from collections.abc import Sequence
@@ -238,7 +239,7 @@ class RAG(Protocol):
         rec = ctx.new_round()
         client = ctx.client("remote")
         chunks = chunk_documents(ctx.documents, cfg.chunk_strategy, cfg.chunk_size)
-        index = HybridIndex.for_documents(ctx.documents, chunks)
+        index = await asyncio.to_thread(HybridIndex.for_documents, ctx.documents, chunks)  # off the event loop
         if index.dense_missing is not None:
             await ctx.notice(f"rag: excerpts chosen by BM25 only: hybrid retrieval (BM25 + dense embeddings) "
                              f"needs the '{index.dense_missing.extra}' extra: pip install 'minions[embeddings]'",
