@@ -269,7 +269,7 @@ def _minions_backend(synthesis: str, on_job=None):
     from tests.test_protocol_minions import plan
 
     def reply(msgs, opts):
-        last = msgs[-1].content
+        last = msgs[-1].content if msgs else ""  # an Ollama warm-up request has no messages
         if "<excerpt>" in last:
             if on_job is not None:
                 on_job()

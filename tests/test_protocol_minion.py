@@ -174,7 +174,7 @@ async def test_budget_stop_returns_the_latest_grounded_local_work():
     result = await Minion(local, remote, prices=prices, max_remote_usd=cap, remote_max_tokens=10).arun(
         TASK, DOC, on_event=events.append)
     assert result.budget_exhausted and result.error_type == "BudgetExceededError"
-    # The draft ("$12.4 million", grounded in reply 1) was superseded by reply 2, the latest local work.
+    # The fallback is the latest local work (reply 2), not the remote's draft.
     assert result.answer == "A2" and result.degraded and result.grounded
     assert "BudgetExceededError" in result.degraded_reason and "last reply" in result.degraded_reason
     assert len(remote.calls) == 2 and len(local.calls) == 2

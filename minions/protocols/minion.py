@@ -33,7 +33,7 @@ from minions.protocols.baselines import (
     show,
 )
 from minions.protocols.events import EventHandler, MessageSent
-from minions.protocols.grounding import settle, shares
+from minions.protocols.grounding import settle
 from minions.protocols.parsing import ask_json
 from minions.protocols.result import RunResult
 
@@ -202,10 +202,6 @@ class Minion(Protocol):
                     reply=await ctx.shielded(reply) or "(no reply)", round=r, max_rounds=cfg.max_rounds)))
                 decision = await self._decide(ctx, remote_msgs, remote_opts, step="decide")
                 drafted = drafted or bool(decision.answer)
-                if decision.answer and shares(decision.answer, replies, ctx.task):
-                    # A draft built on the worker's replies beats the bare reply as a fallback.
-                    ctx.set_fallback(decision.answer, locate_citations(decision.answer, ctx.documents),
-                                     "the remote's draft answer, grounded in the local model's replies")
                 if last:
                     if decision.decision != FINAL:
                         await ctx.notice("minion: the remote asked for more on the last round; returning its "
