@@ -67,7 +67,9 @@ def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
         if r.remote_only_estimate_usd is not None:
             estimates.setdefault((r.dataset, r.item_id), r.remote_only_estimate_usd)
     groups: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
-    for r in rows:
+    # Rows in item order, whatever order they finished in: float sums then do not depend on how a
+    # sweep was interrupted and resumed (a resumed sweep's summary equals a clean run's, to the bit).
+    for r in sorted(rows, key=lambda r: (r.dataset, r.config_id, r.item_id)):
         groups[(r.dataset, r.config_id)].append(r)
     order = {run.id: i for i, run in enumerate(runs)}
     out: list[Summary] = []

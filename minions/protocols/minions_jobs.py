@@ -28,25 +28,27 @@ from minions.protocols.result import JobRecord, JobStatus
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
 
-# What the grammar allows the worker to write. "answer" comes first and is the only required key, so
-# an abstention is `{"answer": null}` — a handful of tokens — instead of an explanation and a null
-# citation written before the null (issue 14: ~166 output tokens per job, most of them abstaining).
-# Short bounds cap what a rambling small model writes (SmolLM2 fills them on irrelevant chunks: 207
-# tokens at 200/300/150 characters, 107 at 100/200/100). The bounds themselves cost nothing: llama.cpp
-# samples as fast under maxLength 100, 300 or 1000 as unbounded (benchmarks/protocols.py).
+# What the grammar allows the worker to write: either an abstention, `{"answer": null}` — a handful of
+# tokens, closed at once — or an answer that must come with its citation (optional citations let a
+# small model answer and close the object without one, and an uncited answer is dropped unverified).
+# "answer" comes first either way (issue 14: ~166 output tokens per job before, most of them
+# abstaining). Short bounds cap what a rambling small model writes (SmolLM2 fills them on irrelevant
+# chunks); the bounds themselves cost nothing: llama.cpp samples as fast under maxLength 100, 300 or
+# 1000 as unbounded (benchmarks/protocols.py).
+_BOUNDS = {"answer": 100, "citation": 200, "explanation": 100}
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "answer": {"anyOf": [{"type": "string", "maxLength": 100}, {"type": "null"}]},
-        "citation": {"type": "string", "maxLength": 200},
-        "explanation": {"type": "string", "maxLength": 100},
-    },
-    "required": ["answer"],
+    "anyOf": [
+        {"type": "object", "properties": {"answer": {"type": "null"}}, "required": ["answer"],
+         "additionalProperties": False},
+        {"type": "object",
+         "properties": {k: {"type": "string", "maxLength": n} for k, n in _BOUNDS.items()},
+         "required": ["answer", "citation"], "additionalProperties": False},
+    ],
 }
 
 #: tokens a worker's longest reply under that schema can take (its bounds in characters, ~4 per
 #: token, plus keys and quotes); a smaller local_max_tokens can cut the JSON before the answer
-JOB_REPLY_TOKENS = (200 + 300 + 200) // 4 + 16
+JOB_REPLY_TOKENS = sum(_BOUNDS.values()) // 4 + 16
 
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
