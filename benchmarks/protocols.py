@@ -11,12 +11,13 @@
 3. Worker speed (issue 14): the same chunks and task on the embedded model with three worker
    layouts — "reference" (the baseline: HazyResearch/minions' worker prompt and JobOutput schema),
    "before" (ours before issue 14: explanation, citation, answer all required, in that order) and
-   "now" (answer first and alone required, so an abstention is `{"answer": null}`).
-   Measured (6 chunks of the 3M 2018 10-K, 1 thread): reference 7.47 s/job, 90.7 output tokens;
-   before 7.79 s, 116.7; now 6.14 s, 65.5 -> 1.22x the reference's jobs/s (target 2x). Reading the
-   ~1,000-token prompt at the engine's raw 209 tokens/s is 4.8 s of the 6.1: the 2x needs jobs that
-   read less (the `read` budget) or abstain in a few tokens, which SmolLM2-135M does not (6/6
-   answered on cover pages). maxLength bounds cost nothing measurable (20-22 ms per token).
+   "now" (answer first; an abstention is `{"answer": null}` and closes at once, an answer must carry
+   its citation). Measured (6 chunks of the 3M 2018 10-K, 1 thread, machine under load): reference
+   9.81 s/job, 90.7 output tokens; before 10.48 s, 116.7; now 10.42 s, 120.3 -> 0.94x the reference's
+   jobs/s (target 2x). An optional citation measured 1.22x, but SmolLM2 then cited nothing and every
+   answer was dropped unverified. Reading the ~1,000-token prompt is most of a job: the 2x needs jobs
+   that read less (the `read` budget) or abstain in a few tokens, which SmolLM2-135M does not (6/6
+   answered on cover pages). maxLength bounds cost nothing measurable (21-25 ms per token).
    Per layout: s/job, output tokens/job, and local tokens evaluated per second of wall time, against
    the engine's raw prompt-reading and writing speeds measured in the same run.
 
