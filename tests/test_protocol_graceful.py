@@ -10,7 +10,7 @@ import pytest
 
 from minions import errors
 from minions.clients.function import FunctionClient
-from minions.protocols import CancelToken
+from minions.protocols import CancelToken, get_protocol
 from minions.protocols.events import RoundDone
 from minions.protocols.grounding import answer_key, best_supported, numbers, shares, support, words
 from minions.protocols.minion import Minion
@@ -316,4 +316,8 @@ def test_minion_worker_can_first_answer_the_question_itself():
         '{"decision": "provide_final_answer", "message": "", "answer": "$42 million"}'], model="remote")
     local = FunctionClient.from_replies(["Revenue was $42 million."], model="local")
     Minion(local, remote, max_rounds=1, first_question="task").run(TASK, [make_doc()])
-    assert local.calls[0][0][-1].content == TASK
+    # The worker is asked exactly what the local-only baseline asks its model: same prompts, same context,
+    # so Minion's first local reply (its fallback) is the worker's own best.
+    alone = FunctionClient.from_replies(["Revenue was $42 million."], model="local")
+    get_protocol("local-only", alone, None).run(TASK, [make_doc()])
+    assert local.calls[0][0] == alone.calls[0][0] and TASK in local.calls[0][0][-1].content

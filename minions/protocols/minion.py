@@ -178,12 +178,12 @@ class Minion(Protocol):
             replies: list[str] = []  # the worker's replies: the evidence the answer is checked against
             if decision.decision == FINAL:  # answerable without the documents (or a follow-up)
                 return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
-            local_msgs = [Message(role="system", content=await self._worker_prompt(ctx))]
+            local_msgs = await self._worker_opening(ctx)
             for r in range(1, cfg.max_rounds + 1):
                 if r > 1:
                     rec = ctx.new_round()
-                asked = ctx.task if r == 1 and cfg.first_question == "task" else decision.message.strip()
-                local_msgs.append(Message(role="user", content=asked or ctx.task))
+                if r > 1 or cfg.first_question != "task":  # "task": the opening already asks it
+                    local_msgs.append(Message(role="user", content=decision.message.strip() or ctx.task))
                 reply = (await ctx.call("local", local_msgs, local_opts, step="answer", announce=True)).text.strip()
                 reply = await bounded_reply(ctx, reply, cfg.local_max_tokens)
                 local_msgs.append(Message(role="assistant", content=reply))
@@ -242,17 +242,28 @@ class Minion(Protocol):
         await round_done(ctx, rec, decision)
         return answer
 
-    async def _worker_prompt(self, ctx: RunContext) -> str:
+    async def _worker_opening(self, ctx: RunContext) -> list[Message]:
+        """The worker's chat before the first question. With first_question="task" it opens exactly as
+        the local-only baseline asks its model (same prompts, same context), so the worker's first reply
+        is what the local model alone would answer — Minion starts from its own worker's best, and its
+        fallback can never be worse than that. Otherwise the worker learns it serves a supervisor."""
         cfg = self.config
         client = ctx.client("local")
+        if cfg.first_question == "task":
+            system = render("baseline_system")
+            head = [system, render("baseline_user", context="", task=ctx.task)]
+        else:
+            head = [render("minion_worker", context="", task=ctx.task)]
         context = await fit_context(
-            ctx, "local", format_documents(ctx.documents),
-            overhead=prompt_tokens(client, render("minion_worker", context="", task=ctx.task)),
+            ctx, "local", format_documents(ctx.documents), overhead=prompt_tokens(client, *head),
             # every round adds a question and an answer to the worker's chat
             reserve=cfg.max_rounds * (cfg.local_max_tokens + _QUESTION_TOKENS),
             limit=cfg.max_context_tokens, default_window=DEFAULT_LOCAL_WINDOW)
         show(ctx, context)
-        return render("minion_worker", context=context, task=ctx.task)
+        if cfg.first_question == "task":
+            return [Message(role="system", content=system),
+                    Message(role="user", content=render("baseline_user", context=context, task=ctx.task))]
+        return [Message(role="system", content=render("minion_worker", context=context, task=ctx.task))]
 
     def _history_block(self) -> str:
         if not (self.config.multi_turn and self._history):
