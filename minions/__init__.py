@@ -9,9 +9,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from minions import errors
+from minions._lazy import lazy_getattr
 from minions.clients import Client, Completion, FunctionClient, Message, Options, Usage, get_client
 from minions.cost import CostMeter, CostReport, PriceTable
 
@@ -26,12 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'minions' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["Client", "Completion", "CostMeter", "CostReport", "FunctionClient", "Message", "Options",

@@ -8,8 +8,7 @@ A front end on top of the protocols: nothing below `minions.eval` imports it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from minions._lazy import lazy_getattr
 
 _LAZY = {
     "SweepConfig": "minions.eval.config", "load_config": "minions.eval.config", "expand": "minions.eval.config",
@@ -20,10 +19,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'minions.eval' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

@@ -16,7 +16,7 @@ package raises MissingDependencyError naming it.
 
 from __future__ import annotations
 
-from typing import Any
+from minions._lazy import lazy_getattr
 
 _LAZY = {
     "Service": "minions.serve.service", "ServeSettings": "minions.serve.service",
@@ -25,12 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'minions.serve' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)
