@@ -177,28 +177,37 @@ def pdfplumber_words(page: Any) -> list[Word]:
 # --- layout analysis ---------------------------------------------------------------------------
 
 def group_lines(words: Sequence[Word]) -> list[Line]:
-    """Words into visual lines (vertical overlap), each line's words merged into cells: words closer
-    than ~0.8 of the font height are one cell ("Net income", "(1,577)"); a "$" joins the figure after it."""
+    """Words into visual lines, each line's words merged into cells: words closer than ~0.8 of the
+    font height are one cell ("Net income"), figures only across a plain space ("1,577" and "2,023"
+    stay two cells); a "$" joins the figure after it; superscript footnote marks after figures go."""
     if not words:
         return []
     rows: list[list[Word]] = []
+    keys: list[tuple[float, float]] = []  # (middle, height) of each row's first full-size word
     for w in sorted(words, key=lambda w: ((w.top + w.bottom) / 2, w.x0)):
-        mid = (w.top + w.bottom) / 2
+        mid, h = (w.top + w.bottom) / 2, w.bottom - w.top
         if rows:
-            last = rows[-1]
-            top, bottom = min(x.top for x in last), max(x.bottom for x in last)
-            h = bottom - top
-            if top + 0.2 * h <= mid <= bottom - 0.2 * h or abs(mid - (top + bottom) / 2) < 0.3 * max(h, 1.0):
-                last.append(w)
+            key_mid, key_h = keys[-1]
+            small = h < 0.8 * key_h
+            if abs(mid - key_mid) < (0.6 if small else 0.35) * max(key_h, 1.0):
+                rows[-1].append(w)
+                if h > 1.2 * key_h:  # the row's first word was a superscript: key on this one
+                    keys[-1] = (mid, h)
                 continue
         rows.append([w])
+        keys.append((mid, h))
     lines = []
-    for row in rows:
+    for row, (_, key_h) in zip(rows, keys, strict=True):
         row.sort(key=lambda w: w.x0)
         h = median(w.bottom - w.top for w in row) or 1.0
         cells: list[Cell] = []
         for w in row:
-            if cells and w.x0 - cells[-1].x1 < 0.8 * h:
+            if cells and w.bottom - w.top < 0.8 * h and len(w.text) <= 2 and cells[-1].is_figure \
+                    and w.x0 - cells[-1].x1 < 0.5 * h:
+                continue  # a footnote mark on a figure ("0.29 ³")
+            gap = w.x0 - cells[-1].x1 if cells else 0.0
+            figure = is_figure(w.text) or w.text in _CURRENCY or (cells and cells[-1].text in _CURRENCY)
+            if cells and gap < (0.35 if figure else 0.8) * h:
                 cells[-1].x1 = max(cells[-1].x1, w.x1)
                 cells[-1].text += " " + w.text
             else:
@@ -287,6 +296,8 @@ def _header_cells(line: Line, cols: Sequence[tuple[float, float]], label_right: 
     label = ""
     hits = 0
     for c in line.cells:
+        if c.x0 < label_right and c.x1 > cols[0][0] + 2:
+            return None  # a title or caption running from the label area over the columns
         if c.x1 <= label_right + 1 and c.x1 < cols[0][0]:
             label = (label + " " + c.text).strip()
             continue
