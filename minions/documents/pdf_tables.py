@@ -88,7 +88,7 @@ def is_figure(text: str) -> bool:
     t = text.strip()
     if not t:
         return False
-    if t in _DASHES or t in _CURRENCY:
+    if t in _DASHES or t in _CURRENCY or t.lstrip("$€£¥(").rstrip(")").strip() in _DASHES:
         return True
     return bool(_DIGIT.search(t)) and bool(_FIGURE.match(t.replace(" ", "")))
 
