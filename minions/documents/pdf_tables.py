@@ -196,24 +196,74 @@ def group_lines(words: Sequence[Word]) -> list[Line]:
                 continue
         rows.append([w])
         keys.append((mid, h))
+    rows = _merge_marks(rows)
     lines = []
-    for row, (_, key_h) in zip(rows, keys, strict=True):
+    for row in rows:
         row.sort(key=lambda w: w.x0)
         h = median(w.bottom - w.top for w in row) or 1.0
         cells: list[Cell] = []
         for w in row:
-            if cells and w.bottom - w.top < 0.8 * h and len(w.text) <= 2 and cells[-1].is_figure \
-                    and w.x0 - cells[-1].x1 < 0.5 * h:
-                continue  # a footnote mark on a figure ("0.29 ³")
             gap = w.x0 - cells[-1].x1 if cells else 0.0
+            if cells and w.bottom - w.top < 0.85 * h and len(w.text) <= 4 and gap < 0.5 * h:
+                # A footnote mark ("0.29 ³", "projects⁽¹⁾"): dropped from a figure, kept on a label
+                # and as an ordinal ("1st").
+                if not cells[-1].is_figure or w.text.isalpha():
+                    cells[-1].text += w.text
+                    cells[-1].x1 = max(cells[-1].x1, w.x1)
+                continue
+            if cells and w.text in ("%", ")", "%)") and gap < 0.5 * h:
+                cells[-1].text += w.text
+                cells[-1].x1 = max(cells[-1].x1, w.x1)
+                continue
             figure = is_figure(w.text) or w.text in _CURRENCY or (cells and cells[-1].text in _CURRENCY)
             if cells and gap < (0.35 if figure else 0.8) * h:
                 cells[-1].x1 = max(cells[-1].x1, w.x1)
                 cells[-1].text += " " + w.text
             else:
                 cells.append(Cell(w.x0, w.x1, w.text))
-        lines.append(Line(min(w.top for w in row), max(w.bottom for w in row), _fix_cells(cells)))
+        line = Line(min(w.top for w in row), max(w.bottom for w in row), _fix_cells(cells))
+        prev = lines[-1] if lines else None
+        if prev is not None and line.top < prev.bottom - 0.1 * prev.height and _only_label(prev) \
+                and all(c.is_figure for c in line.cells) and line.cells[0].x0 > prev.cells[-1].x1:
+            # Figures set a little lower than their label (a taller ruled row): one row.
+            prev.cells += line.cells
+            prev.bottom = max(prev.bottom, line.bottom)
+            continue
+        lines.append(line)
     return lines
+
+
+def _merge_marks(rows: list[list[Word]]) -> list[list[Word]]:
+    """A row of one or two short words (a raised footnote mark, a superscript) that overlaps a
+    neighbouring row by half its height belongs to that row."""
+    def span(row: list[Word]) -> tuple[float, float]:
+        return min(w.top for w in row), max(w.bottom for w in row)
+
+    def overlap(a: list[Word], b: list[Word]) -> float:
+        (t1, b1), (t2, b2) = span(a), span(b)
+        return max(0.0, min(b1, b2) - max(t1, t2)) / max(b1 - t1, 1e-6)
+
+    out: list[list[Word]] = []
+    i = 0
+    while i < len(rows):
+        row = rows[i]
+        if len(row) <= 2 and all(len(w.text) <= 4 for w in row):
+            before = overlap(row, out[-1]) if out else 0.0
+            after = overlap(row, rows[i + 1]) if i + 1 < len(rows) else 0.0
+            if max(before, after) >= 0.5:
+                if before >= after:
+                    out[-1] = out[-1] + row
+                else:
+                    rows[i + 1] = row + rows[i + 1]
+                i += 1
+                continue
+        out.append(row)
+        i += 1
+    return out
+
+
+def _only_label(line: Line) -> bool:
+    return bool(line.cells) and not any(c.is_figure for c in line.cells)
 
 
 def _fix_cells(cells: list[Cell]) -> list[Cell]:
