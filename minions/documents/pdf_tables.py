@@ -438,12 +438,24 @@ def _wide(line: Line, lines: Sequence[Line]) -> bool:
     return any(c.x1 - c.x0 > 0.7 * (right - left) for c in line.cells)
 
 
-def page_text(words: Sequence[Word]) -> tuple[str, int]:
-    """The page's text with tables as Markdown, and the number of tables found."""
+def page_text(words: Sequence[Word], carry: list[str] | None = None) -> tuple[str, int]:
+    """The page's text with tables as Markdown, and the number of tables found. `carry`: the header
+    of the previous page's last table, given to this page's first table when it has none (a table
+    continued over a page break keeps its years)."""
+    text, n, _ = page_tables(words, carry)
+    return text, n
+
+
+def page_tables(words: Sequence[Word], carry: list[str] | None = None) -> tuple[str, int, list[str] | None]:
+    """page_text, plus the header of the page's last table (for the next page's `carry`)."""
     lines = group_lines(words)
     tables = find_tables(lines)
     if not tables:
-        return "", 0
+        return "", 0, None
+    first = tables[0][2]
+    if carry and len(carry) == len(first.header) and not any(first.header[1:]) \
+            and not any(_plain(ln).strip() for ln in lines[:tables[0][0]] if not _is_page_furniture(ln, lines)):
+        first.header = list(carry)
     parts: list[str] = []
     pos = 0
     for start, end, table in tables:
@@ -453,7 +465,12 @@ def page_text(words: Sequence[Word]) -> tuple[str, int]:
         pos = end
     if pos < len(lines):
         parts.append("\n".join(_plain(ln) for ln in lines[pos:]))
-    return "\n\n".join(p for p in parts if p.strip()), len(tables)
+    return "\n\n".join(p for p in parts if p.strip()), len(tables), tables[-1][2].header
+
+
+def _is_page_furniture(line: Line, lines: Sequence[Line]) -> bool:
+    """A short running head above the table ("Table of Contents", "3M Company", a page number)."""
+    return len(_plain(line)) < 60
 
 
 def _plain(line: Line) -> str:
@@ -478,15 +495,17 @@ def table_pages(data: bytes, texts: Sequence[str], *, password: str | None = Non
             import pypdfium2
 
             pdf = pypdfium2.PdfDocument(data, password=password)
+            carry: list[str] | None = None
             try:
                 for i in wanted:
                     page = pdf[i]
                     try:
-                        text, n = page_text(pdfium_words(page))
+                        text, n, header = page_tables(pdfium_words(page), carry if i - 1 in out else None)
                     finally:
                         page.close()
                     if n:
                         out[i] = text
+                        carry = header
             finally:
                 pdf.close()
         else:
@@ -495,10 +514,12 @@ def table_pages(data: bytes, texts: Sequence[str], *, password: str | None = Non
             import pdfplumber
 
             with pdfplumber.open(io.BytesIO(data), password=password or "") as pdf:
+                carry = None
                 for i in wanted:
-                    text, n = page_text(pdfplumber_words(pdf.pages[i]))
+                    text, n, header = page_tables(pdfplumber_words(pdf.pages[i]), carry if i - 1 in out else None)
                     if n:
                         out[i] = text
+                        carry = header
     except Exception:  # noqa: BLE001  a page the backend cannot read keeps pypdf's text
         return out
     return out

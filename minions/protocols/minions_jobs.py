@@ -105,7 +105,7 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
     pages = f"page {chunk.page_start}" if chunk.page_start == chunk.page_end \
         else f"pages {chunk.page_start}-{chunk.page_end}"
     return template("minions_worker_chunk.txt").substitute(
-        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=chunk.text)
+        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=chunk.text_with_header)
 
 
 def job_suffix(instruction: str, advice: str) -> str:
