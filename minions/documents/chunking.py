@@ -194,11 +194,14 @@ def _char_spans(text: str, lo: int, hi: int, size: int, overlap: int) -> Iterato
         end = _break_before(text, pos, pos + size)
         yield pos, end
         nxt = end - overlap
-        if overlap and nxt > 0 and not text[nxt - 1].isspace():
-            # Start the overlap at a word boundary when one is close, at a table row's start if in one.
-            row = _next_row(text, nxt, end)
-            m = _WHITESPACE.search(text, nxt, min(end, nxt + max(overlap // 10, 1))) if row == nxt else None
-            nxt = m.end() if m else row
+        if overlap and nxt > 0:
+            row = _next_row(text, nxt, end)  # inside a table row: start at the next row
+            if row != nxt:
+                nxt = row
+            elif not text[nxt - 1].isspace():
+                # Start the overlap at a word boundary when one is close.
+                m = _WHITESPACE.search(text, nxt, min(end, nxt + max(overlap // 10, 1)))
+                nxt = m.end() if m else nxt
         pos = max(nxt, pos + 1)
 
 
