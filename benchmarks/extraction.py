@@ -69,6 +69,17 @@ GOLD: list[tuple[str, int, str, str, str]] = [
     ("COCACOLA_2017_10K", 73, "Income taxes from continuing operations", "2015", "2,239"),
     ("ULTABEAUTY_2023Q4_EARNINGS", 5, "Cost of sales", "2023", "2,014,270"),
     ("ULTABEAUTY_2023Q4_EARNINGS", 5, "Income tax expense", "2022", "85,789"),
+    ("3M_2022_10K", 47, "Net sales", "2021", "35,355"),
+    ("3M_2022_10K", 49, "Total assets", "2022", "46,455"),
+    ("3M_2022_10K", 51, "Cash and cash equivalents at end of period", "2020", "4,634"),
+    ("AMCOR_2023_10K", 49, "Net sales", "2022", "14,544"),
+    ("AMCOR_2023_10K", 51, "Total assets", "2023", "17,003"),
+    ("BESTBUY_2023_10K", 38, "Total assets", "2023", "15,803"),
+    ("BESTBUY_2023_10K", 39, "Net earnings", "2022", "2,454"),
+    ("PFIZER_2021_10K", 56, "Revenues", "2021", "81,288"),
+    ("PFIZER_2021_10K", 58, "Total assets", "2020", "154,229"),
+    ("PFIZER_2021_10K", 60, "Cash and cash equivalents and restricted cash and cash equivalents, at end of period",
+     "2019", "1,350"),
 ]
 
 
@@ -298,10 +309,12 @@ def main() -> int:
                 t[2] += secs
                 t[3] += len(pages)
         print(f"{name:28} {len(pages):>5} {len(rows):>5} " + " ".join(f"{c:>22}" for c in cells))
-    print(f"{'ALL REAL FILINGS':28} {sum(t for t in [0]):>5} {'':>5} " + " ".join(
-        f"{100 * t[0] / max(t[1], 1):6.1f}% {t[3] / max(t[2], 1e-9):8.1f} p/s" for t in totals.values()).rjust(0))
+    first = next(iter(totals.values()))
+    print(f"{'all real filings':28} {first[3]:>5} {first[1]:>5} " + " ".join(
+        f"{f'{100 * t[0] / max(t[1], 1):6.1f}% {t[3] / max(t[2], 1e-9):8.1f} p/s':>22}" for t in totals.values()))
 
     print("\ngold figures: on the label's line / under the right year")
+    score = {n: [0, 0] for n in names}
     for name, _page, label, year, figure in GOLD:
         src = next((s for s in sources if s[0] == name), None)
         if src is None:
@@ -314,10 +327,14 @@ def main() -> int:
                 continue
             text = texts[(name, n)][idx]
             line = row_line(text, label, [figure])
-            marks.append(("line " if line else "---- ") + ("year" if line and under_year(text, line, figure, year, label)
-                                                         else "----"))
+            right = bool(line) and under_year(text, line, figure, year, label)
+            score[n][0] += bool(line)
+            score[n][1] += right
+            marks.append(("line " if line else "---- ") + ("year" if right else "----"))
         print(f"  {name} p{_page + 1} {label[:40]!r} {year} {figure}")
         print("    " + "  ".join(f"{n}: {m}" for n, m in zip(names, marks, strict=True)))
+    print("  totals (on the line / under the right year, of " + f"{len(GOLD)}): " +
+          ", ".join(f"{n} {a}/{b}" for n, (a, b) in score.items()))
 
     if args.full_load:
         from minions.documents import load
