@@ -168,3 +168,19 @@ def test_worker_prompt_shows_the_repeated_header() -> None:
     chunk = next(c for c in chunk_document(doc, "chars", 400) if c.header)
     prompt = job_prefix(chunk)
     assert chunk.header in prompt and prompt.index(chunk.header) < prompt.index(chunk.text)
+
+
+def test_a_two_column_page_keeps_pypdf_text() -> None:
+    """Papers: a table in one column of a two-column page must not interleave the columns' prose."""
+    from tests.table_pdf import _put
+
+    ops = []
+    for i in range(30):
+        ops.append(_put(40, 740 - 12 * i, f"Left column sentence number {i} about methods."))
+        ops.append(_put(320, 740 - 12 * i, f"Right column sentence number {i} on results."))
+    for i in range(8):  # a small table of figures under the left column's prose
+        ops += [_put(40, 360 - 12 * i, f"Model {i}"), _put(150, 360 - 12 * i, f"{i + 71}.{i}"),
+                _put(200, 360 - 12 * i, f"{i + 60}.{i}"), _put(250, 360 - 12 * i, f"1,{i}00")]
+    doc = load(make_pdf(["\n".join(ops)]), name="paper.pdf")
+    assert "table_pages" not in doc.metadata
+    assert "Left column sentence number 3 about methods." in doc.text

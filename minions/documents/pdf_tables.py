@@ -449,6 +449,8 @@ def page_text(words: Sequence[Word], carry: list[str] | None = None) -> tuple[st
 def page_tables(words: Sequence[Word], carry: list[str] | None = None) -> tuple[str, int, list[str] | None]:
     """page_text, plus the header of the page's last table (for the next page's `carry`)."""
     lines = group_lines(words)
+    if _two_columns(lines):
+        return "", 0, None  # a two-column page: reading it line by line would interleave the columns
     tables = find_tables(lines)
     if not tables:
         return "", 0, None
@@ -466,6 +468,20 @@ def page_tables(words: Sequence[Word], carry: list[str] | None = None) -> tuple[
     if pos < len(lines):
         parts.append("\n".join(_plain(ln) for ln in lines[pos:]))
     return "\n\n".join(p for p in parts if p.strip()), len(tables), tables[-1][2].header
+
+
+def _two_columns(lines: Sequence[Line]) -> bool:
+    """Prose set in two columns: many lines hold two long runs of words either side of the middle."""
+    cells = [c for ln in lines for c in ln.cells]
+    if len(lines) < 6 or not cells:
+        return False
+    mid = (min(c.x0 for c in cells) + max(c.x1 for c in cells)) / 2
+    split = 0
+    for ln in lines:
+        left = [c for c in ln.cells if c.x1 < mid and len(c.text) >= 20 and not c.is_figure]
+        right = [c for c in ln.cells if c.x0 > mid and len(c.text) >= 20 and not c.is_figure]
+        split += bool(left and right)
+    return split >= 0.25 * len(lines)
 
 
 def _is_page_furniture(line: Line, lines: Sequence[Line]) -> bool:
