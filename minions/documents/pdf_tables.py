@@ -323,9 +323,19 @@ def _columns(data: Sequence[Line]) -> list[tuple[float, float]]:
             groups.append([c])
         else:
             groups[-1].append(c)
-    cols = [(min(c.x0 for c in g), max(c.x1 for c in g)) for g in groups]
-    # Drop a "column" that only one row uses while its neighbours are much fuller: an outlier.
-    return cols
+    # Two clusters that overlap and never share a line are one column whose figures end differently
+    # ("16.2%" under "100.0"): merge them.
+    line_of = {id(c): k for k, line in enumerate(data) for c in _split(line)[1]}
+    merged: list[list[Cell]] = [groups[0]]
+    for g in groups[1:]:
+        prev = merged[-1]
+        overlap = min(c.x0 for c in g) < max(c.x1 for c in prev)
+        shared = {line_of[id(c)] for c in prev} & {line_of[id(c)] for c in g}
+        if overlap and not shared:
+            prev.extend(g)
+        else:
+            merged.append(g)
+    return [(min(c.x0 for c in g), max(c.x1 for c in g)) for g in merged]
 
 
 def _column_of(cell: Cell, cols: Sequence[tuple[float, float]]) -> int:
@@ -346,7 +356,7 @@ def _header_cells(line: Line, cols: Sequence[tuple[float, float]], label_right: 
     label = ""
     hits = 0
     for c in line.cells:
-        if c.x0 < label_right and c.x1 > cols[0][0] + 2:
+        if c.x0 < label_right - line.height and c.x1 > cols[0][0] + 2:
             return None  # a title or caption running from the label area over the columns
         if c.x1 <= label_right + 1 and c.x1 < cols[0][0]:
             label = (label + " " + c.text).strip()
@@ -357,7 +367,12 @@ def _header_cells(line: Line, cols: Sequence[tuple[float, float]], label_right: 
             if c.x1 < cols[0][0]:
                 label = (label + " " + c.text).strip()
                 continue
-            return None
+            # Between columns ("to Sales" over a narrow percent column): the nearest column, if close.
+            centre = (c.x0 + c.x1) / 2
+            j = min(range(len(cols)), key=lambda j: abs((cols[j][0] + cols[j][1]) / 2 - centre))
+            if abs((cols[j][0] + cols[j][1]) / 2 - centre) > 2 * max(c.x1 - c.x0, cols[j][1] - cols[j][0]):
+                return None
+            spanned = [j]
         hits += 1
         for j in spanned:
             per_col[j] = (per_col[j] + " " + c.text).strip()
