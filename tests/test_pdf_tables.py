@@ -184,3 +184,13 @@ def test_a_two_column_page_keeps_pypdf_text() -> None:
     doc = load(make_pdf(["\n".join(ops)]), name="paper.pdf")
     assert "table_pages" not in doc.metadata
     assert "Left column sentence number 3 about methods." in doc.text
+
+
+def test_loads_from_several_threads_agree() -> None:
+    """PDFium is not thread-safe; the app and serve load files from threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pdf = make_pdf(table_pages(cash_flow_table(30), "columns"))
+    with ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(lambda _: load(pdf, name="t.pdf").text, range(8)))
+    assert len(set(texts)) == 1 and "| ---" in texts[0]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
@@ -37,6 +38,9 @@ _DIGIT = re.compile(r"\d")
 _FIGURE_TOKEN = re.compile(r"(?<![\w.])[($]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\)?|(?<![\w.])\(?\d+\.\d+\)?%?")
 MIN_FIGURES = 12  # figures in pypdf's page text before a page is worth re-reading
 _DISABLE_ENV = "MINIONS_PDF_TABLES"  # "0" turns table extraction off
+# PDFium is not thread-safe (pypdfium2's docs): the app and `minions serve` load files from several
+# threads, so every use of it holds this lock.
+_PDFIUM_LOCK = threading.Lock()
 
 
 @dataclass
@@ -197,7 +201,7 @@ def group_lines(words: Sequence[Word]) -> list[Line]:
         rows.append([w])
         keys.append((mid, h))
     rows = _merge_marks(rows)
-    lines = []
+    lines: list[Line] = []
     for row in rows:
         row.sort(key=lambda w: w.x0)
         h = median(w.bottom - w.top for w in row) or 1.0
@@ -525,20 +529,22 @@ def table_pages(data: bytes, texts: Sequence[str], *, password: str | None = Non
         if kind == "pdfium":
             import pypdfium2
 
-            pdf = pypdfium2.PdfDocument(data, password=password)
-            carry: list[str] | None = None
-            try:
-                for i in wanted:
-                    page = pdf[i]
-                    try:
-                        text, n, header = page_tables(pdfium_words(page), carry if i - 1 in out else None)
-                    finally:
-                        page.close()
-                    if n:
-                        out[i] = text
-                        carry = header
-            finally:
-                pdf.close()
+            with _PDFIUM_LOCK:
+                pdf = pypdfium2.PdfDocument(data, password=password)
+                carry: list[str] | None = None
+                try:
+                    for i in wanted:
+                        page = pdf[i]
+                        try:
+                            words = pdfium_words(page)
+                        finally:
+                            page.close()
+                        text, n, header = page_tables(words, carry if i - 1 in out else None)
+                        if n:
+                            out[i] = text
+                            carry = header
+                finally:
+                    pdf.close()
         else:
             import io
 
