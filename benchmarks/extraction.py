@@ -177,7 +177,12 @@ def under_year(text: str, line: str, figure: str, year: str, label: str) -> bool
     """Is `figure` on `line` in the column of `year` (by the nearest header line above with >= 2 years)?"""
     lines = text.splitlines()
     idx = lines.index(line)
-    header = next((h for h in reversed(lines[:idx]) if len(_YEARS.findall(h)) >= 2), None)
+    if line.lstrip().startswith("|"):  # Markdown: the header row above the table's rule line
+        rule = next((k for k in range(idx - 1, 0, -1) if lines[k].startswith("| ---")), None)
+        header = lines[rule - 1] if rule else None
+    else:  # the nearest line above naming >= 2 years and no other figures
+        header = next((h for h in reversed(lines[:idx]) if len(_YEARS.findall(h)) >= 2
+                       and not re.search(r"\d,\d", _YEARS.sub("", h))), None)
     if header is None:
         return False
     fig = figure.replace("$", "")
