@@ -194,3 +194,16 @@ def test_loads_from_several_threads_agree() -> None:
     with ThreadPoolExecutor(4) as pool:
         texts = list(pool.map(lambda _: load(pdf, name="t.pdf").text, range(8)))
     assert len(set(texts)) == 1 and "| ---" in texts[0]
+
+
+def test_a_rotated_page_keeps_pypdf_text() -> None:
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(table_pages(cash_flow_table(10), "columns")))))
+    writer.pages[0].rotate(90)
+    out = io.BytesIO()
+    writer.write(out)
+    doc = load(out.getvalue(), name="rotated.pdf")
+    assert "table_pages" not in doc.metadata and cash_flow_table(10).rows[0][0] in doc.text

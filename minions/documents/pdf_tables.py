@@ -535,8 +535,8 @@ def table_pages(data: bytes, texts: Sequence[str], *, password: str | None = Non
                 try:
                     for i in wanted:
                         page = pdf[i]
-                        try:
-                            words = pdfium_words(page)
+                        try:  # a rotated page's boxes are in unrotated space: leave it to pypdf
+                            words = pdfium_words(page) if not page.get_rotation() else []
                         finally:
                             page.close()
                         text, n, header = page_tables(words, carry if i - 1 in out else None)
