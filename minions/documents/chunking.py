@@ -243,14 +243,13 @@ def _token_spans(text: str, size: int, overlap: int) -> Iterator[tuple[int, int,
         char_of_byte = np.append(np.cumsum((raw & 0xC0) != 0x80) - 1, len(text))
         char_bounds = char_of_byte[bounds]
     if "| ---" in text:  # Markdown tables: windows of `size` tokens that end between rows
-        yield from _row_token_spans(text, char_bounds[:, 1] if len(char_bounds) else char_bounds, ids, size,
-                                    overlap, char_of_token_end(text, byte_end))
+        yield from _row_token_spans(text, len(ids), size, overlap, _char_of_token_end(text, byte_end))
         return
     for s, e in char_bounds.tolist():
         yield s, e, None
 
 
-def char_of_token_end(text: str, byte_end: np.ndarray) -> np.ndarray:
+def _char_of_token_end(text: str, byte_end: np.ndarray) -> np.ndarray:
     """The character offset after each token."""
     if text.isascii():
         return byte_end
@@ -259,10 +258,10 @@ def char_of_token_end(text: str, byte_end: np.ndarray) -> np.ndarray:
     return char_of_byte[byte_end]
 
 
-def _row_token_spans(text: str, _bounds: np.ndarray, ids: np.ndarray, size: int, overlap: int,
-                     ends: np.ndarray) -> Iterator[tuple[int, int, None]]:
-    """Greedy token windows (about `size` tokens) whose cuts never fall inside a table row."""
-    n_tok, pos = len(ids), 0
+def _row_token_spans(text: str, n_tok: int, size: int, overlap: int, ends: np.ndarray
+                     ) -> Iterator[tuple[int, int, None]]:
+    """Greedy token windows (at most about `size` tokens) whose cuts never fall inside a table row."""
+    pos = 0
     ends_list = ends.tolist()
     while pos < len(text):
         first = bisect_right(ends_list, pos)  # the first token ending after pos
