@@ -35,7 +35,9 @@ _DASHES = {"—", "–", "-", "−", "——", "--", "n/a", "N/A", "n/m", "NM", 
 _YEAR = re.compile(r"^(?:FY\s?)?(?:19|20)\d\d[A-Za-z]?$")
 _CURRENCY = {"$", "€", "£", "¥", "US$"}
 _DIGIT = re.compile(r"\d")
-_FIGURE_TOKEN = re.compile(r"(?<![\w.])[($]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\)?|(?<![\w.])\(?\d+\.\d+\)?%?")
+# Figures as they sit in text: 1,577  (1,577)  12.5  (0.1)%  (373)  $ 58; and lines that are one figure.
+_FIGURE_TOKEN = re.compile(r"(?<![\w.])[($]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\)?|(?<![\w.])\(?\d+\.\d+\)?%?"
+                           r"|(?<![\w.])\(\d+\)(?![\w])|\$\s?\d+|^[ \t]*\d+[ \t]*$", re.M)
 MIN_FIGURES = 12  # figures in pypdf's page text before a page is worth re-reading
 _DISABLE_ENV = "MINIONS_PDF_TABLES"  # "0" turns table extraction off
 # PDFium is not thread-safe (pypdfium2's docs): the app and `minions serve` load files from several
