@@ -207,3 +207,11 @@ def test_a_rotated_page_keeps_pypdf_text() -> None:
     writer.write(out)
     doc = load(out.getvalue(), name="rotated.pdf")
     assert "table_pages" not in doc.metadata and cash_flow_table(10).rows[0][0] in doc.text
+
+
+def test_without_the_extra_the_warning_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pdf_tables, "backend", lambda: None)
+    doc = load(make_pdf(table_pages(cash_flow_table(10), "columns")), name="t.pdf")
+    assert "table_pages" not in doc.metadata
+    assert any("minions[pdf-tables]" in w for w in doc.metadata["warnings"])
+    assert not load(make_pdf(["BT /F1 12 Tf 72 700 Td (Just prose.) Tj ET"]), name="p.pdf").metadata["warnings"]

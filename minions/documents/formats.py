@@ -73,6 +73,10 @@ def _tables_as_markdown(data: bytes, pages: list[str], meta: dict[str, Any], *, 
         pages[i] = text
     if found:
         meta["table_pages"] = sorted(i + 1 for i in found)
+    elif pdf_tables.backend() is None and pdf_tables.enabled() and any(map(pdf_tables.looks_tabular, pages)):
+        meta.setdefault("warnings", []).append(
+            "This PDF has tables, read without their columns: install the pdf-tables extra "
+            "(pip install 'minions[pdf-tables]') to keep each table row on one line under its headers.")
 
 
 def _safety_limit(where: str, exc: Exception, page: int | None = None) -> DocumentError:

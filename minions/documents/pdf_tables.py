@@ -21,6 +21,7 @@ The chunkers keep these rows whole and repeat the header row (see minions.docume
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -114,6 +115,7 @@ def enabled() -> bool:
 
 # --- words from a backend ----------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def backend() -> str | None:
     """The installed position backend: "pdfium" (preferred, fast), "pdfplumber", or None."""
     try:
