@@ -26,7 +26,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
@@ -81,7 +81,6 @@ class Line:
 class Table:
     header: list[str]          # one entry per column, label column first
     rows: list[list[str]]      # label, then one value per column ("" if none)
-    caption: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
         def row(cells: Sequence[str]) -> str:
@@ -479,7 +478,7 @@ def page_tables(words: Sequence[Word], carry: list[str] | None = None) -> tuple[
         return "", 0, None
     first = tables[0][2]
     if carry and len(carry) == len(first.header) and not any(first.header[1:]) \
-            and not any(_plain(ln).strip() for ln in lines[:tables[0][0]] if not _is_page_furniture(ln, lines)):
+            and not any(_plain(ln).strip() for ln in lines[:tables[0][0]] if not _is_page_furniture(ln)):
         first.header = list(carry)
     parts: list[str] = []
     pos = 0
@@ -507,7 +506,7 @@ def _two_columns(lines: Sequence[Line]) -> bool:
     return split >= 0.25 * len(lines)
 
 
-def _is_page_furniture(line: Line, lines: Sequence[Line]) -> bool:
+def _is_page_furniture(line: Line) -> bool:
     """A short running head above the table ("Table of Contents", "3M Company", a page number)."""
     return len(_plain(line)) < 60
 
