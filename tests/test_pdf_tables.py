@@ -215,3 +215,12 @@ def test_without_the_extra_the_warning_names_it(monkeypatch: pytest.MonkeyPatch)
     assert "table_pages" not in doc.metadata
     assert any("minions[pdf-tables]" in w for w in doc.metadata["warnings"])
     assert not load(make_pdf(["BT /F1 12 Tf 72 700 Td (Just prose.) Tj ET"]), name="p.pdf").metadata["warnings"]
+
+
+def test_pdfplumber_backend_reads_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pdfplumber")
+    monkeypatch.setattr(pdf_tables, "backend", lambda: "pdfplumber")
+    table = cash_flow_table(12)
+    doc = load(make_pdf(table_pages(table, "columns")), name="t.pdf")
+    assert doc.metadata["table_pages"] == [1]
+    assert_rows(doc.text, table)

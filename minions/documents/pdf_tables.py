@@ -362,16 +362,17 @@ def _header_cells(line: Line, cols: Sequence[tuple[float, float]], label_right: 
     per_col = [""] * len(cols)
     label = ""
     hits = 0
-    for c in line.cells:
+    for k, c in enumerate(line.cells):
         if c.x0 < label_right - line.height and c.x1 > cols[0][0] + 2:
             return None  # a title or caption running from the label area over the columns
-        if c.x1 <= label_right + 1 and c.x1 < cols[0][0]:
+        heads_column = k > 0 and is_year(c.text)  # "(Millions)  2022" set a little left of its column
+        if c.x1 <= label_right + 1 and c.x1 < cols[0][0] and not heads_column:
             label = (label + " " + c.text).strip()
             continue
         spanned = [j for j, (x0, x1) in enumerate(cols) if c.x0 - 2 <= (x0 + x1) / 2 <= c.x1 + 2 or
                    x0 - 2 <= c.x0 <= x1 + 2 or x0 - 2 <= c.x1 <= x1 + 2]
         if not spanned:
-            if c.x1 < cols[0][0]:
+            if c.x1 < cols[0][0] and not heads_column:
                 label = (label + " " + c.text).strip()
                 continue
             # Between columns ("to Sales" over a narrow percent column): the nearest column, if close.
