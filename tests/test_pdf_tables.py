@@ -224,3 +224,21 @@ def test_pdfplumber_backend_reads_the_same_rows(monkeypatch: pytest.MonkeyPatch)
     doc = load(make_pdf(table_pages(table, "columns")), name="t.pdf")
     assert doc.metadata["table_pages"] == [1]
     assert_rows(doc.text, table)
+
+
+def test_a_wrapped_label_joins_its_figures_but_a_heading_does_not() -> None:
+    W = pdf_tables.Word
+
+    def line(y: float, *cells: tuple[float, str]) -> list[pdf_tables.Word]:
+        return [W(x, x + 6 * len(t), y, y + 9, t) for x, t in cells]
+
+    words = (line(100, (72, "(Millions)"), (330, "2018"), (410, "2017"))
+             + line(115, (72, "Operating activities"))
+             + line(130, (72, "Net income"), (330, "5,363"), (410, "4,869"))
+             + line(145, (72, "NET INCOME ATTRIBUTABLE TO SHAREOWNERS OF"))
+             + line(160, (72, "THE COMPANY"), (330, "1,248"), (410, "6,527")))
+    text, n = pdf_tables.page_text(words)
+    assert n == 1
+    assert "| Operating activities |  |  |" in text  # a heading stays a row of its own
+    assert "| NET INCOME ATTRIBUTABLE TO SHAREOWNERS OF THE COMPANY | 1,248 | 6,527 |" in text
+    assert "| (Millions) | 2018 | 2017 |" in text

@@ -447,11 +447,27 @@ def find_tables(lines: Sequence[Line]) -> list[tuple[int, int, Table]]:
             for c in figures:
                 j = _column_of(c, cols)
                 row[j + 1] = (row[j + 1] + " " + c.text).strip()
+            if rows and _continues(rows[-1], row):  # a label wrapped onto this line: one row
+                row[0] = rows.pop()[0] + " " + row[0]
             rows.append(row)
         out.append((start, last_data + 1, Table(header, rows)))
         prev_end = last_data + 1
         i = last_data + 1
     return out
+
+
+_CONNECTORS = ("of", "and", "to", "the", "for", "in", "from", "on", "by", "before", "including", "net", "or",
+               "at", "with", "less", "per", "attributable")
+
+
+def _continues(prev: list[str], row: list[str]) -> bool:
+    """Is `row`'s label the rest of `prev`'s, a label-only row ("NET INCOME ATTRIBUTABLE TO SHAREOWNERS
+    OF" / "THE COCA-COLA COMPANY  $1,248")? Only when the first part cannot end a label: a trailing
+    connector word or comma, or a continuation starting in lower case."""
+    if any(prev[1:]) or not prev[0] or not row[0]:
+        return False
+    last = prev[0].rstrip().rsplit(" ", 1)[-1].lower()
+    return prev[0].rstrip().endswith((",", "-", "—")) or last in _CONNECTORS or row[0][0].islower()
 
 
 def _wide(line: Line, lines: Sequence[Line]) -> bool:
