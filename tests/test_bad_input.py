@@ -65,3 +65,112 @@ def test_read_budget_flag_refuses_other_digits(capsys):
     assert e.value.code == 2 and "not understood" in capsys.readouterr().err
 
 
+
+
+# --- item 7: configuration files name the file and the line (before: AttributeError, TypeError, ...) ------
+
+@pytest.mark.parametrize("content, line, says", [
+    (b"providers = 5\n", 1, "not a number"),
+    (b"[[providers]]\nname = 'x'\n", 1, "not a list"),
+    (b"# mine\n[providers]\nx = 5\n", 3, "provider 'x' must be a table"),
+    (b"[providers.x]\nwire = 'openai'\nbase_url = 'caf\xe9'\n", 3, "not UTF-8"),
+    (b"[providers.x]\nwire = \n", 2, "not valid TOML"),
+    (b"[providers.x]\nwired = 'openai'\n", 1, "provider 'x': wired"),
+])
+def test_a_bad_providers_file_names_the_file_and_line(tmp_path, monkeypatch, content, line, says):
+    from minions.clients.spec import providers
+    from minions.errors import ConfigError
+
+    path = tmp_path / "providers.toml"
+    path.write_bytes(content)
+    monkeypatch.setenv("MINIONS_PROVIDERS", str(path))
+    with pytest.raises(ConfigError) as e:
+        providers()
+    assert str(path) in str(e.value) and f"line {line}" in str(e.value) and says in str(e.value)
+
+
+def test_minions_providers_naming_a_directory_says_so(tmp_path, monkeypatch):
+    from minions.clients.spec import providers
+    from minions.errors import ConfigError
+
+    monkeypatch.setenv("MINIONS_PROVIDERS", str(tmp_path))
+    with pytest.raises(ConfigError, match="is a directory"):
+        providers()
+    monkeypatch.setenv("MINIONS_PROVIDERS", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        providers()
+
+
+@pytest.mark.parametrize("content, says", [
+    ('[models."x/y"]\noutput = 1.0\n', r"line 1.*input: Field required"),
+    ('[models."x/y"]\ninput = \n', r"not valid TOML.*line 2"),
+    ('models = 3\n', r"line 1.*'models' must be a table"),
+    # item 9: prices are finite and >= 0
+    ('[models."x/y"]\ninput = -1.0\noutput = 1.0\n', r"line 1.*input: Input should be greater than or equal to 0"),
+    ('[models."x/y"]\ninput = nan\noutput = 1.0\n', r"line 1.*input: Input should be a finite number"),
+    ('[models]\n"x/y" = {input = 1.0, output = inf}\n', r"line 2.*output: Input should be a finite number"),
+])
+def test_a_bad_prices_file_names_the_file_and_line(tmp_path, monkeypatch, content, says):
+    from minions.cost import PriceTable
+    from minions.errors import ConfigError
+
+    path = tmp_path / "prices.toml"
+    path.write_text(content)
+    monkeypatch.setenv("MINIONS_PRICES", str(path))
+    with pytest.raises(ConfigError, match=says) as e:
+        PriceTable.load()
+    assert str(path) in str(e.value)
+
+
+def test_a_missing_prices_file_is_a_config_error(tmp_path, monkeypatch):
+    from minions.cost import PriceTable
+    from minions.errors import ConfigError
+
+    monkeypatch.setenv("MINIONS_PRICES", str(tmp_path / "gone.toml"))
+    with pytest.raises(ConfigError, match="gone.toml does not exist"):
+        PriceTable.load()
+
+
+def test_minions_models_refuses_a_negative_price_with_exit_2(tmp_path, monkeypatch, capsys):
+    from minions.cli import main
+
+    path = tmp_path / "prices.toml"
+    path.write_text('[models."openai/gpt-4o"]\ninput = -2.5\noutput = 10.0\n')
+    monkeypatch.setenv("MINIONS_PRICES", str(path))
+    assert main(["models", "--json", "--ollama-host", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "greater than or equal to 0" in err and "line 1" in err and "Traceback" not in err
+
+
+def test_a_negative_price_can_no_longer_be_built():
+    from pydantic import ValidationError
+
+    from minions.cost import Price
+
+    for bad in (-0.01, float("nan"), float("inf")):
+        with pytest.raises(ValidationError):
+            Price(input=bad, output=1.0)
+
+
+@pytest.mark.parametrize("kind", ["file", "dangling"])
+def test_eval_out_that_is_a_file_or_dangling_symlink_is_a_config_error(tmp_path, kind):
+    from minions.errors import ConfigError
+    from minions.eval.runner import run_sweep
+    from tests.eval_scripted_sweep import config, factory
+
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("results from last week")
+    else:
+        out.symlink_to(tmp_path / "nowhere")
+    cfg = config(out, protocols=["remote-only"], grid={})
+    with pytest.raises(ConfigError, match="out = .*(existing file|does not exist)"):
+        run_sweep(cfg, clients_factory=factory())
+    assert kind != "file" or out.read_text() == "results from last week"
+
+
+def test_eval_protocols_listed_twice_is_an_error(tmp_path):
+    from tests.eval_scripted_sweep import config
+
+    with pytest.raises(Exception, match="listed twice: rag"):
+        config(tmp_path, protocols=["rag", "remote-only", "rag"], grid={})

@@ -34,10 +34,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from minions import errors
 from minions.clients.base import Client
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 Wire = Literal["openai", "anthropic", "ollama", "llamacpp", "azure"]
 ENTRY_POINT_GROUP = "minions.providers"
@@ -113,26 +109,39 @@ def user_config_path() -> Path:
 
 
 def _from_file(path: Path) -> list[ProviderSpec]:
-    if not path.is_file():
-        if os.environ.get("MINIONS_PROVIDERS"):  # named on purpose: its absence is a mistake
-            raise errors.ConfigError(f"MINIONS_PROVIDERS names {path}, which does not exist.")
+    from minions.config_files import read_toml, where
+
+    named = bool(os.environ.get("MINIONS_PROVIDERS"))  # named on purpose: its absence is a mistake
+    if not named and not path.exists():
         return []
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise errors.ConfigError(f"{path} is not valid TOML: {e}") from e
+    data, text = read_toml(path, what="MINIONS_PROVIDERS names" if named else "The providers file")
     unknown = set(data) - {"providers"}
     if unknown:
-        raise errors.ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; use [providers.NAME].")
+        first = sorted(unknown)[0]
+        raise errors.ConfigError(f"{where(path, text, first)}: unknown table(s) {', '.join(sorted(unknown))}; use "
+                                 "[providers.NAME].")
+    table = data.get("providers", {})
+    if not isinstance(table, dict):
+        raise errors.ConfigError(f"{where(path, text, 'providers')}: 'providers' must be tables "
+                                 f"[providers.NAME] with wire, base_url, api_key_env, not a {_toml_type(table)}.")
     found = []
-    for name, fields in (data.get("providers") or {}).items():
+    for name, fields in table.items():
+        if not isinstance(fields, dict):
+            raise errors.ConfigError(f"{where(path, text, 'providers', name)}: provider {name!r} must be a table "
+                                     f"[providers.{name}] (fields: {', '.join(ProviderSpec.model_fields)}), not "
+                                     f"a {_toml_type(fields)}.")
         try:
             found.append(ProviderSpec.model_validate({"name": name, **fields}))
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise errors.ConfigError(f"{path}: provider {name!r}: {problems}. Fields: "
-                                     f"{', '.join(ProviderSpec.model_fields)}.") from e
+            raise errors.ConfigError(f"{where(path, text, 'providers', name)}: provider {name!r}: {problems}. "
+                                     f"Fields: {', '.join(ProviderSpec.model_fields)}.") from None
     return found
+
+
+def _toml_type(value: object) -> str:
+    return {list: "list (an [[array of tables]] or [...])", int: "number", float: "number", str: "string",
+            bool: "boolean"}.get(type(value), type(value).__name__)
 
 
 def _from_entry_points() -> list[ProviderSpec]:
