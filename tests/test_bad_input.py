@@ -174,3 +174,45 @@ def test_eval_protocols_listed_twice_is_an_error(tmp_path):
 
     with pytest.raises(Exception, match="listed twice: rag"):
         config(tmp_path, protocols=["rag", "remote-only", "rag"], grid={})
+
+
+# --- item 3: only regular files are read (before: a FIFO hung, /dev/zero read until MemoryError) ---------
+
+def _cli(*args: str, cwd, timeout: float = 60):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "minions.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(root)})
+
+
+@pytest.mark.parametrize("kind, says", [("fifo", "named pipe (FIFO)"), ("zero", "a device"),
+                                        ("dir", "is a directory")])
+def test_ask_refuses_what_is_not_a_regular_file(tmp_path, kind, says):
+    import os
+
+    path = tmp_path / ("pipe.txt" if kind == "fifo" else "zero.txt" if kind == "zero" else "folder.txt")
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    proc = _cli("ask", path.name, "-q", "what?", "--protocol", "local-only", "--local", "ollama/x", "--remote", "ollama/x",
+                cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_load_refuses_a_fifo_without_opening_it_blocking(tmp_path):
+    import os
+
+    from minions.documents import load
+    from minions.errors import DocumentError
+
+    os.mkfifo(tmp_path / "p.md")
+    with pytest.raises(DocumentError, match="not a regular file"):
+        load(tmp_path / "p.md")

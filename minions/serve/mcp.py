@@ -60,10 +60,22 @@ class Roots:
             real = candidate.resolve()
             if any(real.is_relative_to(d) for d in self.dirs):
                 if real.exists() or candidate is candidates[-1]:
+                    self._refuse_hidden(name, candidate, real)
                     return real
         raise PathRefused(f"{name!r} is outside the allowed roots ({', '.join(map(str, self.dirs))}); it was not "
                           "read. Pass a path inside a root, or restart with --root for its directory.",
                           param="documents")
+
+    def _refuse_hidden(self, name: str, *paths: Path) -> None:
+        """What `files` does not list (dot-files, anything under a dot-directory: .env, .git, .ssh)
+        is not read either: an agent must not send a secret to the remote by naming it."""
+        for path in paths:
+            for d in self.dirs:
+                absolute = path if path.is_absolute() else Path.cwd() / path
+                inside = absolute.is_relative_to(d) and absolute.relative_to(d).parts
+                if inside and any(part.startswith(".") for part in inside):
+                    raise PathRefused(f"{name!r} is a hidden file or inside a hidden directory; it was not read. "
+                                      "Only the files list_documents lists can be asked about.", param="documents")
 
     def files(self, limit: int = MAX_LISTED_FILES) -> list[dict[str, Any]]:
         """Supported documents under the roots (names and sizes only; hidden directories skipped)."""
