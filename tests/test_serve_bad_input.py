@@ -56,3 +56,60 @@ def test_a_failed_upload_gives_its_reservation_back():
         assert client.files.create(file=("acme.pdf", PDF, "application/pdf"), purpose="user_data").bytes == len(PDF)
 
 
+
+
+# --- item 5: secrets never reach a log handler (before: the key twice on stderr, in two tracebacks) ------
+
+KEY = "k3y-Value-0123456789abcdef"
+
+
+@pytest.fixture
+def cli_logging():
+    from minions.cli import logs
+
+    undo = logs.install(secrets=["served-by-this-key-42"])
+    yield
+    undo()
+
+
+def test_a_key_in_an_untyped_error_is_redacted_in_every_traceback(monkeypatch, capfd, cli_logging):
+    from minions.clients.function import FunctionClient
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+
+    def leaky(_m, _o):
+        raise RuntimeError(f"upstream said: invalid key {KEY} (and served-by-this-key-42)")
+
+    with serving(FunctionClient(leaky, model="remote")) as (_, _, client):
+        with pytest.raises(openai.InternalServerError) as e:
+            client.chat.completions.create(model="remote-only", messages=[{"role": "user", "content": "Revenue?"}])
+    assert KEY not in e.value.response.text
+    err = capfd.readouterr().err
+    assert "Exception in ASGI application" in err and "unhandled error" in err  # both tracebacks were logged
+    assert err.count("RuntimeError: upstream said: invalid key [redacted]") >= 2
+    assert KEY not in err and "served-by-this-key-42" not in err
+
+
+def test_library_debug_and_info_lines_stay_off_stderr_unless_verbose(capfd):
+    import logging
+
+    from minions.cli import logs
+
+    undo = logs.install()
+    try:
+        lib = logging.getLogger("bm25s")
+        lib.setLevel(logging.DEBUG)  # as bm25s does on import
+        lib.debug("Building index from IDs")
+        logging.getLogger("httpx").info("HTTP Request: POST ...")
+        lib.warning("a real problem")
+    finally:
+        undo()
+    err = capfd.readouterr().err
+    assert "Building index" not in err and "HTTP Request" not in err and "a real problem" in err
+    undo = logs.install(verbose=True)
+    try:
+        logging.getLogger("httpx").info("HTTP Request: POST ...")
+    finally:
+        undo()
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    assert "HTTP Request" in capfd.readouterr().err

@@ -60,6 +60,8 @@ def _limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (413 beyond)")
     p.add_argument("--max-total-usd", type=float, default=None,
                    help="remote spend cap for the server's life (--max-remote-usd caps each request)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also log third-party libraries' INFO lines (default: their warnings only)")
     p.set_defaults(no_store_text=False)
 
 
@@ -90,7 +92,11 @@ def build_service(args: argparse.Namespace):
                    prices=default.prices, store_text=default.store_text)
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(args: argparse.Namespace, service) -> None:
+    from minions.cli import logs
+
+    key = service.settings.api_key
+    logs.install(verbose=args.verbose, secrets=[key.get_secret_value() if key else None])
     handler = logging.StreamHandler(sys.stderr)  # stdout may be the MCP channel: never log there
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("minions.serve")
@@ -104,7 +110,7 @@ def serve(args: argparse.Namespace) -> int:
     from minions.serve.server import run
 
     service = build_service(args)
-    _log_to_stderr()
+    _log_to_stderr(args, service)
     docs = ", ".join(service.store.corpus) or "none (send file parts or POST /v1/files)"
     print(f"minions serve: http://{args.host}:{args.port}/v1  models: {', '.join(service.protocols())}  "
           f"documents: {docs}" + ("  (API key required)" if service.settings.api_key else ""), file=sys.stderr)
@@ -117,7 +123,7 @@ def mcp(args: argparse.Namespace) -> int:
 
     roots = Roots(args.root or [Path.cwd()])
     service = build_service(args)
-    _log_to_stderr()
+    _log_to_stderr(args, service)
     server = create_mcp(service, roots)
     if args.http:
         print(f"minions mcp: http://{args.host}:{args.port}/mcp  roots: {', '.join(map(str, roots.dirs))}",
