@@ -216,3 +216,63 @@ def test_load_refuses_a_fifo_without_opening_it_blocking(tmp_path):
     os.mkfifo(tmp_path / "p.md")
     with pytest.raises(DocumentError, match="not a regular file"):
         load(tmp_path / "p.md")
+
+
+# --- item 10: risky set-ups are warned about or refused (before: silent) ---------------------------------
+
+def test_a_providers_file_moving_openai_to_plain_http_warns_twice(tmp_path, monkeypatch):
+    from minions.clients.spec import get_client
+    from minions.errors import RiskySetupWarning
+
+    path = tmp_path / "providers.toml"
+    path.write_text('[providers.openai]\nwire = "openai"\nbase_url = "http://192.0.2.2:18555/v1"\n'
+                    'api_key_env = "OPENAI_API_KEY"\n')
+    monkeypatch.setenv("MINIONS_PROVIDERS", str(path))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-key-0123456789")
+    with pytest.warns(RiskySetupWarning) as seen:
+        get_client("openai/gpt-4o-mini")
+    texts = [str(w.message) for w in seen]
+    assert any("replaces the built-in provider 'openai'" in t and "192.0.2.2" in t for t in texts)
+    assert any("plain http to 192.0.2.2" in t and "OPENAI_API_KEY" in t for t in texts)
+    assert not any("sk-real-key" in t for t in texts)
+
+
+@pytest.mark.parametrize("url, warned", [("http://192.0.2.2:8000/v1", True), ("https://llm.example.com/v1", False),
+                                         ("http://127.0.0.1:8000/v1", False), ("http://localhost:1/v1", False),
+                                         ("http://[::1]:8000/v1", False)])
+def test_base_url_over_plain_http_to_another_host_warns(monkeypatch, url, warned):
+    import warnings
+
+    from minions.clients.spec import get_client
+    from minions.errors import RiskySetupWarning
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-key-0123456789")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        get_client("openai/gpt-4o-mini", base_url=url)
+    assert any(issubclass(w.category, RiskySetupWarning) for w in seen) == warned
+
+
+def test_the_cli_prints_the_warning_as_one_line(tmp_path, monkeypatch, capsys):
+    from minions.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-key-0123456789")
+    code = main(["ask", str(tmp_path / "missing.txt"), "-q", "?", "--protocol", "remote-only",
+                 "--remote", "openai/gpt-4o-mini", "--base-url", "http://192.0.2.2:8000/v1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "warning: openai: the OPENAI_API_KEY key will be sent over plain http to 192.0.2.2" in err
+    assert "RiskySetupWarning" not in err and "sk-real-key" not in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["serve", "--host", "0.0.0.0"], "without an API key"),
+    (["mcp", "--http", "--host", "0.0.0.0"], "no authentication"),
+    (["mcp", "--http", "--host", "192.0.2.7"], "no authentication"),
+])
+def test_public_binds_are_refused_without_allow_public(monkeypatch, capsys, argv, says):
+    from minions.cli import main
+
+    monkeypatch.delenv("MINIONS_API_KEY", raising=False)
+    assert main([*argv, "--local", "ollama/x", "--remote", "ollama/x"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "--allow-public" in err

@@ -113,3 +113,20 @@ def test_library_debug_and_info_lines_stay_off_stderr_unless_verbose(capfd):
         undo()
         logging.getLogger("bm25s").setLevel(logging.NOTSET)
     assert "HTTP Request" in capfd.readouterr().err
+
+
+# --- item 10: a keyless loopback server answers only to its own names (before: any Host header) ---------
+
+def test_keyless_loopback_server_refuses_a_foreign_host_header():
+    from minions.cli.serve import _host_names
+
+    with serving(allowed_hosts=_host_names("127.0.0.1")) as (srv, _, client):
+        assert client.models.list().data  # the SDK sends Host: 127.0.0.1:PORT
+        for host in ("evil.example", f"evil.example:{srv.port}", "127.0.0.1.evil.example", ""):
+            r = httpx.get(srv.url + "/v1/models", headers={"Host": host})
+            assert r.status_code == 421 and r.json()["error"]["code"] == "misdirected_request", host
+        for host in (f"localhost:{srv.port}", "localhost", f"[::1]:{srv.port}"):
+            assert httpx.get(srv.url + "/v1/models", headers={"Host": host}).status_code == 200, host
+    with serving(allowed_hosts=_host_names("127.0.0.1"), api_key="k") as (srv, _, client):  # a key is the guard
+        r = httpx.get(srv.url + "/v1/models", headers={"Host": "evil.example", "Authorization": "Bearer k"})
+        assert r.status_code == 200

@@ -103,3 +103,27 @@ def install(*, verbose: bool = False, secrets: Iterable[str | None] = ()) -> Cal
         root.setLevel(old_level)
 
     return undo
+
+
+def plain_warnings() -> Callable[[], None]:
+    """Show minions' set-up warnings (RiskySetupWarning) as one `warning: ...` line on stderr,
+    redacted, instead of Python's file:line format; returns the undo."""
+    import warnings
+
+    from minions.errors import RiskySetupWarning
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if isinstance(category, type) and issubclass(category, RiskySetupWarning):
+            text = redact(str(message), env_secrets(), credentials=True)
+            (file or sys.stderr).write(f"warning: {text}\n")
+            return
+        previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+    def undo() -> None:
+        warnings.showwarning = previous
+
+    return undo

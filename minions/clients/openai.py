@@ -48,6 +48,8 @@ class OpenAIClient(Client):
         self.secrets = () if key == _NO_KEY else (key,)  # removed from every error this client raises
         self._sdk = self._make_sdk(openai, key, base_url)
         self.base_url = str(self._sdk.base_url)
+        if key != _NO_KEY:
+            _http.warn_plain_http(self.base_url, self.provider, api_key_env)
         #: set once the server rejected `json_schema`: later calls go straight to json_object
         self.json_object_only = False
 

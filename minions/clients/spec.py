@@ -160,8 +160,23 @@ def providers() -> dict[str, ProviderSpec]:
     """Every provider: built in, then entry points, then the user's file (later ones win)."""
     table = {p.name: p for p in BUILTIN}
     table.update((p.name, p) for p in _from_entry_points())
-    table.update((p.name, p) for p in _from_file(user_config_path()))
+    for p in _from_file(user_config_path()):
+        _warn_if_moved(table.get(p.name), p)
+        table[p.name] = p
     return table
+
+
+def _warn_if_moved(builtin: ProviderSpec | None, user: ProviderSpec) -> None:
+    """A user's file that points a known provider elsewhere gets that provider's key: say so."""
+    if builtin is None or builtin.base_url == user.base_url:
+        return
+    import warnings
+
+    default = builtin.base_url or "its official API"
+    key = f" and sends your {user.api_key_env} key there" if user.api_key_env else ""
+    warnings.warn(f"{user_config_path()} replaces the built-in provider {user.name!r}: it now reaches "
+                  f"{user.base_url or 'the SDK default'} instead of {default}{key}. Give it another name if that "
+                  "is not intended.", errors.RiskySetupWarning, stacklevel=3)
 
 
 def provider(name: str) -> ProviderSpec | None:

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from minions.cli import logs
 
-    undo_logging = logs.install(verbose=args.verbose)
+    undo_logging, undo_warnings = logs.install(verbose=args.verbose), logs.plain_warnings()
     try:
         try:
             import matplotlib  # noqa: F401  fail now, not after an hour of sweeping
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         undo_logging()
+        undo_warnings()
 
 
 def _run(cfg, console) -> int:

@@ -51,6 +51,9 @@ class ServeSettings(BaseModel):
     max_total_usd: float | None = Field(None, ge=0)
     max_files: int = Field(64, ge=0)
     max_file_bytes: int = Field(256 * 2**20, ge=0)
+    #: Host header names a keyless server answers to (None: any); `minions serve` on loopback sets
+    #: the loopback names, so a web page cannot reach it through DNS rebinding
+    allowed_hosts: list[str] | None = None
 
 
 class Outcome(str, Enum):
