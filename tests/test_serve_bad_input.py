@@ -130,3 +130,94 @@ def test_keyless_loopback_server_refuses_a_foreign_host_header():
     with serving(allowed_hosts=_host_names("127.0.0.1"), api_key="k") as (srv, _, client):  # a key is the guard
         r = httpx.get(srv.url + "/v1/models", headers={"Host": "evil.example", "Authorization": "Bearer k"})
         assert r.status_code == 200
+
+
+# --- item 2: one request cannot make the server do unbounded work ---------------------------------------
+
+def _ask(client, model="rag", **minions):
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Revenue?"}],
+                                          extra_body={"minions": minions})
+
+
+@pytest.mark.parametrize("knobs, ceiling", [
+    ({"chunk_size": 1}, "ceilings.max_chunks"),
+    ({"chunk_size": 5, "chunk_strategy": "tokens"}, "ceilings.max_chunks"),
+    ({"remote_max_tokens": 10**7}, "ceilings.remote_max_tokens"),
+    ({"local_max_tokens": 10**6}, "ceilings.local_max_tokens"),
+    ({"top_k": 10**6}, "ceilings.top_k"),
+])
+def test_knobs_above_the_servers_ceilings_are_400_before_any_work(knobs, ceiling):
+    from minions.documents import Document
+    from minions.serve.ceilings import Ceilings
+
+    big = Document.from_text("Revenue was 120 million dollars. " * 3000, id="big")  # ~100 KB
+    with serving(corpus=(big,), ceilings=Ceilings(max_chunks=500)) as (_, service, client):
+        with pytest.raises(openai.BadRequestError) as e:
+            _ask(client, "rag" if "top_k" in knobs or "chunk_size" in knobs else "remote-only", knobs=knobs)
+        err = error_of(e.value)
+        assert ceiling in err["message"] and err["param"].startswith("minions.knobs.")
+        assert not service.remote.calls  # refused at admission: no model was called
+
+
+def test_minions_concurrency_above_the_ceiling_is_400():
+    from tests.test_serve import local_client, remote_answering
+
+    with serving(remote_answering(), local_client(), default_protocol="minions") as (_, _, client):
+        with pytest.raises(openai.BadRequestError) as e:
+            _ask(client, "minions", knobs={"concurrency": 10_000})
+        assert "ceilings.concurrency" in error_of(e.value)["message"]
+
+
+def test_repeated_document_ids_are_read_once_and_distinct_ones_are_capped():
+    from minions.documents import Document
+    from minions.serve.ceilings import Ceilings
+
+    docs = [Document.from_text(f"Document {i}: revenue was {i} million dollars.", id=f"d{i}") for i in range(3)]
+    with serving(corpus=docs, ceilings=Ceilings(max_documents=2)) as (_, service, client):
+        out = _ask(client, "remote-only", documents=["d0"] * 3000 + ["d1"] * 5)
+        assert out.choices[0].message.content
+        prompt = service.remote.calls[-1][0][-1].content
+        assert prompt.count("=== Document d0:") == 1 and prompt.count("=== Document d1:") == 1
+        with pytest.raises(openai.BadRequestError) as e:
+            _ask(client, "remote-only", documents=["d0", "d1", "d2"])
+        assert "ceilings.max_documents" in error_of(e.value)["message"]
+
+
+def test_a_blocking_run_does_not_stall_the_servers_event_loop():
+    """A synchronous client (and any CPU-bound preparation) runs on the runs' own loop: /health
+    answers while the run is still blocked (before: the server's loop was blocked with it)."""
+    import threading
+
+    from minions.clients.function import FunctionClient
+
+    release, entered = threading.Event(), threading.Event()
+
+    def blocking(_m, _o):
+        entered.set()
+        release.wait(60)
+        return "Revenue grew to 120 million dollars in fiscal 2024."
+
+    with serving(FunctionClient(blocking, model="remote")) as (srv, _, client):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(_ask, client, "remote-only")
+            assert entered.wait(30)
+            try:
+                health = httpx.get(srv.url + "/health", timeout=20).json()
+            finally:
+                release.set()
+            assert health["running"] == 1
+            assert pending.result(timeout=60).choices[0].message.content.startswith("Revenue grew")
+
+
+def test_openai_models_have_a_context_window_known_or_configured(tmp_path, monkeypatch):
+    from minions.clients.spec import get_client
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
+    assert get_client("openai/gpt-4o-mini").context_window == 128_000
+    assert get_client("openai/gpt-4o-mini", context_window=9000).context_window == 9000
+    path = tmp_path / "providers.toml"
+    path.write_text('[providers.myhost]\nbase_url = "http://127.0.0.1:9/v1"\ncontext_window = 32768\n')
+    monkeypatch.setenv("MINIONS_PROVIDERS", str(path))
+    assert get_client("myhost/any-model").context_window == 32_768

@@ -29,7 +29,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from minions import errors
 from minions.clients.base import Client
@@ -60,6 +60,9 @@ class ProviderSpec(BaseModel):
     endpoint_env: str | None = None
     api_version_env: str | None = None
     description: str = ""
+    #: tokens of prompt and reply the provider's models take (an OpenAI-compatible server's own
+    #: window, which no table knows); None: the client's table of known models, else unknown
+    context_window: int | None = Field(None, ge=1)
 
     @property
     def key_envs(self) -> tuple[str, ...]:
@@ -231,4 +234,6 @@ def get_client(spec: str, **kw: Any) -> Client:
         kw.setdefault("base_url", base_url)
     kw.setdefault("api_key_env", p.api_key_env)
     kw.setdefault("provider_name", name)
+    if p.context_window is not None:
+        kw.setdefault("context_window", p.context_window)
     return OpenAIClient(model, **kw)

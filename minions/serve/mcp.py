@@ -154,6 +154,8 @@ def create_mcp(service: Service, roots: Roots) -> MCPServer:
 
     async def load_documents(refs: list[str]) -> list[Document]:
         paths: list[Path | Document] = []
+        refs = list(dict.fromkeys(refs))  # a repeated path or id is one document
+        service.settings.ceilings.check_documents(len(refs), param="documents")
         for ref in refs:  # every path is checked before any is read
             paths.append(service.store.corpus[ref] if ref in service.store.corpus else roots.resolve(ref))
         docs = []
