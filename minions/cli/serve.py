@@ -160,6 +160,9 @@ def mcp(args: argparse.Namespace) -> int:
     service = build_service(args)
     _log_to_stderr(args, service)
     server = create_mcp(service, roots)
+    from minions.serve.server import settle_heap
+
+    settle_heap()
     if args.http:
         print(f"minions mcp: http://{args.host}:{args.port}/mcp  roots: {', '.join(map(str, roots.dirs))}",
               file=sys.stderr)

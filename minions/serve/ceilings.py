@@ -27,7 +27,7 @@ class Ceilings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: most chunks a request's chunking may cut its documents into (a tiny chunk_size is refused)
-    max_chunks: int = Field(4000, ge=1)
+    max_chunks: int = Field(1000, ge=1)
     local_max_tokens: int = Field(4096, ge=1)
     remote_max_tokens: int = Field(32_768, ge=1)
     #: local jobs at once (the `concurrency` knob)
