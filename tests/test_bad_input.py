@@ -276,3 +276,10 @@ def test_public_binds_are_refused_without_allow_public(monkeypatch, capsys, argv
     assert main([*argv, "--local", "ollama/x", "--remote", "ollama/x"]) == 2
     err = capsys.readouterr().err
     assert says in err and "--allow-public" in err
+
+
+def test_serve_ceiling_flags_are_checked(capsys):
+    from minions.cli import main
+
+    assert main(["serve", "--ceiling-chunks", "0", "--local", "ollama/x", "--remote", "ollama/x"]) == 2
+    assert "--ceiling-chunks: Input should be greater than or equal to 1" in capsys.readouterr().err

@@ -60,12 +60,39 @@ def _limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (413 beyond)")
     p.add_argument("--max-total-usd", type=float, default=None,
                    help="remote spend cap for the server's life (--max-remote-usd caps each request)")
+    _ceiling_flags(p)
     p.add_argument("--allow-public", action="store_true",
                    help="allow binding a non-loopback --host without an API key (serve) or at all (mcp --http, "
                    "which has no authentication): anyone who can reach the port can spend your model budget")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also log third-party libraries' INFO lines (default: their warnings only)")
     p.set_defaults(no_store_text=False)
+
+
+#: Ceilings field -> flag: what one request may ask for (400 above it)
+CEILING_FLAGS = {"max_chunks": "--ceiling-chunks", "max_documents": "--ceiling-documents",
+                 "local_max_tokens": "--ceiling-local-max-tokens", "remote_max_tokens": "--ceiling-remote-max-tokens",
+                 "concurrency": "--ceiling-concurrency", "top_k": "--ceiling-top-k"}
+
+
+def _ceiling_flags(p: argparse.ArgumentParser) -> None:
+    from minions.serve.ceilings import Ceilings
+
+    group = p.add_argument_group("per-request ceilings", "the most one request may ask for (400 above it)")
+    for field, flag in CEILING_FLAGS.items():
+        info = Ceilings.model_fields[field]
+        group.add_argument(flag, type=int, default=info.default, dest="ceiling_" + field, metavar="N",
+                           help=info.description or f"request knob {field}")
+
+
+def _ceilings(args: argparse.Namespace):
+    from minions.serve.ceilings import Ceilings
+
+    try:
+        return Ceilings(**{f: getattr(args, "ceiling_" + f) for f in CEILING_FLAGS if hasattr(args, "ceiling_" + f)})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise errors.ConfigError(f"{CEILING_FLAGS[str(first['loc'][0])]}: {first['msg']}.") from None
 
 
 def build_service(args: argparse.Namespace):
@@ -88,7 +115,7 @@ def build_service(args: argparse.Namespace):
                                  max_concurrent=args.max_concurrent, max_queue=args.max_queue,
                                  timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20), api_key=key,
                                  max_request_usd=args.max_remote_usd, max_total_usd=args.max_total_usd,
-                                 allowed_hosts=_host_names(args.host))
+                                 allowed_hosts=_host_names(args.host), ceilings=_ceilings(args))
     except ValidationError as e:
         first = e.errors()[0]
         flag = FLAGS.get(str(first["loc"][0]), str(first["loc"][0]))

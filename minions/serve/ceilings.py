@@ -26,16 +26,12 @@ class Ceilings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: most chunks a request's chunking may cut its documents into (a tiny chunk_size is refused)
-    max_chunks: int = Field(1000, ge=1)
-    local_max_tokens: int = Field(4096, ge=1)
-    remote_max_tokens: int = Field(32_768, ge=1)
-    #: local jobs at once (the `concurrency` knob)
-    concurrency: int = Field(16, ge=1)
-    #: distinct documents one request may name
-    max_documents: int = Field(64, ge=1)
-    #: top_k / retrieval_top_k
-    top_k: int = Field(200, ge=1)
+    max_chunks: int = Field(1000, ge=1, description="most chunks a request's chunk_size may cut its documents into")
+    local_max_tokens: int = Field(4096, ge=1, description="largest local_max_tokens a request may set")
+    remote_max_tokens: int = Field(32_768, ge=1, description="largest remote_max_tokens a request may set")
+    concurrency: int = Field(16, ge=1, description="largest concurrency (local jobs at once) a request may set")
+    max_documents: int = Field(64, ge=1, description="most distinct documents one request may name")
+    top_k: int = Field(200, ge=1, description="largest top_k / retrieval_top_k a request may set")
 
     def check_documents(self, count: int, *, param: str) -> None:
         if count > self.max_documents:
