@@ -4,7 +4,6 @@ invalid TOML, and values of the wrong shape are all a `ConfigError` that says wh
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any

@@ -24,7 +24,6 @@ Unknown fields are errors, and a user's provider may replace a built-in one of t
 from __future__ import annotations
 
 import os
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from minions import errors
 from minions.clients.base import Client
-
 
 Wire = Literal["openai", "anthropic", "ollama", "llamacpp", "azure"]
 ENTRY_POINT_GROUP = "minions.providers"
