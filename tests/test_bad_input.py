@@ -283,3 +283,26 @@ def test_serve_ceiling_flags_are_checked(capsys):
 
     assert main(["serve", "--ceiling-chunks", "0", "--local", "ollama/x", "--remote", "ollama/x"]) == 2
     assert "--ceiling-chunks: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+# --- item 2: a prompt that cannot fit a known window is cut before it is counted or sent --------------
+
+def test_remote_only_over_far_more_text_than_the_window_never_counts_it_all():
+    from minions.clients.function import FunctionClient
+    from minions.documents import Document
+    from minions.protocols.baselines import RemoteOnly
+
+    counted: list[int] = []
+
+    class Counting(FunctionClient):
+        def count_tokens(self, text: str) -> int:
+            counted.append(len(text))
+            return super().count_tokens(text)
+
+    remote = Counting(lambda _m, _o: "Revenue was 5 million.", model="remote", context_window=2000)
+    doc = Document.from_text("Revenue was 5 million dollars in fiscal 2023. " * 200_000, id="huge")  # 9 MB
+    res = RemoteOnly(None, remote).run("What was revenue?", [doc])
+    assert res.answer == "Revenue was 5 million."
+    assert max(counted) < 300_000  # never the 9 MB at once (the cost estimate counts it in pieces)
+    assert len(remote.calls[0][0][-1].content) < 20_000
+    assert any("over " in w and "kept the first 0%" in w for w in res.warnings)
