@@ -132,7 +132,7 @@ def _host_names(host: str) -> list[str] | None:
     loopback (DNS rebinding cannot reach it then), else any (it was bound public on purpose)."""
     from minions.clients._http import is_loopback
 
-    return [*LOOPBACK_NAMES, host.lower()] if is_loopback(host) else None
+    return list(dict.fromkeys([*LOOPBACK_NAMES, host.lower()])) if is_loopback(host) else None
 
 
 def _check_exposure(args: argparse.Namespace, key: str | None) -> None:
