@@ -94,6 +94,10 @@ def install(*, verbose: bool = False, secrets: Iterable[str | None] = ()) -> Cal
     if not verbose:
         handler.addFilter(QuietLibraries())
     old_level = root.level
+    quiet = QuietLibraries()
+    existing = [] if verbose else [h for h in root.handlers if quiet not in h.filters]
+    for h in existing:  # a library's basicConfig that ran before us (wordllama's INFO handler)
+        h.addFilter(quiet)
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
 
@@ -101,6 +105,8 @@ def install(*, verbose: bool = False, secrets: Iterable[str | None] = ()) -> Cal
         logging.setLogRecordFactory(previous)
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for h in existing:
+            h.removeFilter(quiet)
 
     return undo
 
