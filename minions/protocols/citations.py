@@ -120,7 +120,7 @@ def match_citation(citation: str, text: str, threshold: float = 0.8, *, fuzzy: b
     i = _find(text, cite)
     if i is not None:
         return CitationMatch(True, "exact", i, i + len(cite))
-    norm_text, where = normalize_with_offsets(text)
+    norm_text = normalize(text)  # the offsets map (3x slower to build) only once a match is found
     parts = [p for p in (normalize(x) for x in _ELLIPSIS.split(cite)) if p]
     spans: list[tuple[int, int] | None] = []
     pos = 0
@@ -130,17 +130,18 @@ def match_citation(citation: str, text: str, threshold: float = 0.8, *, fuzzy: b
         spans.append(None if k is None else (k, k + len(p)))
         pos = k + len(p) if k is not None else pos
     if parts and all(spans):
-        return _mapped(True, "normalised", spans, where)
+        return _mapped(True, "normalised", spans, text)
     close = [_fuzzy_match(p, norm_text, threshold) for p in parts] if fuzzy else []
     if close and all(isinstance(f, tuple) for f in close):
-        return _mapped(True, "fuzzy", close, where)
+        return _mapped(True, "fuzzy", close, text)
     if close and all(f is not None for f in close):
         return CitationMatch(False, CHANGED)  # close wording, other numbers, dates or negations: a made-up quote
     return CitationMatch(False, "not found")
 
 
-def _mapped(found: bool, how: str, spans: Sequence[object], where: list[int]) -> CitationMatch:
+def _mapped(found: bool, how: str, spans: Sequence[object], text: str) -> CitationMatch:
     """A match over the normalised text, its span mapped back to the original text's offsets."""
+    where = normalize_with_offsets(text)[1]
     pairs = [s for s in spans if isinstance(s, tuple)]
     lo, hi = min(s for s, _ in pairs), max(e for _, e in pairs)
     return CitationMatch(found, how, where[lo], where[hi - 1] + 1)
