@@ -23,7 +23,7 @@ from minions_app.config import PROTOCOL_LABELS, Settings, build_protocol, native
 from minions_app.export import run_log, scrub  # noqa: E402
 from minions_app.fmt import safe_md, with_history  # noqa: E402
 from minions_app.live import LiveView, run_live  # noqa: E402
-from minions_app.turns import Turn, explain_exception, render_turn  # noqa: E402
+from minions_app.turns import OPEN_SOURCE, Turn, explain_exception, render_turn  # noqa: E402
 
 from minions.clients import Client, get_client  # noqa: E402
 from minions.documents import Document  # noqa: E402
@@ -50,6 +50,7 @@ def current_protocol(settings: Settings, secrets: dict[str, str]) -> Protocol:
 def new_conversation() -> None:
     st.session_state["turns"] = []
     st.session_state.pop("protocol_instance", None)
+    st.session_state.pop(OPEN_SOURCE, None)  # a source view open in the old conversation
 
 
 def ask(question: str, protocol: Protocol, docs: list[Document], settings: Settings,

@@ -28,7 +28,7 @@ from .fmt import literal_md, pages_label
 
 #: characters of the page shown around the quote (the rest is elided, with its length)
 CONTEXT_CHARS = 1500
-_MARK = "background: #ffe066; color: inherit; padding: 0 1px; border-radius: 2px;"
+_MARK = "background: #ffe066; color: #1a1a1a; padding: 0 1px; border-radius: 2px;"
 _BOX = ("white-space: pre-wrap; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem; "
         "line-height: 1.45; max-height: 28rem; overflow-y: auto; padding: 0.75rem 1rem; border-radius: 0.5rem; "
         "border: 1px solid rgba(128, 128, 128, 0.35);")
