@@ -109,24 +109,20 @@ def choose(driver, label: str, option: str) -> None:
     settle(driver)
 
 
-def _label_key(text: str) -> str:
-    """A widget label as matched here: lower case, words only, without a parenthesised note."""
-    return " ".join(re.sub(r"\(.*?\)", " ", text.replace("_", " ")).lower().split())
+def key_class(key: str) -> str:
+    """The CSS class Streamlit gives the element of a widget with this key (its frontend's rule)."""
+    return "st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip())
 
 
-def set_number(driver, label: str, value: int) -> None:
-    """Type `value` into the number input whose label starts with `label` (case, underscores and a
-    trailing "(...)" note ignored, so "Max rounds" finds "Max rounds (1-20)" and "max_rounds")."""
-    want = _label_key(label)
-
-    def field(d):
-        return next((f for f in d.find_elements(By.CSS_SELECTOR, 'input[aria-label][type="number"], '
-                                                '[data-testid="stNumberInput"] input[aria-label]')
-                     if _label_key(f.get_attribute("aria-label") or "").startswith(want)), None)
-    box = WebDriverWait(driver, 30).until(field, message=f"no number input labelled {label!r}")
+def set_number(driver, key: str, value: int) -> None:
+    """Type `value` into the number input with this widget key ("knob.<protocol>.<Config field>":
+    keys stay when labels are reworded)."""
+    css = f'.{key_class(key)} input'
+    box = WebDriverWait(driver, 30).until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)),
+                                          message=f"no number input with key {key!r}")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(str(value), Keys.ENTER)
-    WebDriverWait(driver, 20).until(lambda d: (field(d) or box).get_attribute("value") == str(value))
+    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.CSS_SELECTOR, css).get_attribute("value") == str(value))
     settle(driver)
 
 
@@ -211,8 +207,8 @@ def test_ask_the_bundled_sample_and_see_a_citation_on_its_page(server: str, brow
     open_app(browser, server)
     choose(browser, "Protocol", "RAG")
     assert "Protocol: RAG" in page_text(browser)
-    set_number(browser, "Chunks retrieved", 1)
-    set_number(browser, "Remote max tokens", 48)
+    set_number(browser, "knob.rag.top_k", 1)
+    set_number(browser, "knob.rag.remote_max_tokens", 48)
     ask(browser, "What was Northwind's total revenue in fiscal 2024?")
     text = page_text(browser)
     assert "Remote spent" in text and "Remote-only estimate" in text and "stand-in" in text
@@ -243,9 +239,9 @@ def test_a_cited_pdf_page_is_shown_as_rendered_with_the_quote(server: str, brows
     wait_for(browser, '[data-testid="stFileUploader"] input[type="file"]').send_keys(str(pdf))
     WebDriverWait(browser, 60).until(lambda d: "acme-report · 3 pages" in page_text(d))
     choose(browser, "Protocol", "RAG")
-    set_number(browser, "Chunk size", 100)
-    set_number(browser, "Chunks retrieved", 1)
-    set_number(browser, "Remote max tokens", 32)
+    set_number(browser, "knob.rag.chunk_size", 100)
+    set_number(browser, "knob.rag.top_k", 1)
+    set_number(browser, "knob.rag.remote_max_tokens", 32)
     ask(browser, "How much did revenue grow in fiscal 2024?")
     quote = " ".join(open_source(browser).text.split())
     page = next(i for i, text in enumerate(pages, 1) if quote and quote in text)  # the cited chunk's page
@@ -262,9 +258,9 @@ def test_minions_run_screenshot_for_the_docs(server: str, browser, tmp_path: Pat
     README shows. Saved to the test's tmp_path; `MINIONS_SCREENSHOT=docs/app-minions.png` saves it
     there instead (how docs/app-minions.png is refreshed)."""
     open_app(browser, server)
-    for label, value in {"Max rounds": 1, "Tasks per round": 1, "Chunk size": 2000,
-                         "Local max tokens": 128, "Remote max tokens": 160}.items():
-        set_number(browser, label, value)
+    for knob, value in {"max_rounds": 1, "tasks_per_round": 1, "chunk_size": 2000, "local_max_tokens": 128,
+                        "remote_max_tokens": 160}.items():
+        set_number(browser, f"knob.minions.{knob}", value)
     ask(browser, "What was Northwind's total revenue in fiscal 2024?")
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
     assert answer_paragraphs(browser) and not stop_buttons(browser)
