@@ -104,3 +104,8 @@ def test_clicking_a_citation_shows_its_pdf_page_with_the_quote_highlighted(gatew
     assert any("page 2 of 3" in e.value for e in at.caption)
     next(b for b in at.button if b.key == "src.0.0").click().run()   # a second click hides it
     assert "<mark" not in str([h.proto.body for h in at.get("html")])
+
+
+def test_without_pypdfium2_there_is_no_page_image_only_its_text(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pypdfium2", None)  # what an install without the app extra has
+    assert pdf_page_image(make_pdf(PAGES), 2, QUOTE) is None
