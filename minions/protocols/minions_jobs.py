@@ -19,7 +19,8 @@ from pydantic import field_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
-from minions.protocols.citations import citation_found, normalize
+from minions.protocols.citations import citation_found as citation_found  # re-exported
+from minions.protocols.citations import match_citation, normalize
 from minions.protocols.events import JobFinished
 from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
 from minions.protocols.parsing import parse_reply
@@ -204,7 +205,10 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     if not rec.citation:
         found, how = False, "no citation"
     else:
-        found, how = citation_found(rec.citation, chunk.text, cfg.citation_similarity)
+        m = match_citation(rec.citation, chunk.text, cfg.citation_similarity)
+        found, how = m.found, m.how
+        if m.start is not None and m.end is not None:
+            rec.span = (chunk.start + m.start, chunk.start + m.end)
     if found:
         rec.status, rec.note = JobStatus.KEPT, "" if how == "exact" else f"citation matched ({how})"
     else:
