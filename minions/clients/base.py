@@ -9,6 +9,7 @@ per-call timeout, retries with backoff and jitter, the sync wrapper, bounded-con
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from abc import ABC, abstractmethod
@@ -123,6 +124,12 @@ class Client(ABC):
     supports_json_schema: ClassVar[bool] = True
     #: this client's API keys: it removes them from its errors, protocols from their results
     secrets: tuple[str, ...] = ()
+    #: True where every request passes `minions.egress.transport` (the HTTP SDK clients); an
+    #: in-process client serving as a remote is recorded in `complete` instead
+    egress_at_transport: ClassVar[bool] = False
+    #: "local" or "remote" once a protocol uses this client (see `minions.egress`); decides what is
+    #: recorded as having left the machine
+    egress_role: str | None = None
 
     def __init__(self, model: str, *, retry: RetryPolicy | None = None, price_as: str | None = None,
                  context_window: int | None = None, seed: int | None = None):
@@ -177,6 +184,8 @@ class Client(ABC):
                     result = await self._request(msgs, opts)
                 else:
                     result = await asyncio.wait_for(self._request(msgs, opts), policy.timeout)
+                if self.egress_role == "remote" and not self.egress_at_transport:
+                    self._record_in_process(msgs, result.usage)
             except asyncio.TimeoutError:
                 err: errors.ClientError = errors.RequestTimeoutError(
                     f"{self.spec}: no reply within {policy.timeout:.0f}s (raise RetryPolicy.timeout "
@@ -193,6 +202,26 @@ class Client(ABC):
                     raise err  # its message already says how to start the server
                 raise errors.RetriesExhaustedError(err, attempt) from err
             await asyncio.sleep(self._backoff(attempt, getattr(err, "retry_after", None)))
+
+    def _record_in_process(self, messages: list[Message], usage: Usage) -> None:
+        """The egress record of one call to an in-process remote, taken at the call itself."""
+        from minions.egress.record import EgressRecord, emit, now, sha256
+
+        body = json.dumps({"model": self.model, "messages": [m.model_dump(include={"role", "content"})
+                                                              for m in messages]}).encode()
+        emit(EgressRecord(time=now(), via="in-process", host="in-process", provider=self.provider,
+                          model=self.model, bytes=len(body), sha256=sha256(body),
+                          text="\n\n".join(m.content for m in messages), prompt_tokens=usage.prompt_tokens,
+                          completion_tokens=usage.completion_tokens,
+                          cost_usd=self.egress_prices().cost(self.price_key, usage)))
+
+    def egress_prices(self) -> Any:
+        """The price table egress records are priced with (loaded once per client)."""
+        if getattr(self, "_egress_prices", None) is None:
+            from minions.cost import PriceTable
+
+            self._egress_prices = PriceTable.load()
+        return self._egress_prices
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
