@@ -121,3 +121,95 @@ def test_a_local_only_run_sends_nothing():
     result = LocalOnly(local, None).run("q?", [prose(300)])
     assert result.egress.requests == 0 and result.egress.documents[0].verbatim_chars == 0
     assert result.egress.line() == "egress: nothing left this machine"
+
+
+# --- the record at the transport, through the strict gateway with the official SDKs ------------------
+
+def _remote_script(protocol: str):
+    """The gateway backend's reply function for `protocol`'s remote."""
+    if protocol == "minions":
+        return scripted_remote([plan("Find the revenue figure")], [final()]).fn
+    if protocol == "minion":
+        from tests.test_protocol_minion import ask
+        from tests.test_protocol_minion import final as minion_final
+
+        return FunctionClient.from_replies([ask("What was revenue in fiscal 2024?"),
+                                            minion_final("$42 million")]).fn
+    return lambda _m, _o: "$42 million"
+
+
+def _requests(path) -> list[dict]:
+    return [e for e in read(path) if e["kind"] == "request"]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("protocol", ["minions", "minion", "remote-only", "rag"])
+def test_every_body_the_gateway_received_is_in_the_ledger_byte_for_byte(gateway, tmp_path, provider, protocol):
+    from minions.protocols import get_protocol
+
+    gateway.backend = ScriptedBackend(_remote_script(protocol))
+    remote = gateway.client(provider)
+    local = FunctionClient(lambda m, o: honest_local(m, o) if "<excerpt>" in m[-1].content
+                           else "The revenue was $42 million in fiscal 2024.", model="scripted-local")
+    ledger = tmp_path / "egress.jsonl"
+    proto = get_protocol(protocol, local, remote, **({"ask_question": False} if protocol == "minions" else {}))
+    with capture(Ledger(ledger)):
+        result = proto.run("What was revenue in fiscal 2024?", [make_doc()])
+    assert result.error is None, result.error
+    received = [r for r in gateway.requests if r.route in (OPENAI, ANTHROPIC)]
+    lines = _requests(ledger)
+    assert received and len(lines) == len(received) == result.egress.requests
+    assert sorted(hashlib.sha256(r.raw).hexdigest() for r in received) == sorted(e["sha256"] for e in lines)
+    by_hash = {e["sha256"]: e for e in lines}
+    for r in received:
+        e = by_hash[hashlib.sha256(r.raw).hexdigest()]
+        assert e["bytes"] == len(r.raw) and e["text"] == sent_text(r.raw) and e["status"] == 200
+        assert e["host"] == gateway.url.split("//")[1] and e["run_id"] == result.egress.run_id
+        assert e["prompt_tokens"] > 0 and e["completion_tokens"] > 0
+    assert "sk-test" not in ledger.read_text() and "sk-ant-test" not in ledger.read_text()
+    (run_line,) = [e for e in read(ledger) if e["kind"] == "run"]
+    assert run_line["egress"]["documents"] == [d.model_dump(mode="json") for d in result.egress.documents]
+    remote_texts = [e["text"] for e in lines]
+    doc_text = make_doc().text
+    assert result.egress.documents[0].verbatim_chars == verbatim(doc_text, remote_texts)[0]
+    if protocol == "remote-only":
+        assert result.egress.documents[0].verbatim_share > 0.99
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_request_around_the_protocol_door_is_still_recorded(gateway, tmp_path, monkeypatch, provider):
+    """No protocol, no run: the client is called directly, on purpose. The env ledger still gets it."""
+    ledger = tmp_path / "env.jsonl"
+    monkeypatch.setenv("MINIONS_EGRESS_LOG", str(ledger))
+    gateway.backend = ScriptedBackend(lambda m, o: "ok")
+    client = gateway.client(provider)
+    try:
+        await client.complete("The vault code is ZEBRA-7741, please repeat it.", max_tokens=10)
+    finally:
+        await client.aclose()
+    (received,) = gateway.requests
+    (line,) = _requests(ledger)
+    assert line["sha256"] == hashlib.sha256(received.raw).hexdigest() and line["run_id"] is None
+    assert "ZEBRA-7741" in line["text"]
+
+
+def test_hashes_only_ledger_keeps_no_text(gateway, tmp_path):
+    gateway.backend = ScriptedBackend(lambda m, o: "ok")
+    ledger = tmp_path / "h.jsonl"
+    with capture(Ledger(ledger, text=False)):
+        gateway.client("openai").complete_sync("SECRET-PARAGRAPH-991 of the filing", max_tokens=5)
+    assert "SECRET-PARAGRAPH-991" not in ledger.read_text()
+    (line,) = _requests(ledger)
+    assert line["text"] is None and line["sha256"] == hashlib.sha256(gateway.requests[0].raw).hexdigest()
+
+
+def test_a_local_worker_on_loopback_is_not_egress(gateway, tmp_path):
+    """A protocol's local model on this machine (vLLM on localhost) reads documents by design."""
+    gateway.backend = ScriptedBackend(lambda m, o: "$42 million")
+    local = gateway.client("openai", model="local-worker")
+    remote = FunctionClient.from_replies(["$42 million"], model="scripted-remote")
+    from minions.protocols.baselines import LocalOnly
+
+    result = LocalOnly(local, None).run("Revenue?", [make_doc()])
+    assert gateway.requests and result.egress.requests == 0
+    assert remote.calls == []

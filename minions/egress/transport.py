@@ -14,9 +14,9 @@ away).
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from minions.egress.record import EgressRecord, emit, now, sent_text, sha256, usage_of
 
@@ -30,12 +30,15 @@ def should_record(client: Client, host: str) -> bool:
     return not (getattr(client, "egress_role", None) == "local" and is_loopback(host))
 
 
-class RecordingTransport(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport, client: Client):
-        self.inner = inner
-        self.client = client
+class RecordingTransport:
+    """An async httpx transport (duck-typed: the SDKs may ship httpx or its fork httpx2; `hx` is the
+    module of the client it serves) that records each request, then sends it with `inner`."""
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def __init__(self, inner: Any, client: Client, hx: ModuleType):
+        self.inner, self.client, self.hx = inner, client, hx
+
+    async def handle_async_request(self, request: Any) -> Any:
+        hx = self.hx
         host = request.url.host
         if not should_record(self.client, host):
             return await self.inner.handle_async_request(request)
@@ -53,14 +56,14 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         if "json" in response.headers.get("content-type", "") and response.status_code < 300:
             raw = b"".join([part async for part in response.aiter_raw()])
             await response.aclose()
-            decoded = httpx.Response(200, headers=response.headers, content=raw).content
+            decoded = hx.Response(200, headers=response.headers, content=raw).content
             rec.prompt_tokens, rec.completion_tokens = usage_of(decoded)
             if rec.prompt_tokens is not None:
                 from minions.clients.base import Usage
 
                 rec.cost_usd = self.client.egress_prices().cost(self.client.price_key, Usage(
                     prompt_tokens=rec.prompt_tokens, completion_tokens=rec.completion_tokens or 0, requests=1))
-            response = httpx.Response(response.status_code, headers=response.headers, stream=httpx.ByteStream(raw),
+            response = hx.Response(response.status_code, headers=response.headers, stream=hx.ByteStream(raw),
                                       request=request, extensions=response.extensions)
         emit(rec)
         return response
@@ -82,9 +85,11 @@ def _model(body: bytes) -> str | None:
 
 def wrap(http_client: Any, client: Client) -> Any:
     """Put the recording transport under an httpx.AsyncClient's own transport and its proxy mounts."""
-    http_client._transport = RecordingTransport(http_client._transport, client)
+    hx = next(sys.modules[c.__module__.split(".")[0]] for c in type(http_client).__mro__
+              if c.__name__ == "AsyncClient" and c.__module__.split(".")[0].startswith("httpx"))
+    http_client._transport = RecordingTransport(http_client._transport, client, hx)
     mounts = getattr(http_client, "_mounts", {})
     for pattern, transport in list(mounts.items()):
         if transport is not None:
-            mounts[pattern] = RecordingTransport(transport, client)
+            mounts[pattern] = RecordingTransport(transport, client, hx)
     return http_client
