@@ -213,3 +213,122 @@ def test_a_local_worker_on_loopback_is_not_egress(gateway, tmp_path):
     result = LocalOnly(local, None).run("Revenue?", [make_doc()])
     assert gateway.requests and result.egress.requests == 0
     assert remote.calls == []
+
+
+# --- the ledger's chain and `minions audit` -------------------------------------------------------
+
+def _ledger(tmp_path, n_runs: int = 2):
+    """A ledger of `n_runs` remote-only runs with a scripted in-process remote (3+ lines each)."""
+    path = tmp_path / "egress.jsonl"
+    with capture(Ledger(path)):
+        for i in range(n_runs):
+            remote = FunctionClient.from_replies([f"answer {i}"], model="scripted-remote")
+            RemoteOnly(None, remote).run(f"question {i}?", [Document.from_text(prose(200, seed=i), id=f"d{i}")])
+    return path
+
+
+def test_audit_verifies_the_chain_and_reports_each_run(tmp_path, capsys):
+    from minions.cli import main
+
+    path = _ledger(tmp_path)
+    assert len(read(path)) == 4  # a request and a closing line per run
+    assert main(["audit", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] and data["lines"] == 4 and len(data["runs"]) == 2
+    run0 = data["runs"][0]
+    assert run0["requests"] == 1 and run0["hosts"][0]["host"] == "in-process" and run0["complete"]
+    assert run0["documents"][0]["doc_id"] == "d0" and run0["documents"][0]["verbatim_share"] > 0.99
+    assert main(["audit", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "chain ok" in text and "d1:" in text and "(100.0%)" in text
+
+
+def _tamper_and_audit(path, edit, capsys) -> tuple[int, str]:
+    from minions.cli import main
+
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(edit(lines)))
+    code = main(["audit", str(path)])
+    return code, capsys.readouterr().err
+
+
+def test_a_deleted_line_is_detected_and_named(tmp_path, capsys):
+    path = _ledger(tmp_path)
+    code, err = _tamper_and_audit(path, lambda ls: ls[:1] + ls[2:], capsys)
+    assert code == 1 and "line 2: does not follow line 1" in err
+
+
+def test_an_edited_line_is_detected_and_named(tmp_path, capsys):
+    path = _ledger(tmp_path)
+
+    def edit(ls):
+        entry = json.loads(ls[2])
+        entry["bytes"] -= 1000  # understate what left
+        return [*ls[:2], (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode(), *ls[3:]]
+
+    code, err = _tamper_and_audit(path, edit, capsys)
+    assert code == 1 and "line 3: its content does not match its own hash" in err
+
+
+def test_an_edit_that_recomputes_its_own_hash_breaks_the_next_line(tmp_path):
+    from minions.egress.ledger import _canonical, _self_hash
+
+    path = _ledger(tmp_path)
+    ls = path.read_bytes().splitlines(keepends=True)
+    entry = json.loads(ls[0])
+    entry["host"] = "somewhere-else.example"
+    entry["self"] = _self_hash(entry)
+    path.write_bytes(_canonical(entry) + b"\n" + b"".join(ls[1:]))
+    with pytest.raises(ChainError, match="line 2: does not follow line 1") as e:
+        read(path)
+    assert e.value.line == 2
+
+
+def test_a_reordered_line_is_detected_and_named(tmp_path, capsys):
+    path = _ledger(tmp_path)
+    code, err = _tamper_and_audit(path, lambda ls: [ls[0], ls[2], ls[1], ls[3]], capsys)
+    assert code == 1 and "line 2: does not follow line 1" in err
+
+
+def test_the_first_lines_deleted_is_detected(tmp_path, capsys):
+    path = _ledger(tmp_path)
+    code, err = _tamper_and_audit(path, lambda ls: ls[2:], capsys)
+    assert code == 1 and "line 1: is not the ledger's first line" in err
+
+
+def test_audit_of_a_missing_file_exits_2(tmp_path, capsys):
+    from minions.cli import main
+
+    assert main(["audit", str(tmp_path / "nope.jsonl")]) == 2
+    assert "cannot read the egress log" in capsys.readouterr().err
+
+
+def test_ask_with_egress_log_records_the_remote_not_the_local_worker_and_audits(gateway, tmp_path):
+    """The CLI end to end: MinionS with an Ollama worker on loopback and an OpenAI remote, both through
+    the gateway. The remote's bodies are in the ledger by hash; the local worker's are not."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import ROOT, _backend, _gateway_cli
+
+    async def answer(_m, _o):
+        return final()
+
+    gateway.backend = _backend(answer)
+    ledger = tmp_path / "egress.jsonl"
+    out, err = _gateway_cli(gateway, tmp_path, "--egress-log", str(ledger)).communicate(timeout=180)
+    data = json.loads(out)
+    assert data["answer"] == "$42 million", err
+    remote = [r for r in gateway.requests if r.route == OPENAI]
+    local = [r for r in gateway.requests if r.route == "/api/chat"]
+    lines = _requests(ledger)
+    assert remote and local and len(lines) == len(remote) == data["egress"]["requests"]
+    assert {e["sha256"] for e in lines} == {hashlib.sha256(r.raw).hexdigest() for r in remote}
+    assert data["egress"]["documents"][0]["verbatim_share"] < 0.5
+    audit_out = subprocess.run([sys.executable, "-m", "minions.cli", "audit", str(ledger), "--json"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=120,
+                               env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert audit_out.returncode == 0, audit_out.stderr
+    report = json.loads(audit_out.stdout)
+    (run_report,) = report["runs"]
+    assert run_report["requests"] == len(remote) and run_report["hosts"][0]["bytes"] == sum(len(r.raw) for r in remote)
