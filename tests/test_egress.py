@@ -332,3 +332,32 @@ def test_ask_with_egress_log_records_the_remote_not_the_local_worker_and_audits(
     report = json.loads(audit_out.stdout)
     (run_report,) = report["runs"]
     assert run_report["requests"] == len(remote) and run_report["hosts"][0]["bytes"] == sum(len(r.raw) for r in remote)
+
+
+def test_one_engine_as_local_and_as_priced_remote_records_only_the_remote_calls():
+    """The embedded model plays both roles through a priced_as wrapper sharing its engine: the
+    wrapper's calls are egress, the same engine's calls as the local model are not."""
+    from minions.protocols.budget import priced_as
+
+    script = scripted_remote([plan("Find the revenue figure")], [final()])
+
+    def both(msgs, opts):
+        return honest_local(msgs, opts) if "<excerpt>" in msgs[-1].content else script.fn(msgs, opts)
+
+    engine = FunctionClient(both, model="engine")
+    remote = priced_as(engine, "openai/gpt-4o")
+    result = run(engine, remote)
+    assert result.answer == "$42 million"
+    n_remote = sum(1 for e in result.calls if e.role == "remote")
+    assert n_remote >= 2 and result.egress.requests == n_remote < len(engine.calls)
+
+
+def test_a_cached_remote_over_http_is_recorded_once_per_request_sent(gateway, tmp_path):
+    from minions.clients.cache import CachedClient, LMCache
+
+    gateway.backend = ScriptedBackend(lambda m, o: "$42 million")
+    remote = CachedClient(gateway.client("openai"), LMCache(tmp_path / "cache"))
+    proto = RemoteOnly(None, remote)
+    first = proto.run("Revenue?", [make_doc()])
+    again = proto.run("Revenue?", [make_doc()])  # answered from the cache: nothing leaves
+    assert len(gateway.requests) == 1 and first.egress.requests == 1 and again.egress.requests == 0

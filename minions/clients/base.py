@@ -172,6 +172,14 @@ class Client(ABC):
 
     async def complete(self, messages: MessagesLike, options: Options | None = None, **kw: Any) -> Completion:
         """One call with timeout and retries. Usage is that of the attempt that succeeded."""
+        from minions.egress.record import acting_as
+
+        # The outermost client's role holds for the whole call: a wrapper serving as the remote
+        # (priced_as, a cache) over an engine that is also the local model records as the remote.
+        with acting_as(self.egress_role):
+            return await self._complete(messages, options, **kw)
+
+    async def _complete(self, messages: MessagesLike, options: Options | None, **kw: Any) -> Completion:
         msgs = to_messages(messages)
         opts = options.model_copy(update=kw) if options else Options(**kw)
         policy = self.retry
@@ -184,7 +192,7 @@ class Client(ABC):
                     result = await self._request(msgs, opts)
                 else:
                     result = await asyncio.wait_for(self._request(msgs, opts), policy.timeout)
-                if self.egress_role == "remote" and not self.egress_at_transport:
+                if not self.egress_at_transport and self._acting_role() == "remote":
                     self._record_in_process(msgs, result.usage)
             except asyncio.TimeoutError:
                 err: errors.ClientError = errors.RequestTimeoutError(
@@ -214,6 +222,11 @@ class Client(ABC):
                           text="\n\n".join(m.content for m in messages), prompt_tokens=usage.prompt_tokens,
                           completion_tokens=usage.completion_tokens,
                           cost_usd=self.egress_prices().cost(self.price_key, usage)))
+
+    def _acting_role(self) -> str | None:
+        from minions.egress.record import role_of
+
+        return role_of(self)
 
     def egress_prices(self) -> Any:
         """The price table egress records are priced with (loaded once per client)."""

@@ -57,6 +57,24 @@ class Sink(Protocol):
 
 _SINKS: ContextVar[tuple[Sink, ...]] = ContextVar("minions_egress_sinks", default=())
 _RUN: ContextVar[str | None] = ContextVar("minions_egress_run", default=None)
+#: the role of the outermost client of the call in progress (see `Client.complete`)
+_ROLE: ContextVar[str | None] = ContextVar("minions_egress_role", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(role: str | None) -> Iterator[None]:
+    """Within this block a call is made on behalf of `role`, unless an outer block already said."""
+    token = _ROLE.set(role) if role is not None and _ROLE.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _ROLE.reset(token)
+
+
+def role_of(client: Any) -> str | None:
+    """The role `client` is serving in right now: its outermost caller's, else its own."""
+    return _ROLE.get() or getattr(client, "egress_role", None)
 
 
 @contextlib.contextmanager

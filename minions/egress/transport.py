@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 def should_record(client: Client, host: str) -> bool:
     from minions.clients._http import is_loopback
+    from minions.egress.record import role_of
 
-    return not (getattr(client, "egress_role", None) == "local" and is_loopback(host))
+    return not (role_of(client) == "local" and is_loopback(host))
 
 
 class RecordingTransport:
