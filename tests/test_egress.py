@@ -4,6 +4,7 @@ the strict gateway with the official SDKs, and around the protocol door on purpo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -361,3 +362,27 @@ def test_a_cached_remote_over_http_is_recorded_once_per_request_sent(gateway, tm
     first = proto.run("Revenue?", [make_doc()])
     again = proto.run("Revenue?", [make_doc()])  # answered from the cache: nothing leaves
     assert len(gateway.requests) == 1 and first.egress.requests == 1 and again.egress.requests == 0
+
+
+@pytest.mark.real_model
+def test_embedded_stand_in_remote_is_recorded_at_the_call(tmp_path):
+    """The embedded model as the remote (in-process, no HTTP): each call is recorded where it is
+    made, and remote-only on the bundled sample sends the whole document verbatim."""
+    from pathlib import Path
+
+    from minions.clients.llamacpp import LlamaCppClient
+    from minions.documents import load
+
+    sample = load(Path(__file__).resolve().parents[1] / "datasets" / "sample" / "northwind_annual_report.md")
+    remote = LlamaCppClient("smollm2", n_threads=1, price_as="openai/gpt-4o")
+    ledger = tmp_path / "e.jsonl"
+    try:
+        with capture(Ledger(ledger)):
+            result = RemoteOnly(None, remote, remote_max_tokens=24).run("What was total revenue?", [sample])
+    finally:
+        asyncio.run(remote.aclose())
+    assert result.error is None, result.error
+    (line,) = _requests(ledger)
+    assert line["via"] == "in-process" and line["host"] == "in-process" and line["cost_usd"] > 0
+    assert result.egress.requests == 1 and result.egress.documents[0].verbatim_share > 0.99
+    assert result.egress.hosts[0].cost_usd == pytest.approx(result.cost.role("remote").cost_usd)
