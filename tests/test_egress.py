@@ -14,7 +14,7 @@ import pytest
 from minions.clients.function import FunctionClient
 from minions.documents import Document
 from minions.egress import capture
-from minions.egress.ledger import ChainError, Ledger, audit, read
+from minions.egress.ledger import ChainError, Ledger, read
 from minions.egress.record import sent_text
 from minions.egress.verbatim import VerbatimIndex, normalize, verbatim
 from minions.protocols.baselines import RemoteOnly

@@ -281,12 +281,16 @@ def summarize(run_id: str, records: list[EgressRecord], documents: list[tuple[st
               min_chars: int = 40, scrubbed: dict[str, dict[str, int]] | None = None) -> Egress:
     """The run's egress: per host, and per document (`(doc_id, text)`) the verbatim measure over
     every text sent."""
-    from minions.egress.verbatim import VerbatimIndex
+    from minions.egress.verbatim import VerbatimIndex, normalize
 
     started = time.perf_counter()
     texts = [r.text for r in records if r.text]
     docs = []
     for doc_id, text in documents:
+        if not texts:  # nothing left: no index to build
+            docs.append(DocumentEgress(doc_id=doc_id, chars=len(normalize(text)), verbatim_chars=0,
+                                       verbatim_share=0.0))
+            continue
         index = VerbatimIndex(text, min_chars=min_chars)
         for t in texts:
             index.add(t)
