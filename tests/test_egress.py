@@ -386,3 +386,18 @@ def test_embedded_stand_in_remote_is_recorded_at_the_call(tmp_path):
     assert line["via"] == "in-process" and line["host"] == "in-process" and line["cost_usd"] > 0
     assert result.egress.requests == 1 and result.egress.documents[0].verbatim_share > 0.99
     assert result.egress.hosts[0].cost_usd == pytest.approx(result.cost.role("remote").cost_usd)
+
+
+def test_personal_data_scrubbed_is_counted_by_type_and_never_leaves():
+    from minions.protocols.privacy import Scrubber
+
+    text = (prose(120, seed=7) + " Contact jane.roe@example.com or 555-867-5309 about Maria Gonzalez. "
+            + prose(120, seed=8))
+    remote = FunctionClient.from_replies(["an answer"], model="scripted-remote")
+    result = RemoteOnly(None, remote, privacy=Scrubber(names=["Maria Gonzalez"])).run("q?", [
+        Document.from_text(text, id="memo")])
+    (d,) = result.egress.documents
+    assert d.scrubbed == {"[EMAIL]": 1, "[PHONE]": 1, "[NAME]": 1}
+    sent = "\n".join(m.content for msgs, _ in remote.calls for m in msgs)
+    assert "jane.roe@example.com" not in sent and "[EMAIL]" in sent
+    assert 0.9 < d.verbatim_share < 1.0  # everything but the scrubbed items and the text around them
