@@ -401,3 +401,23 @@ def test_personal_data_scrubbed_is_counted_by_type_and_never_leaves():
     sent = "\n".join(m.content for msgs, _ in remote.calls for m in msgs)
     assert "jane.roe@example.com" not in sent and "[EMAIL]" in sent
     assert 0.9 < d.verbatim_share < 1.0  # everything but the scrubbed items and the text around them
+
+
+def test_concurrent_appends_keep_one_unbroken_chain(tmp_path):
+    """Threads (and processes) share a ledger: each append locks the file and reads its last line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from minions.egress.record import EgressRecord
+
+    path = tmp_path / "shared.jsonl"
+
+    def write(i: int) -> None:
+        ledger = Ledger(path)
+        for j in range(25):
+            ledger.add(EgressRecord(time="t", via="in-process", host="in-process", provider="p", model="m",
+                                    bytes=i * 100 + j, sha256="0" * 64, text=f"{i}-{j}"))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    entries = read(path)
+    assert len(entries) == 100 and len({e["text"] for e in entries}) == 100
