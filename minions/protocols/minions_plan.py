@@ -53,8 +53,8 @@ class MinionSConfig(ProtocolConfig):
     # Off by default on measurement: on FinanceBench, reading the neighbours of the best hit costs 1.5
     # points of coverage at a 30% budget (95.3% -> 93.8%) and gains 0.8 at 20% (benchmarks/coverage.py).
     neighbours: int = Field(0, ge=0, le=20, description="also read the chunks next to the best N hits")
-    local_max_tokens: int = 256
-    remote_max_tokens: int = 1024
+    local_max_tokens: int = Field(256, ge=1, description="most tokens of one local job's reply")
+    remote_max_tokens: int = Field(1024, ge=1, description="most tokens of one remote reply")
     retrieval: bool = Field(False, description="always keep only the top retrieval_top_k chunks (plan query, else the task)")
     retrieval_top_k: int = Field(8, ge=1, description="most chunks a keyword filter may select")
     concurrency: int = Field(4, ge=1)
