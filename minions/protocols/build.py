@@ -16,17 +16,11 @@ from minions.clients import Client, get_client
 from minions.clients.spec import is_stand_in, parse_spec
 from minions.cost import PriceTable
 from minions.protocols import Protocol, protocol_class
-from minions.protocols.knobs import check_knobs
+from minions.protocols.knobs import STAND_IN_KNOBS, check_knobs
 from minions.protocols.settings import RunSettings
 
 #: what a stand-in remote (the offline stand-in for a cloud model) is priced as by default
 STAND_IN_PRICE = "openai/gpt-4o"
-#: knob defaults for a stand-in remote, which is a 135M model: its final answer, when it shares
-#: nothing with what the local model found and verified, is replaced by the most supported verified
-#: local answer (marked degraded) instead of only being flagged grounded=false; Minion's worker first
-#: answers the user's question itself, not the stand-in's first question. Explicit knobs win.
-STAND_IN_KNOBS: dict[str, Any] = {"ungrounded_answer": "fallback", "first_question": "task"}
-
 ClientFactory = Callable[[str, str, dict[str, Any]], Client]  # (role, spec, kwargs) -> client
 
 

@@ -25,6 +25,13 @@ from minions import errors
 
 Kind = Literal["int", "float", "bool", "choice", "text", "read"]
 
+#: knob defaults for a stand-in remote (`Client.stand_in`: the embedded 135M model playing the cloud
+#: model): its final answer, when it shares nothing with what the local model found and verified, is
+#: replaced by the most supported verified local answer (marked degraded) instead of only being
+#: flagged grounded=false; Minion's worker first answers the user's question itself, not the
+#: stand-in's first question. Explicit knobs win. Applied by `build.resolved_knobs`.
+STAND_IN_KNOBS: dict[str, Any] = {"ungrounded_answer": "fallback", "first_question": "task"}
+
 
 class Knob(BaseModel):
     """One knob as every front end shows it. Bounds are the loosest over the protocols that have it
@@ -147,13 +154,22 @@ def for_protocol(protocol: str) -> dict[str, Knob]:
     return {n: k for n, k in surface().items() if protocol in k.protocols}
 
 
-def _unknown(names: Iterable[str], valid: Iterable[str], where: str) -> errors.ConfigError:
+class KnobError(errors.ConfigError):
+    """A knob refused: `knob` names the first one at fault (serve reports it as the 400's param)."""
+
+    def __init__(self, message: str, knob: str):
+        super().__init__(message)
+        self.knob = knob
+
+
+def _unknown(names: Iterable[str], valid: Iterable[str], where: str) -> KnobError:
     valid = sorted(valid)
     parts = []
     for name in sorted(names):
         near = difflib.get_close_matches(name, valid, n=1)
         parts.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
-    return errors.ConfigError(f"Unknown knob {', '.join(parts)} for {where}; its knobs are: {', '.join(valid)}.")
+    return KnobError(f"Unknown knob {', '.join(parts)} for {where}; its knobs are: {', '.join(valid)}.",
+                     knob=sorted(names)[0])
 
 
 def check_knobs(protocol: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,7 +186,8 @@ def check_knobs(protocol: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}"
                              for err in e.errors())
-        raise errors.ConfigError(f"Bad knob value for the {protocol} protocol: {problems}.") from None
+        first = ".".join(map(str, e.errors()[0]["loc"])) if e.errors() else ""
+        raise KnobError(f"Bad knob value for the {protocol} protocol: {problems}.", knob=first) from None
     return given
 
 
@@ -192,6 +209,8 @@ def _help(k: Knob) -> str:
     defaults = set(map(repr, k.defaults.values()))
     default = (f" (default {next(iter(k.defaults.values()))!r})" if len(defaults) == 1
                else " (default " + ", ".join(f"{p}: {d!r}" for p, d in k.defaults.items()) + ")")
+    if k.name in STAND_IN_KNOBS:
+        default = default[:-1] + f"; {STAND_IN_KNOBS[k.name]!r} with a stand-in remote)"
     return (k.description or k.name.replace("_", " ")).replace("%", "%%") + who + default.replace("%", "%%")
 
 
@@ -205,12 +224,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                 return k.parse_text(text)
             except ValueError as e:
                 raise argparse.ArgumentTypeError(str(e)) from None
+        # default=SUPPRESS: a knob not given is absent (the protocol's own default applies), and
+        # the help shows the protocols' defaults, not argparse's
         if k.kind == "bool":
-            group.add_argument(k.flag, dest=k.name, default=None, action=argparse.BooleanOptionalAction,
-                               help=_help(k))
+            group.add_argument(k.flag, dest=k.name, default=argparse.SUPPRESS,
+                               action=argparse.BooleanOptionalAction, help=_help(k))
         else:
-            group.add_argument(k.flag, dest=k.name, default=None, type=parse, metavar=k.kind.upper(),
-                               choices=k.choices or None, help=_help(k))
+            group.add_argument(k.flag, dest=k.name, default=argparse.SUPPRESS, type=parse,
+                               metavar=None if k.choices else k.kind.upper(), choices=k.choices or None,
+                               help=_help(k))
 
 
 def knobs_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -240,5 +262,5 @@ def request_model(protocol: str | None = None) -> type[BaseModel]:
                         __config__=ConfigDict(extra="forbid"), **fields)
 
 
-__all__ = ["Knob", "add_flags", "check_knobs", "for_protocol", "knobs_from_args", "request_model", "split_knobs",
+__all__ = ["STAND_IN_KNOBS", "Knob", "KnobError", "add_flags", "check_knobs", "for_protocol", "knobs_from_args", "request_model", "split_knobs",
            "surface"]
