@@ -187,12 +187,6 @@ def get_client(spec: str, **kw: Any) -> Client:
     return client
 
 
-def is_stand_in(spec: str) -> bool:
-    """Whether the provider a spec names is registered as a stand-in (before building its client)."""
-    table = providers()
-    return table[parse_spec(spec, table)[0]].stand_in
-
-
 def _build(p: ProviderSpec, name: str, model: str, kw: dict[str, Any]) -> Client:
     if p.wire == "llamacpp":
         from minions.clients.llamacpp import LlamaCppClient

@@ -13,7 +13,7 @@ from typing import Any
 
 from minions import errors
 from minions.clients import Client, get_client
-from minions.clients.spec import is_stand_in, parse_spec
+from minions.clients.spec import ProviderSpec, parse_spec, providers
 from minions.cost import PriceTable
 from minions.protocols import Protocol, protocol_class
 from minions.protocols.knobs import STAND_IN_KNOBS, check_knobs
@@ -28,20 +28,27 @@ def _get(_role: str, spec: str, kw: dict[str, Any]) -> Client:
     return get_client(spec, **kw)
 
 
-def _client_kw(role: str, spec: str, settings: RunSettings, secrets: Mapping[str, str]) -> dict[str, Any]:
-    from minions.clients.spec import providers
-
+def _provider(spec: str) -> ProviderSpec | None:
+    """The registry's entry for a spec's provider; None for one only a custom factory knows."""
     table = providers()
-    provider = table[parse_spec(spec, table)[0]]
+    try:
+        return table[parse_spec(spec, table)[0]]
+    except errors.UnknownProviderError:
+        return None
+
+
+def _client_kw(role: str, spec: str, settings: RunSettings, secrets: Mapping[str, str]) -> dict[str, Any]:
+    provider = _provider(spec)
+    stand_in = provider is not None and provider.stand_in
     kw: dict[str, Any] = {}
     if role == "remote":
-        if price := settings.price_as or (STAND_IN_PRICE if provider.stand_in else None):
+        if price := settings.price_as or (STAND_IN_PRICE if stand_in else None):
             kw["price_as"] = price
-        if settings.base_url and provider.wire == "openai":
+        if settings.base_url and (provider is None or provider.wire == "openai"):
             kw["base_url"] = settings.base_url
-    if provider.wire == "ollama" and settings.ollama_host:
+    if provider is not None and provider.wire == "ollama" and settings.ollama_host:
         kw["host"] = settings.ollama_host
-    if provider.api_key_env and secrets.get(provider.api_key_env):
+    if provider is not None and provider.api_key_env and secrets.get(provider.api_key_env):
         kw["api_key"] = secrets[provider.api_key_env]
     return kw
 
@@ -66,8 +73,8 @@ def build_client(role: str, settings: RunSettings, *, factory: ClientFactory | N
     if isinstance(spec, Client):
         return _priced(spec, settings) if role == "remote" else spec
     client = (factory or _get)(role, spec, _client_kw(role, spec, settings, secrets or {}))
-    if is_stand_in(spec) and not client.stand_in:  # a custom factory's client, for a stand-in provider
-        client.stand_in = True
+    if (p := _provider(spec)) is not None and p.stand_in and not client.stand_in:
+        client.stand_in = True  # a custom factory's client, for a provider the registry calls a stand-in
     return _priced(client, settings) if role == "remote" else client
 
 
