@@ -15,8 +15,8 @@ from minions.clients import FunctionClient, Usage
 from minions.cost import Price, PriceTable, catalog_price
 from minions.protocols import get_protocol
 from minions.protocols.build import build_protocol
-from minions.protocols.settings import RunSettings
 from minions.protocols.events import Notice
+from minions.protocols.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "datasets" / "sample" / "northwind_annual_report.md"
