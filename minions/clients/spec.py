@@ -16,6 +16,7 @@ Providers are data: `BUILTIN` below, plus your own without editing the package â
     wire = "openai"                       # openai | anthropic | ollama | llamacpp | azure
     base_url = "https://llm.example.com/v1"
     api_key_env = "MYHOST_API_KEY"        # omit for servers that need no key
+    # stand_in = true                     # an embedded model that may play the remote offline
 
 or an entry point in the group `minions.providers` that loads a `ProviderSpec` (or a list of them).
 Unknown fields are errors, and a user's provider may replace a built-in one of the same name.
