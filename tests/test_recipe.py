@@ -402,13 +402,15 @@ def test_misspelt_flags_are_not_abbreviations() -> None:
 
 
 def test_server_wide_knobs_no_served_protocol_takes_are_refused_at_start() -> None:
-    from minions.serve.service import ServeSettings, Service
+    from minions.serve.service import RunPlan, ServeSettings, Service
 
     local, remote = clients()
     with pytest.raises(errors.ConfigError, match="Unknown knob 'top_kk'"):
         Service(ServeSettings(knobs={"top_kk": 3}), local=local, remote=remote, prices=PRICES)
     service = Service(ServeSettings(knobs={"top_k": 3}), local=local, remote=remote, prices=PRICES)
-    assert service.check_knobs("rag", {}) == {} and service._knobs["rag"] == {"top_k": 3}
+    assert service.build(RunPlan(protocol="rag", task="?", documents=[]), None).config.top_k == 3
+    assert service.build(RunPlan(protocol="rag", task="?", documents=[], knobs={"top_k": 4}), None).config.top_k == 4
+    assert service.build(RunPlan(protocol="minions", task="?", documents=[]), None).config.max_rounds == 2
 
 
 def test_settings_refuse_what_the_recipe_cannot_run() -> None:

@@ -16,7 +16,8 @@ DEFAULT_LOCAL = "llamacpp/smollm2"
 DEFAULT_REMOTE = "llamacpp/smollm2"
 
 
-def _budget(text: str) -> float:
+def budget_flag(text: str) -> float:
+    """A dollar cap flag, read as the library reads one (`budget_usd`): finite and >= 0."""
     from minions.protocols.budget import budget_usd
 
     try:
@@ -55,7 +56,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remote-price-as", default=None, metavar="SPEC",
                    help="price the remote as this model (default openai/gpt-4o when the remote is embedded)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server URL for the remote")
-    p.add_argument("--max-remote-usd", type=_budget, default=None, help="stop before remote spend exceeds this")
+    p.add_argument("--max-remote-usd", type=budget_flag, default=None, help="stop before remote spend exceeds this")
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")
     p.add_argument("--private-name", action="append", default=[], metavar="NAME",
                    help="a name to scrub (repeatable; implies --privacy)")

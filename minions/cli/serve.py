@@ -59,7 +59,7 @@ def _limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=int, default=16, help="runs waiting for a slot; beyond: 429 Retry-After")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request, queue wait included")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (413 beyond)")
-    p.add_argument("--max-total-usd", type=float, default=None,
+    p.add_argument("--max-total-usd", type=ask.budget_flag, default=None,
                    help="remote spend cap for the server's life (--max-remote-usd caps each request)")
     p.set_defaults(no_store_text=False)
 

@@ -204,10 +204,10 @@ def expand(cfg: SweepConfig) -> list[RunConfig]:
             run.label = _label(run, varied, multi_local=len(cfg.local) > 1, multi_remote=len(cfg.remote) > 1)
             runs.append(run)
     if unused := (set(fixed) | set(grid)) - used:  # it would silently do nothing: a typo, or the wrong sweep
-        from minions.protocols.knobs import _unknown
+        from minions.protocols.knobs import unknown_knobs
 
         known = set().union(*(_accepted(p)[0] for p in cfg.protocols))
-        raise _unknown(unused, known, "the protocols of this sweep (" + ", ".join(cfg.protocols) + ")")
+        raise unknown_knobs(unused, known, "the protocols of this sweep (" + ", ".join(cfg.protocols) + ")")
     seen: set[str] = set()
     runs = [r for r in runs if not (r.id in seen or seen.add(r.id))]
     for r in runs:  # wrong types fail here, before a sweep creates its folder, cache or config.json

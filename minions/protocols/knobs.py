@@ -143,8 +143,8 @@ def surface() -> dict[str, Knob]:
             bounds.setdefault(name, []).append(_bounds(field.metadata))
     for name, k in found.items():  # the loosest bound over the protocols that have the knob
         for b, pick in (("ge", min), ("gt", min), ("le", max), ("lt", max)):
-            values = [d.get(b) for d in bounds[name]]
-            if all(v is not None for v in values):
+            values = [d[b] for d in bounds[name] if b in d]
+            if len(values) == len(bounds[name]):  # a protocol without the bound leaves it open
                 k[b] = pick(values)
     return {n: Knob(**d) for n, d in found.items()}
 
@@ -162,7 +162,8 @@ class KnobError(errors.ConfigError):
         self.knob = knob
 
 
-def _unknown(names: Iterable[str], valid: Iterable[str], where: str) -> KnobError:
+def unknown_knobs(names: Iterable[str], valid: Iterable[str], where: str) -> KnobError:
+    """The error for knobs `where` does not take, with the likely one meant and the valid ones."""
     valid = sorted(valid)
     parts = []
     for name in sorted(names):
@@ -180,7 +181,7 @@ def check_knobs(protocol: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     given = {k: v for k, v in knobs.items() if v is not None}
     config = protocol_class(protocol).Config
     if unknown := set(given) - set(config.model_fields):
-        raise _unknown(unknown, config.model_fields, f"the {protocol} protocol")
+        raise unknown_knobs(unknown, config.model_fields, f"the {protocol} protocol")
     try:
         config(**given)
     except ValidationError as e:
@@ -198,7 +199,7 @@ def split_knobs(protocols: Iterable[str], knobs: Mapping[str, Any]) -> dict[str,
     given = {k: v for k, v in knobs.items() if v is not None}
     accepted = {p: set(for_protocol(p)) for p in protocols}
     if unknown := set(given) - set().union(*accepted.values()):
-        raise _unknown(unknown, set().union(*accepted.values()), "the protocols " + ", ".join(protocols))
+        raise unknown_knobs(unknown, set().union(*accepted.values()), "the protocols " + ", ".join(protocols))
     return {p: check_knobs(p, {k: v for k, v in given.items() if k in accepted[p]}) for p in protocols}
 
 
@@ -262,5 +263,5 @@ def request_model(protocol: str | None = None) -> type[BaseModel]:
                         __config__=ConfigDict(extra="forbid"), **fields)
 
 
-__all__ = ["STAND_IN_KNOBS", "Knob", "KnobError", "add_flags", "check_knobs", "for_protocol", "knobs_from_args", "request_model", "split_knobs",
-           "surface"]
+__all__ = ["STAND_IN_KNOBS", "Knob", "KnobError", "add_flags", "check_knobs", "for_protocol", "knobs_from_args",
+           "request_model", "split_knobs", "surface", "unknown_knobs"]
