@@ -443,3 +443,13 @@ def test_stand_in_is_a_client_attribute_from_the_registry() -> None:
     remote = FunctionClient(lambda m, o: "x", model="remote", stand_in=True)
     proto = build_protocol(RunSettings(protocol="remote-only", local=None, remote=remote))
     assert proto.remote.price_key == STAND_IN_PRICE and proto.remote.stand_in and remote.price_as is None
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "evals").glob("*.toml")), ids=lambda p: p.name)
+def test_the_shipped_sweep_configs_expand_whole_and_for_each_protocol_alone(path: Path) -> None:
+    from minions.eval.config import expand, load_config
+
+    cfg = load_config(path)
+    assert expand(cfg)
+    for protocol in cfg.protocols:  # `--protocol NAME` on the file: every global knob still has a taker
+        assert expand(load_config(path, protocols=[protocol]))
