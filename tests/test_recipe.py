@@ -453,3 +453,20 @@ def test_the_shipped_sweep_configs_expand_whole_and_for_each_protocol_alone(path
     assert expand(cfg)
     for protocol in cfg.protocols:  # `--protocol NAME` on the file: every global knob still has a taker
         assert expand(load_config(path, protocols=[protocol]))
+
+
+def test_serve_builds_its_clients_once_and_privacy_per_run_from_the_flags(providers, tmp_path: Path) -> None:
+    from minions.cli import build_parser
+    from minions.cli.serve import build_service
+    from minions.protocols.privacy import Scrubber
+    from minions.serve.service import RunPlan
+
+    args = build_parser().parse_args(["serve", "--protocol", "minion", "--local", "scripted/worker", "--remote",
+                                      "standin/boss", "--private-name", "Jane Doe", "--max-rounds", "2"])
+    service = build_service(args)
+    first = service.build(RunPlan(protocol="minion", task="?", documents=[]), None)
+    second = service.build(RunPlan(protocol="remote-only", task="?", documents=[]), 0.5)
+    assert first.remote is second.remote is service.remote and first.local is service.local  # built once
+    assert isinstance(first.privacy, Scrubber) and first.privacy.names == ("Jane Doe",)
+    assert first.config.max_rounds == 2 and first.config.ungrounded_answer == "fallback"
+    assert second.max_remote_usd == 0.5 and second.remote.price_key == STAND_IN_PRICE
