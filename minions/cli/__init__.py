@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from minions.cli.logs import plain_warnings
+
+    undo_warnings = plain_warnings()
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except errors.MinionsError as e:
         print(f"error: {_safe(e)}", file=sys.stderr)
         return 1
+    finally:
+        undo_warnings()
 
 
 def _safe(e: Exception) -> str:
