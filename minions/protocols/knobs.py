@@ -71,8 +71,8 @@ class Knob(BaseModel):
             return int(text)
         if self.kind == "float":
             v = float(text)
-            if not math.isfinite(v):
-                raise ValueError(f"{text!r} is not a finite number")
+            if math.isnan(v):  # infinity is the Config's to refuse (local_time_budget=inf: no time limit)
+                raise ValueError(f"{text!r} is not a number")
             return v
         if self.kind == "bool":
             low = text.strip().lower()
@@ -257,7 +257,7 @@ def request_model(protocol: str | None = None) -> type[BaseModel]:
     for k in knobs.values():
         extra = {b: getattr(k, b) for b in ("ge", "gt", "le", "lt") if getattr(k, b) is not None}
         if k.kind == "float":
-            extra["allow_inf_nan"] = False
+            extra["allow_inf_nan"] = k.maximum is None  # NaN never; infinity where no bound excludes it
         fields[k.name] = (_annotation(k), Field(None, description=_help(k).replace("%%", "%"), **extra))
     return create_model(f"Knobs{'_' + protocol.replace('-', '_') if protocol else ''}",
                         __config__=ConfigDict(extra="forbid"), **fields)
