@@ -9,7 +9,7 @@ import pytest
 from minions.clients import FunctionClient
 from minions.cost import PriceTable
 from minions.errors import ConfigError
-from minions.eval.numbers import extract, same_quantity
+from minions.numbers import extract, same_quantity
 from minions.eval.scorers import (
     Contains,
     FinanceBenchMatch,
