@@ -17,6 +17,7 @@ from minions.protocols import get_protocol
 from minions.protocols.citations import CHANGED, citation_found, facts
 from minions.protocols.minions_jobs import citation_found as reexported
 from minions.protocols.result import JobStatus
+from tests.scripted import by_schema
 
 CHUNK = "Capital expenditure was $42 million in FY2023"
 
@@ -191,7 +192,7 @@ def test_minions_drops_a_made_up_figure_and_keeps_the_true_quote():
     plan = json.dumps({"tasks": [{"instruction": "Find the capital expenditure", "advice": "quote it"}],
                        "chunking": {"strategy": "pages", "size": 1}, "samples_per_task": 2})
     final = json.dumps({"decision": "provide_final_answer", "explanation": "found", "answer": "$42 million"})
-    remote = FunctionClient(lambda m, o: plan if "plan the workers' jobs" in m[1].content else final, model="remote")
+    remote = by_schema({"JobPlan": [plan], ("Synthesis", "LastSynthesis"): [final]}, model="remote")
 
     def local(msgs: list[Message], opts) -> str:
         if "Operations." not in msgs[-1].content:

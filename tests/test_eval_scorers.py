@@ -9,7 +9,6 @@ import pytest
 from minions.clients import FunctionClient
 from minions.cost import PriceTable
 from minions.errors import ConfigError
-from minions.numbers import extract, same_quantity
 from minions.eval.scorers import (
     Contains,
     FinanceBenchMatch,
@@ -21,6 +20,7 @@ from minions.eval.scorers import (
     option_letter,
     token_f1,
 )
+from minions.numbers import extract, same_quantity
 
 
 async def fb(answer: str, gold: str) -> float:

@@ -22,6 +22,7 @@ from minions.protocols.citations import facts
 from minions.protocols.grounding import shares
 from minions.protocols.minion import Minion
 from minions.protocols.minions import MinionS
+from tests.scripted import by_schema
 from tests.test_protocol_minions import plan
 
 
@@ -115,9 +116,8 @@ def worker(msgs, _opts) -> str:
 
 
 def remote_answering(answer: str) -> FunctionClient:
-    replies = iter([plan("Find the revenue"),
-                    json.dumps({"decision": "provide_final_answer", "explanation": "x", "answer": answer})])
-    return FunctionClient(lambda m, o: next(replies), model="remote")
+    return by_schema({"JobPlan": [plan("Find the revenue")], ("Synthesis", "LastSynthesis"): [
+        json.dumps({"decision": "provide_final_answer", "explanation": "x", "answer": answer})]}, model="remote")
 
 
 @pytest.mark.parametrize("wrong", ["Revenue was $5 million in 2023", "$99 million, versus $42 million budgeted"])
