@@ -81,8 +81,8 @@ def render_turn(turn: Turn, index: int, titles: dict[str, str]) -> None:
             st.warning(safe_md(f"Degraded answer: {r.degraded_reason}. It comes from the local model's verified "
                                "work, not from the remote's synthesis."))
         if r.grounded is False:
-            st.warning("Not grounded: this answer shares no figure or content word with what the local model "
-                       "found in the documents. Check it before trusting it.")
+            st.warning("Not grounded: this answer's figures (or, without figures, its words) are not in what "
+                       "the local model found in the documents. Check it before trusting it.")
         if r.answer:
             st.markdown(safe_md(r.answer))
         elif not (r.error or turn.error):
