@@ -181,7 +181,7 @@ def test_minions_worker_answer_clipped_for_the_remote_is_scrubbed_first():
     answer = "x" * 385 + " card " + CARD + " paid"
     plan = json.dumps({"tasks": [{"instruction": "How was the deposit paid?", "advice": ""}]})
     final = json.dumps({"decision": "provide_final_answer", "explanation": "e", "answer": "by card"})
-    remote = FunctionClient(lambda m, o: plan if "plan the workers' jobs" in m[1].content else final, model="remote")
+    remote = by_schema({"JobPlan": [plan], ("Synthesis", "LastSynthesis"): [final]}, model="remote")
     local = FunctionClient(lambda m, o: json.dumps({"explanation": "e", "answer": answer,
                                                     "citation": "The deposit was paid by card " + CARD}), model="local")
     result = get_protocol("minions", local, remote, privacy=Scrubber(), max_rounds=1).run("How?", [doc])
