@@ -31,14 +31,14 @@ def by_schema(replies: Mapping[str | tuple[str, ...], Reply], *, model: str = "s
     repeats) or a function of (messages, options). `text` answers calls without a schema. A call
     for a title with no script fails the test, naming the title."""
     table: dict[str | None, tuple[int, Reply]] = {}
-    for i, (key, reply) in enumerate(replies.items()):
+    for i, (key, script) in enumerate(replies.items()):
         for title in (key,) if isinstance(key, str) else key:
-            table[title] = (i, reply)
+            table[title] = (i, script)
     if text is not None:
         table[None] = (len(replies), text)
     counts: dict[int, int] = {}
 
-    def reply(msgs: list[Message], opts: Options) -> Any:
+    def answer(msgs: list[Message], opts: Options) -> Any:
         title = schema_title(opts)
         if title not in table:
             raise AssertionError(f"scripted remote: no reply for schema {title!r}; scripted: {sorted(map(str, table))}")
@@ -49,4 +49,4 @@ def by_schema(replies: Mapping[str | tuple[str, ...], Reply], *, model: str = "s
         counts[slot] = n + 1
         return script[min(n, len(script) - 1)]
 
-    return FunctionClient(reply, model=model, **kw)
+    return FunctionClient(answer, model=model, **kw)
