@@ -6,6 +6,9 @@ An amount is read with its currency, scale word, percent (or basis points) and s
 them, and reading "$42 millon" as $42 would turn a typo into another figure. So "$1.6 billion",
 "$1,600 million" and "1,600,000 thousand" are one amount everywhere: the scorer, the citation
 check and grounding all read numbers here, and they cannot disagree about what a figure is.
+A number that names something — "FY2023", "Q4", "nw#1", "page 12", "Note 7" — is a label, not an
+amount: the scorer and grounding skip labels, the citation check keeps them (a quote must not
+turn "FY2023" into "FY2024").
 
 Matching rule (`same_quantity`), in order:
 1. Basis points match basis points only; both percentages: compare the numbers.
@@ -41,6 +44,9 @@ _NUMBER = re.compile(
     rf"(?:\s*(?P<scale>{_SCALE})(?![A-Za-z]))?"
     r"(?P<close>\))?", re.IGNORECASE)
 YEAR = re.compile(r"^(19|20)\d\d$")
+# A number right after a letter, "#" or a reference word names something; it states no amount.
+_LABEL_BEFORE = re.compile(r"(?:[^\W\d_]|#|\b(?:pages?|pp?\.|notes?|items?|sections?|parts?|chapters?|exhibits?|"
+                           r"tables?|figs?\.|figures?|footnotes?|rounds?|steps?)\s*)$", re.IGNORECASE)
 
 
 def scale_of(word: str | None) -> float | None:
@@ -67,7 +73,7 @@ class Quantity:
     negative: bool
     raw: str                # the digits as printed ("2,018")
     bps: bool = False       # basis points
-    glued: bool = False     # right after a letter: a label such as "FY2023", "Q4", "COVID-19"
+    label: bool = False     # a label, not an amount: "FY2023", "Q4", "COVID-19", "nw#1", "page 12", "Note 7"
 
     @property
     def full(self) -> float:
@@ -87,22 +93,23 @@ class Quantity:
         return digits + ("%" if self.percent else " bps" if self.bps else "")
 
 
-def extract(text: str, *, glued: bool = False) -> list[Quantity]:
-    """The numbers in `text`, in order. Numbers glued to a preceding letter ("FY2023", "Q4") are
-    labels, left out unless `glued` (a citation check must see that "FY2024" is not "FY2023")."""
+def extract(text: str, *, labels: bool = False) -> list[Quantity]:
+    """The numbers in `text`, in order. Labels — numbers right after a letter or "#" ("FY2023",
+    "Q4", "nw#1") or a reference word ("page 12", "Note 7", "Item 1A") — are left out unless
+    `labels` (a citation check must see that "FY2024" is not "FY2023")."""
     out = []
     text = text or ""
     for m in _NUMBER.finditer(text):
         start = m.start() + len(m.group()) - len(m.group().lstrip())
-        is_glued = start > 0 and text[start - 1].isalpha()
-        if is_glued and not glued:
+        is_label = bool(_LABEL_BEFORE.search(text[max(0, start - 12):start]))
+        if is_label and not labels:
             continue
         num = m.group("num")
         out.append(Quantity(
             value=float(num.replace(",", "")), scale=scale_of(m.group("scale")), percent=bool(m.group("pct")),
             currency=bool(m.group("cur")), decimals=len(num.split(".")[1]) if "." in num else 0,
             negative=bool(m.group("sign") or m.group("sign2") or (m.group("open") and m.group("close"))),
-            raw=num, bps=bool(m.group("bps")), glued=is_glued))
+            raw=num, bps=bool(m.group("bps")), label=is_label))
     return out
 
 

@@ -74,7 +74,8 @@ def test_the_model_reads_currency_scale_percent_basis_points_and_sign():
     assert not same_quantity(extract("50 bps")[0], extract("50%")[0])
     assert same_quantity(extract("-1.7%")[0], extract("1.7%")[0])  # magnitude: sign is often in words
     assert [x.raw for x in extract("FY2023 Q4 revenue 12k")] == ["12"]  # labels are not figures
-    assert [x.raw for x in extract("FY2023 Q4", glued=True)] == ["2023", "4"]  # ...but a quote keeps them
+    assert [x.raw for x in extract("FY2023 Q4", labels=True)] == ["2023", "4"]  # ...but a quote keeps them
+    assert [x.raw for x in extract("$42 million (page 12, Note 7, nw#1, Item 7A)")] == ["42"]
 
 
 # --- grounding: the answer's own figures (issue 21, item 4) ------------------------------------------
@@ -94,6 +95,7 @@ def test_a_year_or_one_figure_of_several_does_not_ground_an_answer(answer):
 @pytest.mark.parametrize("answer", [
     "Revenue was $42 million in 2023", "$42,000 thousand", "$0.042 billion", "42 million dollars",
     "Revenue was $42 million, against $42 million budgeted",
+    "$42 million (page 2, chunk r#1)",           # references are not figures the evidence must hold
 ])
 def test_an_answer_whose_every_figure_was_found_is_grounded(answer):
     assert shares(answer, [FOUND], "What was revenue?")

@@ -50,7 +50,7 @@ def facts(s: str) -> Counter[str]:
     (`Quantity.key`), month names and negation words."""
     s = s.translate(_QUOTE_MAP)
     out: Counter[str] = Counter()
-    for q in extract(s, glued=True):  # "FY2023" is a date here: a quote must keep it
+    for q in extract(s, labels=True):  # "FY2023" is a date here: a quote must keep it
         out[f"#{q.key}"] += 1
     for w in _WORD.findall(s.replace("n't", " n't")):
         w = w.casefold()
