@@ -1,0 +1,195 @@
+"""OCR for PDF pages that have no text layer (scans), in the `ocr` extra.
+
+Only pages whose text layer is empty and that carry an image are read; every other page keeps its
+text layer. The page's embedded images are OCR'd in place (a scan is one image per page), so no
+PDF renderer is needed. Engine: Tesseract through `pytesseract` (Debian package `tesseract-ocr`),
+chosen over RapidOCR by `benchmarks/ocr.py` (as accurate on printed pages, several times faster,
+and a few MB instead of onnxruntime + OpenCV). Progress goes to an `on_progress` callback as
+`OcrProgress` events; documents never print.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from minions.errors import DocumentError, MissingDependencyError
+
+EXTRA = "ocr"
+#: an image with more pixels than this is not decoded (a 600 dpi A3 scan is ~70 MP); a bomb's is larger
+MAX_IMAGE_PIXELS = 80_000_000
+#: images are scaled down to at most this many pixels on their long side before OCR (~300 dpi Letter)
+MAX_SIDE = 3600
+#: a page with fewer non-space characters than this in its text layer counts as having none
+MIN_TEXT_CHARS = 1
+
+
+class OcrProgress(BaseModel):
+    """One scanned page read (or about to be, `done` < `total`); front ends draw a progress bar."""
+
+    kind: Literal["ocr_progress"] = "ocr_progress"
+    source: str
+    page: int           # 1-based page number just read
+    done: int           # pages read so far
+    total: int          # pages that need OCR in this document
+
+
+ProgressHandler = Callable[[Any], Any]
+
+
+def missing(what: str = "pytesseract") -> MissingDependencyError:
+    return MissingDependencyError(what, EXTRA)
+
+
+def needs_ocr(text: str) -> bool:
+    return sum(not c.isspace() for c in text[:64]) < MIN_TEXT_CHARS
+
+
+class Tesseract:
+    """Tesseract 4/5 (LSTM) through pytesseract; page segmentation 3 (automatic, columns kept)."""
+
+    name = "tesseract"
+
+    def __init__(self, lang: str = "eng"):
+        try:
+            import pytesseract
+        except ImportError as exc:
+            raise missing("pytesseract") from exc
+        if shutil.which(pytesseract.pytesseract.tesseract_cmd) is None:
+            raise MissingDependencyError("tesseract-ocr program (apt-get install tesseract-ocr; brew install "
+                                         "tesseract) and the Python package pytesseract", EXTRA)
+        self._pt, self.lang = pytesseract, lang
+
+    def read(self, image: Any) -> str:
+        return self._pt.image_to_string(image, lang=self.lang, config="--psm 3")
+
+
+class RapidOCR:
+    """RapidOCR (PP-OCR models on onnxruntime, weights in the wheel). Measured in benchmarks/ocr.py;
+    not the default."""
+
+    name = "rapidocr"
+
+    def __init__(self) -> None:
+        try:
+            from rapidocr_onnxruntime import RapidOCR as _Engine
+        except ImportError as exc:
+            raise missing("rapidocr-onnxruntime") from exc
+        self._engine = _Engine()
+
+    def read(self, image: Any) -> str:
+        import numpy as np
+
+        result, _ = self._engine(np.asarray(image.convert("RGB")))
+        return _lines(result or [])
+
+
+def _lines(boxes: list) -> str:
+    """RapidOCR's boxes -> text in reading order: boxes whose vertical centres are within half a
+    line height of each other form one line, left to right."""
+    items = []
+    for box, text, _score in boxes:
+        ys, xs = [p[1] for p in box], [p[0] for p in box]
+        items.append(((min(ys) + max(ys)) / 2, max(ys) - min(ys), min(xs), text))
+    items.sort()
+    lines: list[list[tuple]] = []
+    for item in items:
+        if lines and abs(item[0] - lines[-1][0][0]) < max(item[1], lines[-1][0][1]) / 2:
+            lines[-1].append(item)
+        else:
+            lines.append([item])
+    return "\n".join(" ".join(t for *_, t in sorted(line, key=lambda i: i[2])) for line in lines)
+
+
+ENGINES: dict[str, Callable[[], Any]] = {"tesseract": Tesseract, "rapidocr": RapidOCR}
+DEFAULT_ENGINE = "tesseract"
+
+
+def engine(name: str = DEFAULT_ENGINE) -> Any:
+    """An OCR engine by name; MissingDependencyError naming the `ocr` extra when it is not installed."""
+    return ENGINES[name]()
+
+
+def _image_pixels(page: Any) -> list[int]:
+    """Pixel counts of the page's image XObjects, read from their dictionaries (nothing decoded)."""
+    try:
+        xobjects = page["/Resources"]["/XObject"]
+    except (KeyError, TypeError):
+        return []
+    sizes = []
+    for ref in xobjects.values():
+        obj = ref.get_object()
+        if obj.get("/Subtype") == "/Image":
+            sizes.append(int(obj.get("/Width", 0)) * int(obj.get("/Height", 0)))
+    return sizes
+
+
+def page_images(page: Any, *, where: str, number: int) -> list[Any]:
+    """The page's images as PIL images, each scaled to MAX_SIDE; refuses a decompression bomb."""
+    pixels = _image_pixels(page)
+    if any(p > MAX_IMAGE_PIXELS for p in pixels):
+        raise DocumentError(
+            f"{where} hit a safety limit on page {number}: an image of {max(pixels):,} pixels (limit "
+            f"{MAX_IMAGE_PIXELS:,}), as a decompression bomb has. If you trust the file, re-scan it at a lower "
+            "resolution.", source=where)
+    images = []
+    for file in page.images:
+        image = file.image
+        if image is None:
+            continue
+        if max(image.size) > MAX_SIDE:
+            image = image.copy()
+            image.thumbnail((MAX_SIDE, MAX_SIDE))
+        images.append(image)
+    return images
+
+
+def ocr_pages(data: bytes, pages: list[str], *, where: str, password: str | None = None,
+              on_progress: ProgressHandler | None = None, engine_name: str = DEFAULT_ENGINE,
+              warnings: list[str] | None = None) -> list[int]:
+    """Fill in, in place, the texts of `pages` (one per PDF page) that have no text layer but carry
+    an image, by OCR. Returns the 1-based numbers of the pages OCR'd.
+
+    Without the `ocr` extra: a document with no text at all raises MissingDependencyError naming it;
+    one with some text keeps its scanned pages empty and says so in `warnings`."""
+    todo = [i for i, text in enumerate(pages) if needs_ocr(text)]
+    if not todo:
+        return []
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    if reader.is_encrypted:
+        reader.decrypt(password or "")
+    todo = [i for i in todo if _image_pixels(reader.pages[i]) or _has_inline_images(reader.pages[i])]
+    if not todo:
+        return []
+    try:
+        ocr = engine(engine_name)
+    except MissingDependencyError as exc:
+        if any(not needs_ocr(p) for p in pages):
+            if warnings is not None:
+                warnings.append(f"{where}: page(s) {[i + 1 for i in todo]} have no text layer (scanned) and were "
+                                f"left empty: {exc}")
+            return []
+        raise DocumentError(
+            f"{where} has no text layer in its {len(pages)} page(s): it is scanned (image-only) and needs OCR. "
+            f"{exc}", source=where) from exc
+    done: list[int] = []
+    for k, i in enumerate(todo):
+        texts = [ocr.read(image) for image in page_images(reader.pages[i], where=where, number=i + 1)]
+        pages[i] = "\n".join(t.strip() for t in texts if t.strip())
+        done.append(i + 1)
+        if on_progress is not None:
+            on_progress(OcrProgress(source=where, page=i + 1, done=k + 1, total=len(todo)))
+    return done
+
+
+def _has_inline_images(page: Any) -> bool:
+    try:
+        return bool(page.inline_images)
+    except Exception:  # a damaged content stream: no OCR for this page
+        return False
