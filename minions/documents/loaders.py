@@ -14,6 +14,7 @@ import errno
 import io
 import os
 import re
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,12 @@ SUPPORTED = ", ".join(KINDS)
 _PAGED = {"xlsx": office.read_xlsx, "pptx": office.read_pptx, "epub": office.read_epub, "odt": office.read_odt}
 #: Text-based kinds read into pages (decoded as text files are first).
 _TEXT_PAGED = ("csv", "tsv", "rtf")
-#: Zip-based kinds, told apart by a member name when bytes come without a file name.
-_ZIP_MARKERS = ((b"word/", "docx"), (b"xl/", "xlsx"), (b"ppt/", "pptx"), (b"application/epub+zip", "epub"),
-                (b"application/vnd.oasis.opendocument.text", "odt"))
+#: Zip-based kinds, told apart by their members' names when bytes come without a file name.
+_ZIP_MARKERS = (("word/", "docx"), ("xl/", "xlsx"), ("ppt/", "pptx"), ("META-INF/container.xml", "epub"),
+                ("content.xml", "odt"))
 # Suffixes that make a short string look like a file the user meant, not text to read.
-_DOC_SUFFIXES = set(KINDS) | {".doc", ".rtf", ".odt", ".csv", ".tsv", ".json", ".xml", ".xls", ".xlsx",
-                              ".ppt", ".pptx", ".epub", ".rst", ".log", ".png", ".jpg", ".jpeg", ".tif",
-                              ".tiff", ".zip"}
+_DOC_SUFFIXES = set(KINDS) | {".doc", ".json", ".xml", ".xls", ".ppt", ".rst", ".log", ".png", ".jpg", ".jpeg",
+                              ".tif", ".tiff", ".zip"}
 _SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 _MAX_PATH = 1024
 _MD_TITLE = re.compile(r"^#[ \t]+(.+)$", re.M)
@@ -204,8 +204,11 @@ def _sniff(data: bytes) -> str:
     if data.startswith(b"{\\rtf"):
         return "rtf"
     if data.startswith(b"PK\x03\x04"):
-        head = data[:4096]
-        return next((kind for marker, kind in _ZIP_MARKERS if marker in head), "text")
+        try:
+            names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return "text"  # refused as binary data
+        return next((kind for marker, kind in _ZIP_MARKERS if any(n.startswith(marker) for n in names)), "text")
     return "text"
 
 
