@@ -88,3 +88,28 @@ def test_a_huge_image_is_refused_before_decoding() -> None:
     with pytest.raises(DocumentError, match="safety limit") as err:
         load(pdf, name="bomb.pdf")
     assert "9,999,800,001 pixels" in str(err.value)
+
+
+@needs_tesseract
+def test_a_short_text_layer_is_kept_above_the_ocr_text() -> None:
+    stamped = PdfReader(io.BytesIO(scanned_page()))
+    writer = PdfWriter()
+    page = writer.add_page(stamped.pages[0])
+    page.merge_page(PdfReader(io.BytesIO(make_pdf(["p. 7"]))).pages[0])  # a page number over the scan
+    buf = io.BytesIO()
+    writer.write(buf)
+    doc = load(buf.getvalue(), name="stamped.pdf")
+    assert doc.ocr_pages == [1] and doc.text.startswith("p. 7\n") and "Metformin" in doc.text
+
+
+def test_the_cli_view_draws_ocr_progress_and_clears_it() -> None:
+    from rich.console import Console
+
+    from minions.cli.render import LiveView
+
+    view = LiveView(Console(file=io.StringIO(), force_terminal=True))
+    view(OcrProgress(source="scan[1].pdf", page=2, done=1, total=3))
+    assert view._progress is not None and view._progress.tasks[0].total == 3
+    assert view._progress.tasks[0].completed == 1
+    view(OcrProgress(source="scan[1].pdf", page=5, done=3, total=3))
+    assert view._progress is None

@@ -24,8 +24,9 @@ EXTRA = "ocr"
 MAX_IMAGE_PIXELS = 80_000_000
 #: images are scaled down to at most this many pixels on their long side before OCR (~300 dpi Letter)
 MAX_SIDE = 3600
-#: a page with fewer non-space characters than this in its text layer counts as having none
-MIN_TEXT_CHARS = 1
+#: a page with fewer non-space characters than this in its text layer (a page number, a scanner's
+#: stamp) and an image is OCR'd; what text it had is kept above what OCR read
+MIN_TEXT_CHARS = 10
 
 
 class OcrProgress(BaseModel):
@@ -179,12 +180,22 @@ def ocr_pages(data: bytes, pages: list[str], *, where: str, password: str | None
             f"{where} has no text layer in its {len(pages)} page(s): it is scanned (image-only) and needs OCR. "
             f"{exc}", source=where) from exc
     done: list[int] = []
+    failed: list[int] = []
     for k, i in enumerate(todo):
-        texts = [ocr.read(image) for image in page_images(reader.pages[i], where=where, number=i + 1)]
-        pages[i] = "\n".join(t.strip() for t in texts if t.strip())
-        done.append(i + 1)
+        try:
+            images = page_images(reader.pages[i], where=where, number=i + 1)
+            texts = [ocr.read(image) for image in images]
+        except DocumentError:
+            raise
+        except Exception:  # an image format the decoder lacks (e.g. JBIG2), a damaged stream: keep the rest
+            failed.append(i + 1)
+        else:
+            pages[i] = "\n".join(t.strip() for t in [pages[i], *texts] if t.strip())
+            done.append(i + 1)
         if on_progress is not None:
             on_progress(OcrProgress(source=where, page=i + 1, done=k + 1, total=len(todo)))
+    if failed and warnings is not None:
+        warnings.append(f"{where}: OCR could not read the images of page(s) {failed}; they are left as they were.")
     return done
 
 

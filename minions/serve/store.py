@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from minions.documents import SUPPORTED, Document, load
-from minions.errors import DocumentError
+from minions.errors import DocumentError, MissingDependencyError
 from minions.serve.errors import BodyTooLarge, InvalidRequest, NotFound
 
 
@@ -36,7 +36,7 @@ async def parse_upload(data: bytes, filename: str, *, param: str) -> Document:
         raise InvalidRequest(f"A file needs a filename whose suffix tells its type ({SUPPORTED}).", param=param)
     try:
         return await asyncio.to_thread(load, data, name=filename)
-    except DocumentError as e:
+    except (DocumentError, MissingDependencyError) as e:  # MissingDependencyError: a format's extra is missing
         raise InvalidRequest(str(e), param=param) from e
 
 
