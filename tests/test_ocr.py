@@ -53,7 +53,7 @@ def test_a_scanned_page_is_read_by_ocr_and_marked() -> None:
     for word in ("Discharge", "Metformin", "850", "March", "2024"):
         assert word in doc.text
     assert doc.pages[0].ocr is True and doc.ocr_pages == [1]
-    assert [(e.page, e.done, e.total) for e in events] == [(1, 1, 1)]
+    assert [(e.page, e.done, e.total) for e in events] == [(1, 0, 1), (1, 1, 1)]
 
 
 @needs_tesseract
@@ -63,7 +63,7 @@ def test_only_pages_without_text_are_ocrd() -> None:
     doc = load(pdf, name="mixed.pdf", on_progress=events.append)
     assert [p.ocr for p in doc.pages] == [False, True, False] and doc.ocr_pages == [2]
     assert "Revenue was 4.2 billion" in doc.page_text(1) and "Metformin" in doc.page_text(2)
-    assert [e.page for e in events] == [2]
+    assert [(e.page, e.done, e.total) for e in events] == [(2, 0, 1), (2, 1, 1)]
 
 
 def test_without_the_extra_a_scan_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,8 +108,9 @@ def test_the_cli_view_draws_ocr_progress_and_clears_it() -> None:
     from minions.cli.render import LiveView
 
     view = LiveView(Console(file=io.StringIO(), force_terminal=True))
-    view(OcrProgress(source="scan[1].pdf", page=2, done=1, total=3))
+    view(OcrProgress(source="scan[1].pdf", page=2, done=0, total=3))
     assert view._progress is not None and view._progress.tasks[0].total == 3
+    view(OcrProgress(source="scan[1].pdf", page=2, done=1, total=3))
     assert view._progress.tasks[0].completed == 1
     view(OcrProgress(source="scan[1].pdf", page=5, done=3, total=3))
     assert view._progress is None

@@ -59,7 +59,7 @@ class LiveView:
         elif isinstance(event, FinalAnswer):
             self._stop_progress()
         elif isinstance(event, OcrProgress):
-            if event.done == 1:
+            if event.done == 0:
                 self._start_progress(event.total, f"  OCR {event.source[-40:]}")
             if self._progress is not None and self._task is not None:
                 self._progress.update(self._task, completed=event.done)
