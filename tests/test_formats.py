@@ -210,6 +210,13 @@ def test_epub_empty_corrupt_and_huge() -> None:
         load(entity_bomb("OEBPS/content.opf", {"META-INF/container.xml": CONTAINER}), name="lol.epub")
     with pytest.raises(DocumentError, match="too large"):
         load(epub(["<p>" + "word " * 400 + "</p>"] * 3), name="big.epub", max_chars=1000)
+    drm = zipfile.ZipFile(io.BytesIO(epub(["<p>x</p>"])))
+    members = {i.filename: drm.read(i) for i in drm.infolist()}
+    members["META-INF/encryption.xml"] = '<encryption><CipherReference URI="OEBPS/font.otf"/></encryption>'
+    assert load(zipped(members), name="fonts.epub").text == "x"  # obfuscated fonts only: readable
+    members["META-INF/encryption.xml"] = '<encryption><CipherReference URI="OEBPS/text/c0.xhtml"/></encryption>'
+    with pytest.raises(DocumentError, match="DRM-protected"):
+        load(zipped(members), name="drm.epub")
 
 
 ODF = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '

@@ -37,6 +37,7 @@ MAX_MEMBERS = 20_000
 #: a cell's text is cut to this many characters in the table (the table stays readable)
 MAX_CELL_CHARS = 2_000
 _ENTITY = re.compile(rb"<!ENTITY", re.I)
+_ENCRYPTED_TEXT = re.compile(rb"""URI=["'][^"']+\.x?html?["']""", re.I)
 
 Pages = tuple[list[str], str | None]
 
@@ -247,6 +248,10 @@ def read_epub(data: bytes, *, where: str, max_chars: int | None = None) -> Pages
 
     z = check_archive(data, where=where, max_chars=max_chars, what="an .epub book")
     with z:
+        if "META-INF/encryption.xml" in z.namelist() and _ENCRYPTED_TEXT.search(  # (obfuscated fonts are fine)
+                _read(z, "META-INF/encryption.xml", where=where)):
+            raise DocumentError(f"{where} is DRM-protected (its chapters are encrypted): export a DRM-free copy "
+                                "from where you bought it, or load a PDF of it.", source=where)
         container = _xml(_read(z, "META-INF/container.xml", where=where), where=where)
         rootfile = next((e.get("full-path") for e in container.iter() if e.tag.endswith("rootfile")), None)
         if not rootfile:
