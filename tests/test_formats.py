@@ -330,3 +330,20 @@ def test_every_door_accepts_exactly_the_loader_registry(tmp_path: Path) -> None:
     from minions_app.docs import UPLOAD_TYPES
 
     assert {"." + t for t in UPLOAD_TYPES} == suffixes
+
+
+def test_the_core_install_stays_lean() -> None:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"]).lower()
+    extras = project["optional-dependencies"]
+    for package, extra in [("openpyxl", "formats"), ("python-pptx", "formats"), ("striprtf", "formats"),
+                           ("pytesseract", "ocr"), ("pillow", "ocr")]:
+        assert package not in core and any(d.lower().startswith(package) for d in extras[extra])
+    code = "import sys, minions.documents; print(sorted({'openpyxl', 'pptx', 'striprtf', 'pytesseract', 'PIL'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"  # imported when a file of that kind is loaded, not before
