@@ -347,3 +347,23 @@ def test_the_core_install_stays_lean() -> None:
     code = "import sys, minions.documents; print(sorted({'openpyxl', 'pptx', 'striprtf', 'pytesseract', 'PIL'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"  # imported when a file of that kind is loaded, not before
+
+
+@needs["pptx"]
+def test_pptx_tables_and_grouped_shapes_are_read() -> None:
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])  # title only
+    slide.shapes.title.text = "Segments"
+    table = slide.shapes.add_table(2, 2, Inches(1), Inches(2), Inches(4), Inches(1)).table
+    for (r, c), text in {(0, 0): "Segment", (0, 1): "Sales", (1, 0): "Health", (1, 1): "8,431"}.items():
+        table.cell(r, c).text = text
+    group = slide.shapes.add_group_shape()
+    group.shapes.add_textbox(Inches(1), Inches(4), Inches(3), Inches(1)).text_frame.text = "Grouped caption"
+    buf = io.BytesIO()
+    deck.save(buf)
+    text = load(buf.getvalue(), name="segments.pptx").text
+    assert text.startswith("## Slide 1: Segments")
+    assert "| Segment | Sales |\n| --- | --- |\n| Health | 8,431 |" in text and "Grouped caption" in text
