@@ -43,7 +43,7 @@ from minions.protocols.minions_plan import (
     template,
 )
 from minions.protocols.parsing import ask_json
-from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, SpeedStore
+from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, SpeedStore, budget_tokens
 from minions.protocols.result import Citation, JobRecord, JobStatus
 
 _MAX_NOTES_CHARS = 4000   # scratchpad / feedback carried between rounds
@@ -319,7 +319,7 @@ class MinionS(Protocol):
             why = (f"no reading speed measured yet for {spec}, so a first run reads {FIRST_RUN_SHARE:.0%} or "
                    f"{FIRST_RUN_TOKENS:,} tokens; this run's speed is remembered (read= chooses)")
             return (None, why) if budget >= total else (budget, why)
-        budget = int(speed * cfg.local_time_budget)
+        budget = budget_tokens(speed, cfg.local_time_budget)
         why = (f"{spec} reads ~{speed:,.0f} tokens/s (measured), so {cfg.local_time_budget:g} s of local time "
                f"(local_time_budget) reads {budget:,} tokens")
         return (None, why + ": everything") if budget >= total else (budget, why)
