@@ -36,6 +36,7 @@ from minions._sync import run_sync
 from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
+from minions.protocols.citations import place_citations
 from minions.protocols.coverage import ReadLog
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
 from minions.protocols.privacy import DocumentAliases
@@ -363,6 +364,9 @@ class Protocol(ABC):
             cancelled = True
         if error is not None or cancelled:
             answer = await self._recover(ctx, error, cancelled)
+        # Offsets into the documents for every citation, so a front end can show the quote in context.
+        ctx.citations = place_citations(ctx.citations, ctx.documents,
+                                        getattr(self.config, "citation_similarity", 0.8))
         await ctx.emit(FinalAnswer(round=ctx.round or None, answer=answer,
                                    citations=[c.model_dump() for c in ctx.citations]))
         result = RunResult(
