@@ -120,7 +120,7 @@ async def plan_for(service: Service, request: ChatCompletionRequest) -> RunPlan:
         raise InvalidRequest("Only text answers are supported (response_format {'type': 'text'}).",
                              param="response_format")
     task = compose_task(request)
-    knobs = service.check_knobs(name, request.minions.knobs)
+    knobs = service.check_knobs(name, request.minions.knobs.model_dump(exclude_none=True))
     docs = await documents_for(service, request)
     return RunPlan(protocol=name, task=task, documents=docs, knobs=knobs,
                    max_remote_usd=request.minions.max_remote_usd)
@@ -142,10 +142,6 @@ def ignored_params(request: ChatCompletionRequest) -> list[str]:
 def info_of(result: RunResult, ignored: list[str] | None = None) -> MinionsInfo:
     summary = result.summary()
     summary.pop("answer")
-    for flag in ("degraded", "grounded", "cancelled"):  # RunResult flags, where this version has them
-        if flag not in summary and hasattr(result, flag):
-            summary[flag] = getattr(result, flag)
-    summary.update(error_type=result.error_type, warnings=result.warnings)
     if ignored:
         summary["ignored_params"] = ignored
     return MinionsInfo(**summary)
