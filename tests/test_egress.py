@@ -421,3 +421,9 @@ def test_concurrent_appends_keep_one_unbroken_chain(tmp_path):
         list(pool.map(write, range(4)))
     entries = read(path)
     assert len(entries) == 100 and len({e["text"] for e in entries}) == 100
+
+
+def test_text_with_lone_surrogates_is_measured():
+    """Model output is untrusted: a lone surrogate in a message must not break the measure."""
+    doc = prose(100, seed=9)
+    assert verbatim(doc, "\ud800" + doc[:80] + "\udfff")[0] >= 80

@@ -36,7 +36,8 @@ def normalize(text: str) -> str:
 
 
 def _codes(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    # surrogatepass: model output may hold lone surrogates, which are still characters that were sent
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
 def _window_hashes(codes: np.ndarray, w: int) -> np.ndarray:
