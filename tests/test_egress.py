@@ -427,3 +427,14 @@ def test_text_with_lone_surrogates_is_measured():
     """Model output is untrusted: a lone surrogate in a message must not break the measure."""
     doc = prose(100, seed=9)
     assert verbatim(doc, "\ud800" + doc[:80] + "\udfff")[0] >= 80
+
+
+def test_the_ledger_takes_any_text_sent(tmp_path):
+    from minions.egress.record import EgressRecord
+
+    path = tmp_path / "odd.jsonl"
+    odd = "caf\u00e9 \ud800 \U0001f600 \x1b[2J"
+    Ledger(path).add(EgressRecord(time="t", via="in-process", host="in-process", provider="p", model="m",
+                                  bytes=1, sha256="0" * 64, text=odd))
+    (entry,) = read(path)
+    assert entry["text"] == odd

@@ -31,7 +31,8 @@ GENESIS = "0" * 64
 
 
 def _canonical(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII-only: a lone surrogate in model output cannot be written as UTF-8, but can as an escape
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _self_hash(obj: dict[str, Any]) -> str:
