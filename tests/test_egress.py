@@ -438,3 +438,17 @@ def test_the_ledger_takes_any_text_sent(tmp_path):
                                   bytes=1, sha256="0" * 64, text=odd))
     (entry,) = read(path)
     assert entry["text"] == odd
+
+
+def test_an_api_key_inside_the_text_sent_is_not_written_down(gateway, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACME_API_KEY", "acme-secret-key-123456")
+    gateway.backend = ScriptedBackend(lambda m, o: "ok")
+    ledger = tmp_path / "k.jsonl"
+    with capture(Ledger(ledger)):
+        gateway.client("openai", api_key="sk-test-key-987654").complete_sync(
+            "config: acme-secret-key-123456 and sk-test-key-987654", max_tokens=5)
+    text = ledger.read_text()
+    assert "acme-secret-key-123456" not in text and "sk-test-key-987654" not in text
+    (line,) = _requests(ledger)
+    assert "[redacted]" in line["text"]
+    assert line["sha256"] == hashlib.sha256(gateway.requests[0].raw).hexdigest()  # the hash is of what left

@@ -218,13 +218,14 @@ class Client(ABC):
 
     def _record_in_process(self, messages: list[Message], usage: Usage) -> None:
         """The egress record of one call to an in-process remote, taken at the call itself."""
-        from minions.egress.record import EgressRecord, emit, now, sha256
+        from minions.egress.record import EgressRecord, emit, now, sha256, without_keys
 
         body = json.dumps({"model": self.model, "messages": [m.model_dump(include={"role", "content"})
                                                               for m in messages]}).encode()
         emit(EgressRecord(time=now(), via="in-process", host="in-process", provider=self.provider,
                           model=self.model, bytes=len(body), sha256=sha256(body),
-                          text="\n\n".join(m.content for m in messages), prompt_tokens=usage.prompt_tokens,
+                          text=without_keys("\n\n".join(m.content for m in messages), self),
+                          prompt_tokens=usage.prompt_tokens,
                           completion_tokens=usage.completion_tokens,
                           cost_usd=self.egress_prices().cost(self.price_key, usage)))
 

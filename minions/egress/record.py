@@ -167,6 +167,14 @@ def _texts(content: Any, out: list[str]) -> None:
                 _texts(part["content"], out)
 
 
+def without_keys(text: str, client: Any) -> str:
+    """`text` with the client's API keys and every `*_API_KEY` variable's value removed: should a
+    document or prompt hold one, it left once, but it is not written down again."""
+    from minions.redact import env_secrets, redact
+
+    return redact(text, (*getattr(client, "secrets", ()), *env_secrets()))
+
+
 def usage_of(reply: bytes) -> tuple[int | None, int | None]:
     """(prompt, completion) tokens from an OpenAI, Anthropic or Ollama reply body, if it says."""
     try:

@@ -18,7 +18,7 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from minions.egress.record import EgressRecord, emit, now, sent_text, sha256, usage_of
+from minions.egress.record import EgressRecord, emit, now, sent_text, sha256, usage_of, without_keys
 
 if TYPE_CHECKING:
     from minions.clients.base import Client
@@ -47,7 +47,7 @@ class RecordingTransport:
         rec = EgressRecord(time=now(), via="http", host=host if request.url.port in (None, 80, 443)
                            else f"{host}:{request.url.port}", path=request.url.path,
                            provider=self.client.provider, model=_model(body) or self.client.model,
-                           bytes=len(body), sha256=sha256(body), text=sent_text(body))
+                           bytes=len(body), sha256=sha256(body), text=without_keys(sent_text(body), self.client))
         try:
             response = await self.inner.handle_async_request(request)
         except BaseException:
