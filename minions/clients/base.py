@@ -227,20 +227,22 @@ class Client(ABC):
                           text=without_keys("\n\n".join(m.content for m in messages), self),
                           prompt_tokens=usage.prompt_tokens,
                           completion_tokens=usage.completion_tokens,
-                          cost_usd=self.egress_prices().cost(self.price_key, usage)))
+                          cost_usd=self.egress_cost(usage)))
 
     def _acting_role(self) -> str | None:
         from minions.egress.record import role_of
 
         return role_of(self)
 
-    def egress_prices(self) -> Any:
-        """The price table egress records are priced with (loaded once per client)."""
-        if getattr(self, "_egress_prices", None) is None:
+    def egress_cost(self, usage: Usage) -> float | None:
+        """Dollars of one egress record (None: unpriced); the price is looked up once per client."""
+        key = self.price_key
+        if getattr(self, "_egress_price", (None, None))[0] != key:
             from minions.cost import PriceTable
 
-            self._egress_prices = PriceTable.load()
-        return self._egress_prices
+            self._egress_price = (key, PriceTable.load().get(key))
+        price = self._egress_price[1]
+        return None if price is None else price.cost(usage)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -138,13 +138,18 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sent_text(body: bytes) -> str:
+_UNPARSED = object()
+
+
+def sent_text(body: bytes, data: Any = _UNPARSED) -> str:
     """The text a request carries to the model: the system prompt and message contents of an
-    OpenAI, Anthropic or Ollama chat body; the decoded body when it is not one of those."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")
+    OpenAI, Anthropic or Ollama chat body; the decoded body when it is not one of those. `data`:
+    the body already parsed (None if it is not JSON)."""
+    if data is _UNPARSED:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
     if not isinstance(data, dict) or not isinstance(data.get("messages", data.get("system")), list | str):
         return body.decode("utf-8", "replace")
     parts: list[str] = []

@@ -44,10 +44,12 @@ class RecordingTransport:
         if not should_record(self.client, host):
             return await self.inner.handle_async_request(request)
         body = await request.aread()
+        data = _json(body)
+        model = data.get("model") if isinstance(data, dict) else None
         rec = EgressRecord(time=now(), via="http", host=host if request.url.port in (None, 80, 443)
-                           else f"{host}:{request.url.port}", path=request.url.path,
-                           provider=self.client.provider, model=_model(body) or self.client.model,
-                           bytes=len(body), sha256=sha256(body), text=without_keys(sent_text(body), self.client))
+                           else f"{host}:{request.url.port}", path=request.url.path, provider=self.client.provider,
+                           model=model if isinstance(model, str) else self.client.model, bytes=len(body),
+                           sha256=sha256(body), text=without_keys(sent_text(body, data), self.client))
         try:
             response = await self.inner.handle_async_request(request)
         except BaseException:
@@ -57,12 +59,13 @@ class RecordingTransport:
         if "json" in response.headers.get("content-type", "") and response.status_code < 300:
             raw = b"".join([part async for part in response.aiter_raw()])
             await response.aclose()
-            decoded = hx.Response(200, headers=response.headers, content=raw).content
+            decoded = raw if "content-encoding" not in response.headers else \
+                hx.Response(200, headers=response.headers, content=raw).content
             rec.prompt_tokens, rec.completion_tokens = usage_of(decoded)
             if rec.prompt_tokens is not None:
                 from minions.clients.base import Usage
 
-                rec.cost_usd = self.client.egress_prices().cost(self.client.price_key, Usage(
+                rec.cost_usd = self.client.egress_cost(Usage(
                     prompt_tokens=rec.prompt_tokens, completion_tokens=rec.completion_tokens or 0, requests=1))
             response = hx.Response(response.status_code, headers=response.headers, stream=hx.ByteStream(raw),
                                       request=request, extensions=response.extensions)
@@ -73,15 +76,13 @@ class RecordingTransport:
         await self.inner.aclose()
 
 
-def _model(body: bytes) -> str | None:
+def _json(body: bytes) -> Any:
     import json
 
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except ValueError:
         return None
-    model = data.get("model") if isinstance(data, dict) else None
-    return model if isinstance(model, str) else None
 
 
 def wrap(http_client: Any, client: Client) -> Any:
