@@ -15,14 +15,9 @@ from minions.clients.function import FunctionClient
 from minions.documents import Document
 from minions.protocols import get_protocol
 from minions.protocols.citations import CHANGED, citation_found, facts
-from minions.protocols.minions_jobs import citation_found as reexported
 from minions.protocols.result import JobStatus
 
 CHUNK = "Capital expenditure was $42 million in FY2023"
-
-
-def test_minions_jobs_still_exports_citation_found():
-    assert reexported is citation_found
 
 
 @pytest.mark.parametrize("cite", [

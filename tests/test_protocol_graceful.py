@@ -11,11 +11,11 @@ import pytest
 from minions import errors
 from minions.clients.function import FunctionClient
 from minions.protocols import CancelToken, get_protocol
+from minions.protocols.citations import citation_found
 from minions.protocols.events import RoundDone
 from minions.protocols.grounding import answer_key, best_supported, numbers, shares, support, words
 from minions.protocols.minion import Minion
 from minions.protocols.minions import LastSynthesis, MinionS, Synthesis
-from minions.protocols.minions_jobs import citation_found
 from minions.protocols.result import JobRecord, JobStatus
 from tests.test_protocol_minions import final, honest_local, make_doc, plan, scripted_remote
 

@@ -25,9 +25,10 @@ from minions.clients.base import Message
 from minions.clients.function import FunctionClient
 from minions.cost import Price, PriceTable
 from minions.documents import Document, chunk_documents
+from minions.protocols.citations import citation_found
 from minions.protocols.events import JobFinished, JobsPlanned, RoundDone
 from minions.protocols.minions import JobPlan, MinionS
-from minions.protocols.minions_jobs import citation_found, job_messages, job_prefix
+from minions.protocols.minions_jobs import job_messages, job_prefix
 from minions.protocols.minions_plan import MinionSConfig, resolve_plan
 from minions.protocols.result import JobStatus, RunResult
 

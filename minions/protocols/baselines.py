@@ -1,168 +1,30 @@
-"""Baselines behind the protocol interface: remote-only, local-only and RAG (hybrid top-k to the remote).
-
-Also the helpers the protocols in this package share: prompt templates, document formatting,
-fitting text into a model's context window (with a notice, never silently) and citations.
-"""
+"""Baselines behind the protocol interface: remote-only, local-only and RAG (hybrid top-k to the remote)."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
-from collections.abc import Sequence
-from importlib import resources
-from string import Template
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from minions import errors
 from minions.clients.base import Message, Options
-from minions.documents import Chunk, Document
+from minions.documents import Chunk
 from minions.protocols.base import Protocol, ProtocolConfig, RunContext
-from minions.protocols.events import RoundDone
-from minions.protocols.result import Citation, RoundRecord
+from minions.protocols.context import (
+    DEFAULT_LOCAL_WINDOW,
+    chunk_citation,
+    fit_context,
+    format_documents,
+    locate_citations,
+    nonempty,
+    prompt_tokens,
+    round_done,
+    show,
+)
+from minions.protocols.templates import render
 
-#: window assumed for a local model that does not report one (llama.cpp's default context)
-DEFAULT_LOCAL_WINDOW = 8192
-#: tokens per chat message for role markers and template framing; a safe over-estimate
-MESSAGE_FRAMING = 8
-_CUT_NOTE = "\n[... the rest of the documents was cut to fit the model's context window ...]"
 _CHUNK_REF = re.compile(r"\[C(\d+)\]")
-_QUOTED = re.compile(r"[\"“]([^\"”\n]{8,500})[\"”]")
-
-
-# --- prompts -----------------------------------------------------------------------------------
-
-@functools.cache
-def _template(name: str) -> Template:
-    path = resources.files("minions.protocols").joinpath(f"prompts/{name}.txt")
-    return Template(path.read_text(encoding="utf-8"))
-
-
-def render(name: str, **values: object) -> str:
-    """Fill the prompt template prompts/<name>.txt (`$field` placeholders).
-
-    Values are inserted verbatim and never parsed, so braces or `$` in a document are safe.
-    """
-    return _template(name).substitute({k: str(v) for k, v in values.items()}).strip()
-
-
-def format_documents(docs: Sequence[Document]) -> str:
-    """All documents as one prompt block, with page markers for paged documents (for citations)."""
-    parts = []
-    for d in docs:
-        if len(d.pages) > 1:
-            body = "\n\n".join(f"[Page {p.number}]\n{d.text[p.start:p.end]}" for p in d.pages)
-        else:
-            body = d.text
-        parts.append(f"=== Document {d.id}: {d.title} ===\n{body}")
-    return "\n\n".join(parts)
-
-
-def show(ctx: RunContext, text: str) -> None:
-    """Register document text put into a prompt, so `store_text=False` logs can omit it
-    (also in its scrubbed form, which is what the remote's transcript holds)."""
-    if not text:
-        return
-    ctx.shown_texts.append(text)
-    privacy = ctx.protocol.privacy
-    if privacy is not None:
-        scrubbed = privacy.scrub(text)
-        if scrubbed != text:
-            ctx.shown_texts.append(scrubbed)
-
-
-# --- context windows ---------------------------------------------------------------------------
-
-def prompt_tokens(client, *texts: str) -> int:
-    return sum(client.count_tokens(t) + MESSAGE_FRAMING for t in texts)
-
-
-async def fit_context(ctx: RunContext, role: str, context: str, *, overhead: int, reserve: int,
-                      limit: int | None, default_window: int | None) -> str:
-    """`context`, cut at the end (with a notice) if it does not fit the model's window.
-
-    The window is the smaller of the client's own (`context_window`, which an embedded model learns
-    when counting loads it) and `limit`; `default_window` when neither is known, no cut when that is
-    None. `overhead` is the prompt around the context, `reserve` what the reply (and later turns) need.
-    """
-    client = ctx.client(role)
-    if role == "remote":  # scrub before any cut: a cut must not split personal data out of sight
-        context = ctx.redact(context)
-    n = client.count_tokens(context)  # first: may load an embedded model and so learn its window
-    known = [w for w in (client.context_window, limit) if w]
-    window = min(known) if known else default_window
-    if window is None:
-        ctx.read.prefix(len(context), len(context))
-        return context
-    room = window - overhead - reserve
-    if n <= room:
-        ctx.read.prefix(len(context), len(context))
-        return context
-    room -= client.count_tokens(_CUT_NOTE)
-    kept = _cut(client, context, n, room) if room > 0 else ""
-    ctx.read.prefix(len(kept), len(context))
-    share = 100.0 * len(kept) / max(1, len(context))
-    await ctx.notice(
-        f"{ctx.protocol.name}: the documents are {n:,} tokens but {client.spec} has room for {max(room, 0):,} "
-        f"(window {window:,} less prompt and reply); kept the first {share:.0f}% of the text. "
-        "Use the minions or rag protocol for documents this long, or raise the context limit.")
-    return kept + _CUT_NOTE if kept else _CUT_NOTE.strip()
-
-
-def _cut(client, text: str, n: int, room: int) -> str:
-    chars = int(len(text) * room / n)
-    for _ in range(30):  # proportional steps converge in two or three; the bound is a backstop
-        piece = text[:chars]
-        m = client.count_tokens(piece)
-        if m <= room:
-            return piece
-        chars = min(chars - 1, int(chars * room / m * 0.98))
-        if chars <= 0:
-            break
-    return ""
-
-
-# --- citations and events ----------------------------------------------------------------------
-
-def chunk_citation(chunk: Chunk) -> Citation:
-    return Citation(doc_id=chunk.doc_id, chunk_id=chunk.id, page_start=chunk.page_start,
-                    page_end=chunk.page_end, text=chunk.text)
-
-
-def locate_citations(answer: str | None, docs: Sequence[Document], limit: int = 3) -> list[Citation]:
-    """Cite the pages where the answer, or a passage it quotes, appears verbatim in a document."""
-    if not answer:
-        return []
-    found: list[Citation] = []
-    for cand in [answer.strip()] + [q.strip() for q in _QUOTED.findall(answer)]:
-        if not 8 <= len(cand) <= 2000 or any(c.text == cand for c in found):
-            continue
-        for d in docs:
-            i = d.text.find(cand)
-            if i >= 0:
-                first, last = d.page_range(i, i + len(cand))
-                found.append(Citation(doc_id=d.id, page_start=first, page_end=last, text=cand))
-                break
-        if len(found) >= limit:
-            break
-    return found
-
-
-async def round_done(ctx: RunContext, rec: RoundRecord, decision: str) -> None:
-    rec.decision = decision
-    await ctx.emit(RoundDone(round=rec.round, decision=decision,
-                             remote_usd=ctx.meter.totals("remote").cost_usd,
-                             local_tokens=ctx.meter.totals("local").usage.total_tokens))
-
-
-def nonempty(text: str, who: str) -> str:
-    text = text.strip()
-    if not text:
-        raise errors.ModelOutputError(f"The {who} model returned an empty reply; try again, or raise its "
-                                      "max tokens if it stopped early.")
-    return text
 
 
 # --- the baselines -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from minions.protocols.minions_plan import _same_text
+from minions.protocols.lenient import same_text
 from minions.protocols.result import JobRecord, JobStatus
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def best_supported(records: Sequence[JobRecord], chunk_texts: dict[str, str] | N
     if not groups:
         return None
     def rank(group: list[tuple[JobRecord, str]]) -> tuple[bool, int]:
-        return any(_same_text(r.instruction, question) for r, _ in group), len(group)
+        return any(same_text(r.instruction, question) for r, _ in group), len(group)
     best = max(groups.values(), key=rank)  # max keeps the first of equals: dicts keep insertion order
     return Candidate(answer=(best[0][0].answer or "").strip(), support=len(best),
                      records=[r for r, _ in best], quotes=[q for _, q in best])
@@ -154,7 +154,7 @@ def answer_to_question(records: Sequence[JobRecord], question: str) -> Candidate
     groups: dict[str, list[JobRecord]] = {}
     for r in records:
         if r.answer and r.answer.strip() and r.status in (JobStatus.KEPT, JobStatus.FLAGGED, JobStatus.DROPPED) \
-                and _same_text(r.instruction, question):
+                and same_text(r.instruction, question):
             groups.setdefault(answer_key(r.answer), []).append(r)
     if not groups:
         return None

@@ -12,7 +12,6 @@ them to the remote, so follow-up questions ("and the year before?") work.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import deque
 from typing import Any, Literal
@@ -22,20 +21,21 @@ from pydantic import BaseModel, Field, model_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.protocols.base import Cancellable, ContextLike, Protocol, ProtocolConfig, RunContext
-from minions.protocols.baselines import (
+from minions.protocols.context import (
     DEFAULT_LOCAL_WINDOW,
     fit_context,
     format_documents,
     locate_citations,
     prompt_tokens,
-    render,
     round_done,
     show,
 )
 from minions.protocols.events import EventHandler, MessageSent
 from minions.protocols.grounding import settle
+from minions.protocols.lenient import as_text
 from minions.protocols.parsing import ask_json
 from minions.protocols.result import RunResult
+from minions.protocols.templates import render
 
 FINAL, MORE = "provide_final_answer", "request_additional_info"
 _PLACEHOLDER = re.compile(r"<[^<>]*>")
@@ -86,12 +86,8 @@ def _as_text(value: Any) -> str | None:
     if isinstance(value, str):
         # Small models copy the prompt's "<your question ...>" placeholders verbatim: that is no text.
         return "" if _PLACEHOLDER.fullmatch(value.strip()) else value
-    if value is None:
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-    except (ValueError, RecursionError) as e:  # pydantic turns ValueError into a validation error
-        raise ValueError(f"unreadable value: {type(value).__name__}") from e
+    text: str | None = as_text(value, lists="json")
+    return text
 
 
 #: A worker reply goes to the remote cut to `reply_limit(local_max_tokens)` characters: a local

@@ -30,21 +30,21 @@ from minions.errors import MissingDependencyError
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
 from minions.protocols.grounding import answer_to_question, best_supported, settle, shares, support
-from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, _as_text, aggregate, run_jobs
+from minions.protocols.lenient import Lenient, as_text
+from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, MAX_FIELD_CHARS, aggregate, run_jobs
 from minions.protocols.minions_plan import (
     JobPlan,
     MinionSConfig,
-    _Lenient,
     chunking_options,
     documents_overview,
     expand_jobs,
     resolve_plan,
     select_chunks,
-    template,
 )
 from minions.protocols.parsing import ask_json
 from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, SpeedStore
 from minions.protocols.result import Citation, JobRecord, JobStatus
+from minions.protocols.templates import template
 
 _MAX_NOTES_CHARS = 4000   # scratchpad / feedback carried between rounds
 _MAX_ANSWER_CHARS = 4000
@@ -58,7 +58,7 @@ __all__ = ["JobPlan", "MinionS", "MinionSConfig", "Synthesis"]
 _LIMITS = {"explanation": 1000, "answer": 1000, "feedback": 1000, "scratchpad": 1000}
 
 
-class Synthesis(_Lenient):
+class Synthesis(Lenient):
     """The remote's decision after reading the workers' reports.
 
     Lenient where meaning is clear: a final decision whose "answer" is empty takes its answer from
@@ -74,7 +74,7 @@ class Synthesis(_Lenient):
     @field_validator("explanation", "answer", "feedback", "scratchpad", mode="before")
     @classmethod
     def _text(cls, v: Any, info: ValidationInfo) -> Any:
-        v = _as_text(v)
+        v = _field_text(v)
         if v is None and info.field_name == "explanation":
             return ""
         return v.strip()[: _LIMITS[info.field_name]] if isinstance(v, str) else v
@@ -89,7 +89,7 @@ class Synthesis(_Lenient):
     def _answer_from_explanation(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        answer, explanation = _as_text(data.get("answer")), _as_text(data.get("explanation"))
+        answer, explanation = _field_text(data.get("answer")), _field_text(data.get("explanation"))
         if not (isinstance(answer, str) and answer.strip()) and isinstance(explanation, str) and explanation.strip():
             decision = str(data.get("decision") or "").strip().lower()
             if decision == "provide_final_answer" or cls is LastSynthesis:
@@ -415,3 +415,7 @@ def _citations(records: list[JobRecord], chunk_docs: dict[str, str]) -> list[Cit
             doc_id=chunk_docs[x.chunk_id], chunk_id=x.chunk_id, page_start=x.pages[0], page_end=x.pages[1],
             text=x.citation))
     return list(out.values())
+
+
+def _field_text(v: Any) -> Any:
+    return as_text(v, limit=MAX_FIELD_CHARS)

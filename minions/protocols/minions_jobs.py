@@ -9,7 +9,6 @@ when that chunk's jobs run back to back, which `expand_jobs` arranges and `run_j
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,9 +20,11 @@ from minions.clients.base import Message, Options
 from minions.documents import Chunk
 from minions.protocols.citations import citation_found, normalize
 from minions.protocols.events import JobFinished
-from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
+from minions.protocols.lenient import Lenient, as_text
+from minions.protocols.minions_plan import Job, MinionSConfig
 from minions.protocols.parsing import parse_reply
 from minions.protocols.result import JobRecord, JobStatus
+from minions.protocols.templates import template
 
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
@@ -54,30 +55,7 @@ _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no 
             "not available", "not applicable", "not provided", "not stated", "no information"}
 
 
-_MAX_NESTING = 32  # lists nested deeper in a reply field are garbage (parse_reply refuses them first)
-
-
-def _as_text(v: Any, _depth: int = 0) -> Any:
-    """A reply field as text: lists joined, numbers and booleans written out, objects as JSON.
-    Recursion is bounded: nesting deeper than _MAX_NESTING is a ValueError, which pydantic turns
-    into a validation error the model is shown."""
-    if v is None or isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, int | float):
-        return str(v)
-    if _depth >= _MAX_NESTING:
-        raise ValueError(f"value nested more than {_MAX_NESTING} levels deep")
-    if isinstance(v, list):
-        return "; ".join(str(_as_text(x, _depth + 1)) for x in v if x is not None) or None
-    try:
-        return json.dumps(v, ensure_ascii=False)[:MAX_FIELD_CHARS]
-    except (ValueError, RecursionError) as e:  # an object nested past the interpreter's limit
-        raise ValueError(f"unreadable value: {type(v).__name__}") from e
-
-
-class JobOutput(_Lenient):
+class JobOutput(Lenient):
     """A worker's reply. Lenient on types (lists and numbers become text); abstaining is answer=null."""
 
     explanation: str = ""
@@ -87,7 +65,7 @@ class JobOutput(_Lenient):
     @field_validator("explanation", "citation", "answer", mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
-        return _as_text(v)
+        return as_text(v, limit=MAX_FIELD_CHARS)
 
     @property
     def abstained(self) -> bool:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from minions.clients.base import Message, Options
 from minions.documents import Document
+from minions.protocols.templates import render
 
 if TYPE_CHECKING:
     from minions.protocols.base import RunContext
@@ -158,8 +159,6 @@ class Scrubber:
         """Have the local model rewrite `text` without personal data, then scrub the rewrite."""
         if not self.local_rewrite or not text.strip() or ctx.protocol.local is None:
             return self.scrub(text)
-        from minions.protocols.baselines import render  # prompts live with the protocols
-
         messages = [Message(role="system", content=render("privacy_rewrite", names=", ".join(self.names) or "none")),
                     Message(role="user", content=text)]
         completion = await ctx.call("local", messages, Options(max_tokens=self.rewrite_max_tokens, temperature=0.0),
