@@ -4,29 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from minions import errors
+from minions.clients.base import Client
 from minions.protocols.base import CancelToken, Protocol, ProtocolConfig, RunContext
+from minions.protocols.registry import BUILTIN, protocol_class, register_protocol
 from minions.protocols.result import Citation, JobRecord, JobStatus, RoundRecord, RunResult
 
-PROTOCOL_NAMES = ("minion", "minions", "remote-only", "local-only", "rag")
+#: the built-in protocols (every registered one: registry.protocol_names())
+PROTOCOL_NAMES = tuple(BUILTIN)
 
 
-def protocol_class(name: str) -> type[Protocol]:
-    if name == "minion":
-        from minions.protocols.minion import Minion
-        return Minion
-    if name == "minions":
-        from minions.protocols.minions import MinionS
-        return MinionS
-    if name in ("remote-only", "local-only", "rag"):
-        from minions.protocols import baselines
-        return {"remote-only": baselines.RemoteOnly, "local-only": baselines.LocalOnly, "rag": baselines.RAG}[name]
-    raise errors.ConfigError(f"Unknown protocol {name!r}; choose one of: {', '.join(PROTOCOL_NAMES)}")
-
-
-def get_protocol(name: str, local: Any = None, remote: Any = None, **kw: Any) -> Protocol:
+def get_protocol(name: str, local: Client | None = None, remote: Client | None = None, **kw: Any) -> Protocol:
+    """Protocol `name` with these clients; `kw`: its knobs and `Protocol` options (max_remote_usd, ...)."""
     return protocol_class(name)(local, remote, **kw)
 
 
 __all__ = ["PROTOCOL_NAMES", "CancelToken", "Citation", "JobRecord", "JobStatus", "Protocol", "ProtocolConfig", "RoundRecord",
-           "RunContext", "RunResult", "get_protocol", "protocol_class"]
+           "RunContext", "RunResult", "get_protocol", "protocol_class",
+           "register_protocol"]
