@@ -39,7 +39,7 @@ def test_failing_synthesis_returns_the_verified_job_answer_degraded_with_its_cit
     assert "ModelOutputError" in res.degraded_reason and "backed with a quote" in res.degraded_reason
     assert [c.chunk_id for c in res.citations] == ["nw#1"] and "$42 million" in res.citations[0].text
     # round 1: the empty final became a request for another round; round 2 (last): two invalid replies
-    assert [r.decision for r in res.rounds] == ["another_round", ""]
+    assert [r.decision for r in res.rounds] == ["another_round", None]
     synth = [e for e in res.calls if e.step == "synthesize"]
     assert len(synth) == 3 and all(e.round == 2 for e in synth[1:])
     summary = res.summary()

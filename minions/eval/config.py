@@ -202,8 +202,10 @@ def expand(cfg: SweepConfig) -> list[RunConfig]:
         if unused - known:
             raise errors.ConfigError(f"No protocol has the knob(s) {', '.join(sorted(unused - known))}; check the "
                                      f"spelling. Knobs: {', '.join(sorted(known))}.")
-    seen: set[str] = set()
-    runs = [r for r in runs if not (r.id in seen or seen.add(r.id))]
+    first: dict[str, RunConfig] = {}
+    for r in runs:
+        first.setdefault(r.id, r)
+    runs = list(first.values())
     for r in runs:  # wrong types fail here, before a sweep creates its folder, cache or config.json
         check_knobs(r)
     return runs

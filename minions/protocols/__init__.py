@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from minions.clients.base import Client
-from minions.protocols.base import CancelToken, Protocol, ProtocolConfig, RunContext
+from minions.protocols.base import Protocol, ProtocolConfig, RunContext
+from minions.protocols.gateway import CancelToken
 from minions.protocols.registry import BUILTIN, protocol_class, register_protocol
 from minions.protocols.result import Citation, JobRecord, JobStatus, RoundRecord, RunResult
 

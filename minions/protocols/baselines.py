@@ -19,9 +19,8 @@ from minions.protocols.context import (
     locate_citations,
     nonempty,
     prompt_tokens,
-    round_done,
-    show,
 )
+from minions.protocols.result import RoundDecision
 from minions.protocols.templates import render
 
 _CHUNK_REF = re.compile(r"\[C(\d+)\]")
@@ -34,7 +33,7 @@ class BaselineConfig(ProtocolConfig):
     max_context_tokens: int | None = Field(None, ge=1)
 
 
-class _WholeContext(Protocol):
+class _WholeContext(Protocol[BaselineConfig]):
     """Every document and the task in one prompt to one model."""
 
     role: ClassVar[Literal["local", "remote"]]
@@ -51,15 +50,14 @@ class _WholeContext(Protocol):
             overhead=prompt_tokens(client, system, render("baseline_user", context="", task=ctx.task)),
             reserve=max_tokens, limit=cfg.max_context_tokens,
             default_window=DEFAULT_LOCAL_WINDOW if self.role == "local" else None)
-        show(ctx, context)
+        ctx.show(context)
         messages = [Message(role="system", content=system),
                     Message(role="user", content=render("baseline_user", context=context, task=ctx.task))]
         completion = await ctx.call(self.role, messages, Options(max_tokens=max_tokens, temperature=cfg.temperature),
                                     step="answer", announce=True)
         answer = nonempty(completion.text, self.role)
-        ctx.best_answer = answer
-        ctx.citations = locate_citations(answer, ctx.documents)
-        await round_done(ctx, rec, "final_answer")
+        ctx.state.conclude(answer, locate_citations(answer, ctx.documents))
+        await ctx.round_done(rec, RoundDecision.FINAL_ANSWER)
         return answer
 
 
@@ -85,7 +83,7 @@ class RAGConfig(BaselineConfig):
     chunk_strategy: Literal["chars", "tokens", "pages", "paragraphs", "sections"] = "chars"
 
 
-class RAG(Protocol):
+class RAG(Protocol[RAGConfig]):
     """The top-k chunks (hybrid retrieval: BM25 + dense, BM25 alone without the `embeddings` extra), with
     their ids and pages, and the task to the remote model."""
 
@@ -132,23 +130,22 @@ class RAG(Protocol):
             blocks.append(block)
             shown.append(chunk)
             if text != chunk.text:
-                ctx.shown_texts.append(text)  # the form the remote's transcript holds, for --no-store-text
+                ctx.state.show(text)  # the form the remote's transcript holds, for --no-store-text
         excerpts = "\n\n".join(blocks) or "(no excerpt matched the task)"
-        ctx.read.chunks(shown, total=len(chunks))
-        ctx.read.why = f"rag: the top {cfg.top_k} excerpts ({index.retriever.value} retrieval) that fit"
+        ctx.state.read.chunks(shown, total=len(chunks),
+                              why=f"rag: the top {cfg.top_k} excerpts ({index.retriever.value} retrieval) that fit")
         for chunk in shown:
-            show(ctx, chunk.text)
+            ctx.show(chunk.text)
         messages = [Message(role="system", content=system),
                     Message(role="user", content=render("rag_user", chunks=excerpts, task=ctx.task))]
         completion = await ctx.call("remote", messages,
                                     Options(max_tokens=cfg.remote_max_tokens, temperature=cfg.temperature),
                                     step="answer", announce=True)
         answer = nonempty(completion.text, "remote")
-        ctx.best_answer = answer
         cited = sorted({int(i) for i in _CHUNK_REF.findall(answer) if 1 <= int(i) <= len(shown)})
         # The excerpts the answer names; if it names none, all it was shown are its sources.
-        ctx.citations = [chunk_citation(shown[i - 1]) for i in cited] or [chunk_citation(c) for c in shown]
-        await round_done(ctx, rec, "final_answer")
+        ctx.state.conclude(answer, [chunk_citation(shown[i - 1]) for i in cited] or [chunk_citation(c) for c in shown])
+        await ctx.round_done(rec, RoundDecision.FINAL_ANSWER)
         return answer
 
 

@@ -1,6 +1,6 @@
 """Prompt and context helpers every protocol shares: documents as one prompt block, fitting text into
 a model's context window (with a notice, never silently), citations found in the documents, the
-round-done event and the empty-reply check.
+empty-reply check.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from minions import errors
 from minions.clients.base import Client
 from minions.documents import Chunk, Document
 from minions.protocols.base import RunContext
-from minions.protocols.events import RoundDone
-from minions.protocols.result import Citation, RoundRecord
+from minions.protocols.result import Citation
 
 #: window assumed for a local model that does not report one (llama.cpp's default context)
 DEFAULT_LOCAL_WINDOW = 8192
@@ -37,19 +36,6 @@ def format_documents(docs: Sequence[Document]) -> str:
     return "\n\n".join(parts)
 
 
-def show(ctx: RunContext, text: str) -> None:
-    """Register document text put into a prompt, so `store_text=False` logs can omit it
-    (also in its scrubbed form, which is what the remote's transcript holds)."""
-    if not text:
-        return
-    ctx.shown_texts.append(text)
-    privacy = ctx.protocol.privacy
-    if privacy is not None:
-        scrubbed = privacy.scrub(text)
-        if scrubbed != text:
-            ctx.shown_texts.append(scrubbed)
-
-
 # --- context windows ---------------------------------------------------------------------------
 
 def prompt_tokens(client: Client, *texts: str) -> int:
@@ -71,15 +57,15 @@ async def fit_context(ctx: RunContext, role: str, context: str, *, overhead: int
     known = [w for w in (client.context_window, limit) if w]
     window = min(known) if known else default_window
     if window is None:
-        ctx.read.prefix(len(context), len(context))
+        ctx.state.read.prefix(len(context), len(context))
         return context
     room = window - overhead - reserve
     if n <= room:
-        ctx.read.prefix(len(context), len(context))
+        ctx.state.read.prefix(len(context), len(context))
         return context
     room -= client.count_tokens(_CUT_NOTE)
     kept = _cut(client, context, n, room) if room > 0 else ""
-    ctx.read.prefix(len(kept), len(context))
+    ctx.state.read.prefix(len(kept), len(context))
     share = 100.0 * len(kept) / max(1, len(context))
     await ctx.notice(
         f"{ctx.protocol.name}: the documents are {n:,} tokens but {client.spec} has room for {max(room, 0):,} "
@@ -101,7 +87,7 @@ def _cut(client: Client, text: str, n: int, room: int) -> str:
     return ""
 
 
-# --- citations and events ----------------------------------------------------------------------
+# --- citations ----------------------------------------------------------------------
 
 def chunk_citation(chunk: Chunk) -> Citation:
     return Citation(doc_id=chunk.doc_id, chunk_id=chunk.id, page_start=chunk.page_start,
@@ -125,13 +111,6 @@ def locate_citations(answer: str | None, docs: Sequence[Document], limit: int = 
         if len(found) >= limit:
             break
     return found
-
-
-async def round_done(ctx: RunContext, rec: RoundRecord, decision: str) -> None:
-    rec.decision = decision
-    await ctx.emit(RoundDone(round=rec.round, decision=decision,
-                             remote_usd=ctx.meter.totals("remote").cost_usd,
-                             local_tokens=ctx.meter.totals("local").usage.total_tokens))
 
 
 def nonempty(text: str, who: str) -> str:

@@ -164,18 +164,18 @@ def answer_to_question(records: Sequence[JobRecord], question: str) -> Candidate
 
 async def settle(ctx: RunContext, answer: str | None, evidence: Iterable[str | None], *,
                  mode: Literal["flag", "fallback"], evidence_name: str) -> str | None:
-    """The final answer, checked against the local evidence: sets ctx.grounded. An ungrounded answer is
+    """The final answer, checked against the local evidence: sets ctx.state.grounded. An ungrounded answer is
     kept and flagged ("flag"), or replaced by the run's fallback, marked degraded ("fallback", when
     the run has one). Returns the answer to give."""
-    ctx.grounded = shares(answer, evidence, ctx.task)
-    if ctx.grounded:
+    state = ctx.state
+    state.check_grounded(shares(answer, evidence, ctx.task))
+    if state.grounded:
         return answer
-    fallback = ctx.fallback
+    fallback = state.fallback
     if mode == "fallback" and fallback is not None:
-        ctx.degraded_reason = f"the remote's answer shares nothing with {evidence_name}; returned {fallback[2]}"
-        await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
-        ctx.citations, ctx.grounded = fallback[1], True
-        return fallback[0]
+        given = state.fall_back(f"the remote's answer shares nothing with {evidence_name}; returned {fallback.what}")
+        await ctx.notice(f"degraded answer: {state.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+        return given
     await ctx.notice(f"the answer shares no figure or content word with {evidence_name} (grounded: false): "
                      "check it against the document.")
     return answer

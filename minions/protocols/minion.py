@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from minions import errors
-from minions.clients.base import Message, Options
+from minions.clients.base import Client, Message, Options
 from minions.protocols.base import Cancellable, ContextLike, Protocol, ProtocolConfig, RunContext
 from minions.protocols.context import (
     DEFAULT_LOCAL_WINDOW,
@@ -27,14 +27,12 @@ from minions.protocols.context import (
     format_documents,
     locate_citations,
     prompt_tokens,
-    round_done,
-    show,
 )
 from minions.protocols.events import EventHandler, MessageSent
 from minions.protocols.grounding import settle
 from minions.protocols.lenient import as_text
 from minions.protocols.parsing import ask_json
-from minions.protocols.result import RunResult
+from minions.protocols.result import RoundDecision, RoundRecord, RunResult
 from minions.protocols.templates import render
 
 FINAL, MORE = "provide_final_answer", "request_additional_info"
@@ -132,11 +130,11 @@ class MinionConfig(ProtocolConfig):
     first_question: Literal["remote", "task"] = "remote"
 
 
-class Minion(Protocol):
+class Minion(Protocol[MinionConfig]):
     name = "minion"
     Config = MinionConfig
 
-    def __init__(self, local: Any = None, remote: Any = None, **kw: Any):
+    def __init__(self, local: Client | None = None, remote: Client | None = None, **kw: Any):
         super().__init__(local, remote, **kw)
         # State of this instance, the conversation its user is having; never shared between instances.
         self._history: deque[tuple[str, str]] = deque(maxlen=self.config.history_turns)
@@ -173,7 +171,7 @@ class Minion(Protocol):
             drafted = bool(decision.answer)
             replies: list[str] = []  # the worker's replies: the evidence the answer is checked against
             if decision.decision == FINAL:  # answerable without the documents (or a follow-up)
-                return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
+                return await self._finish(ctx, rec, decision.final_text, RoundDecision.FINAL_ANSWER, replies)
             local_msgs = await self._worker_opening(ctx)
             for r in range(1, cfg.max_rounds + 1):
                 if r > 1:
@@ -187,11 +185,11 @@ class Minion(Protocol):
                     replies.append(reply)
                     # Local work is never lost: if a remote step fails for good from here on, the
                     # worker's latest reply is returned, marked degraded.
-                    ctx.set_fallback(reply, locate_citations(reply, ctx.documents), "the local model's last reply")
+                    ctx.state.set_fallback(reply, locate_citations(reply, ctx.documents), "the local model's last reply")
                 if not drafted and reply:
                     # No answer from the remote yet: if the budget stops the run, the worker's latest
                     # answer is the best we have.
-                    ctx.best_answer = reply
+                    ctx.state.propose(reply)
                 last = r == cfg.max_rounds
                 remote_msgs.append(Message(role="user", content=render(
                     "minion_supervisor_final" if last else "minion_supervisor_decide",
@@ -202,19 +200,20 @@ class Minion(Protocol):
                     if decision.decision != FINAL:
                         await ctx.notice("minion: the remote asked for more on the last round; returning its "
                                          "best answer so far.")
-                    answer = decision.final_text if decision.decision == FINAL else ctx.best_answer
+                    answer = decision.final_text if decision.decision == FINAL else ctx.state.best_answer
                     if not answer:
                         raise errors.ModelOutputError("minion: no answer by the last round (the remote kept "
                                                       "asking and the local model said nothing); raise max_rounds "
                                                       "or try a stronger local model.")
-                    return await self._finish(ctx, rec, answer, "forced_answer", replies)
+                    return await self._finish(ctx, rec, answer, RoundDecision.FORCED_ANSWER, replies)
                 if decision.decision == FINAL:
-                    return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
-                await round_done(ctx, rec, "another_round")
+                    return await self._finish(ctx, rec, decision.final_text, RoundDecision.FINAL_ANSWER, replies)
+                await ctx.round_done(rec, RoundDecision.ANOTHER_ROUND)
             raise AssertionError("unreachable: the last round always finishes")  # pragma: no cover
         except errors.MinionsError as e:
-            if not rec.decision:
-                rec.decision = "budget_exhausted" if isinstance(e, errors.BudgetExceededError) else "failed"
+            if rec.decision is None:
+                rec.decision = RoundDecision.BUDGET_EXHAUSTED if isinstance(e, errors.BudgetExceededError) \
+                    else RoundDecision.FAILED
             raise
 
     async def _decide(self, ctx: RunContext, remote_msgs: list[Message], opts: Options, *, step: str
@@ -224,18 +223,17 @@ class Minion(Protocol):
         # The normalised reply, not the raw one: what the remote said, minus any repaired damage.
         remote_msgs.append(Message(role="assistant", content=decision.model_dump_json()))
         if decision.answer:
-            ctx.best_answer = decision.answer  # a draft while asking for more, or the final
+            ctx.state.propose(decision.answer)  # a draft while asking for more, or the final
         said = decision.final_text if decision.decision == FINAL else decision.message
         await ctx.emit(MessageSent(round=ctx.round, sender="remote", step=step, content=said))
         return decision
 
-    async def _finish(self, ctx: RunContext, rec, answer: str | None, decision: str,
+    async def _finish(self, ctx: RunContext, rec: RoundRecord, answer: str | None, decision: RoundDecision,
                       replies: list[str]) -> str | None:
         answer = await settle(ctx, answer, replies, mode=self.config.ungrounded_answer,
                               evidence_name="the worker's replies")
-        ctx.best_answer = answer
-        ctx.citations = locate_citations(answer, ctx.documents)
-        await round_done(ctx, rec, decision)
+        ctx.state.conclude(answer, locate_citations(answer, ctx.documents))
+        await ctx.round_done(rec, decision)
         return answer
 
     async def _worker_opening(self, ctx: RunContext) -> list[Message]:
@@ -255,7 +253,7 @@ class Minion(Protocol):
             # every round adds a question and an answer to the worker's chat
             reserve=cfg.max_rounds * (cfg.local_max_tokens + _QUESTION_TOKENS),
             limit=cfg.max_context_tokens, default_window=DEFAULT_LOCAL_WINDOW)
-        show(ctx, context)
+        ctx.show(context)
         if cfg.first_question == "task":
             return [Message(role="system", content=system),
                     Message(role="user", content=render("baseline_user", context=context, task=ctx.task))]

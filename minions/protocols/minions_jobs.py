@@ -18,6 +18,7 @@ from pydantic import field_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
+from minions.protocols.base import RunContext
 from minions.protocols.citations import citation_found, normalize
 from minions.protocols.events import JobFinished
 from minions.protocols.lenient import Lenient, as_text
@@ -103,12 +104,12 @@ def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title:
 
 # --- running jobs -------------------------------------------------------------------------------
 
-async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: dict[str, str],
+async def run_jobs(ctx: RunContext, jobs: Sequence[Job], cfg: MinionSConfig, titles: dict[str, str],
                    shown: set[str], *, finished: list[JobRecord] | None = None) -> list[JobRecord]:
     """Run jobs on the local model, at most `cfg.concurrency` at once, started in the given order
     (asyncio's Semaphore wakes waiters first-in first-out). A job that fails or replies with
     garbage is recorded with its status; only a round where every job fails on the client raises.
-    `shown` holds the ids of chunks already registered in ctx.shown_texts this run; `finished`, if
+    `shown` holds the ids of chunks already registered (ctx.state.show) this run; `finished`, if
     given, receives each record as its job ends (what a cancelled round still has)."""
     rnd = ctx.round
     total = len(jobs)
@@ -129,7 +130,7 @@ async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: di
             prefix = prefixes[job.chunk.id] = job_prefix(job.chunk, titles.get(job.chunk.doc_id, ""))
             if job.chunk.id not in shown:  # register document text once, for redaction of logs
                 shown.add(job.chunk.id)
-                ctx.shown_texts.append(job.chunk.text)
+                ctx.state.show(job.chunk.text)
         return job_messages(job.chunk, job.instruction, job.advice, prefix=prefix)
 
     async def one(k: int, job: Job) -> None:
@@ -190,10 +191,6 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
         rec.note = "no citation" if how == "no citation" else f"citation {how} in chunk"
 
 
-def verified(rec: JobRecord) -> bool:
-    return rec.verified
-
-
 # --- aggregation for the remote -----------------------------------------------------------------
 
 _WS = re.compile(r"\s+")
@@ -212,7 +209,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
     before anything is clipped, so a cut cannot hide personal data from the scrubber."""
     if redact is not None:
         records = [r.model_copy(update={
-            "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation),
+            "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation) if r.explanation else r.explanation,
             "answer": redact(r.answer) if r.answer else r.answer,
             "citation": redact(r.citation) if r.citation else r.citation}) for r in records]
     per_task = max(200, budget // max(1, len(instructions)))

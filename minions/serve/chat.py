@@ -28,6 +28,7 @@ from minions.serve.schemas import (
     CompletionUsage,
     Delta,
     FilePart,
+    FinishReason,
     MinionsInfo,
     TextPart,
     new_id,
@@ -155,7 +156,7 @@ def failure(result: RunResult) -> ServeError | None:
 
 
 def completion_of(result: RunResult, model: str, ignored: list[str] | None = None) -> ChatCompletion:
-    finish = "length" if result.budget_exhausted else "stop"
+    finish: FinishReason = "length" if result.budget_exhausted else "stop"
     return ChatCompletion(model=model, choices=[Choice(message=AssistantMessage(content=result.answer or ""),
                                                        finish_reason=finish)],
                           usage=usage_of(result), minions=info_of(result, ignored))
@@ -172,7 +173,7 @@ class ChunkMaker:
     def __init__(self, model: str):
         self.id, self.created, self.model = new_id(), int(time.time()), model
 
-    def chunk(self, delta: Delta | None = None, *, finish: str | None = None, usage: CompletionUsage | None = None,
+    def chunk(self, delta: Delta | None = None, *, finish: FinishReason | None = None, usage: CompletionUsage | None = None,
               minions: dict[str, Any] | None = None, choices: bool = True) -> bytes:
         c = ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
                                 choices=[ChunkChoice(delta=delta or Delta(), finish_reason=finish)] if choices else [],
@@ -193,7 +194,7 @@ class ChunkMaker:
             pieces.append(text[start:end])
             start = end
         out = [self.chunk(Delta(content=p)) for p in pieces]
-        finish = "length" if result.budget_exhausted else "stop"
+        finish: FinishReason = "length" if result.budget_exhausted else "stop"
         out.append(self.chunk(finish=finish, minions=info_of(result, ignored).model_dump(mode="json")))
         if include_usage:
             out.append(self.chunk(usage=usage_of(result), choices=False))
