@@ -156,3 +156,9 @@ class RunCancelledError(MinionsError):
 
 class DatasetNotFoundError(ConfigError):
     pass
+
+
+def error_class(name: str | None) -> type[MinionsError] | None:
+    """The typed error a result names in `error_type` (results carry the name, being JSON), or None."""
+    cls = globals().get(name or "")
+    return cls if isinstance(cls, type) and issubclass(cls, MinionsError) else None

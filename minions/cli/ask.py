@@ -149,10 +149,11 @@ def run(args: argparse.Namespace) -> int:
     if result.error:
         err.print(f"[red]error ({result.error_type}):[/] {markup(result.error)}")
         if result.answer is None:
-            return 2 if result.error_type in {c.__name__ for c in _config_errors()} else 1
+            kind = errors.error_class(result.error_type)
+            return 2 if kind is not None and issubclass(kind, _config_errors()) else 1
     # A degraded or ungrounded answer still exits 0: see the exit codes in minions/cli/__init__.py.
     return 0 if result.answer is not None else 1
 
 
-def _config_errors():
+def _config_errors() -> tuple[type[errors.MinionsError], ...]:
     return (errors.ConfigError, errors.MissingAPIKeyError, errors.UnknownProviderError, errors.MissingDependencyError)

