@@ -120,6 +120,12 @@ class CallGateway:
         self.rounds.append(rec)
         return rec
 
+    def end_round(self, rec: RoundRecord, decision: RoundDecision) -> None:
+        """Record how round `rec` ended, unless it already has an ending (a failure after the round's
+        decision does not rewrite it)."""
+        if rec.decision is None:
+            rec.decision = decision
+
     async def round_done(self, rec: RoundRecord, decision: RoundDecision) -> None:
         """Record how round `rec` ended and tell the front ends, with the run's cumulative spending."""
         rec.decision = decision

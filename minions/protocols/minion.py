@@ -211,9 +211,8 @@ class Minion(Protocol[MinionConfig]):
                 await ctx.round_done(rec, RoundDecision.ANOTHER_ROUND)
             raise AssertionError("unreachable: the last round always finishes")  # pragma: no cover
         except errors.MinionsError as e:
-            if rec.decision is None:
-                rec.decision = RoundDecision.BUDGET_EXHAUSTED if isinstance(e, errors.BudgetExceededError) \
-                    else RoundDecision.FAILED
+            ctx.end_round(rec, RoundDecision.BUDGET_EXHAUSTED if isinstance(e, errors.BudgetExceededError)
+                          else RoundDecision.FAILED)
             raise
 
     async def _decide(self, ctx: RunContext, remote_msgs: list[Message], opts: Options, *, step: str
