@@ -122,3 +122,30 @@ def test_the_checks_can_fail(tmp_path):
     edges, private = _imports(tmp_path)
     assert private == ["minions.a imports _helper from minions.b"]  # the TYPE_CHECKING one is annotation only
     assert _cycles(edges) == [["minions.a", "minions.b", "minions.c"]]
+
+
+def _writes_to_ctx(source: str) -> list[str]:
+    """Assignments to an attribute reached from a name `ctx` (`ctx.best_answer = ...`, `ctx.state.x += ...`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
+        for t in targets:
+            for part in ast.walk(t):
+                if isinstance(part, ast.Attribute):
+                    root = part
+                    while isinstance(root, ast.Attribute):
+                        root = root.value
+                    if isinstance(root, ast.Name) and root.id == "ctx":
+                        found.append(ast.unparse(t))
+                        break
+    return found
+
+
+def test_protocols_change_the_run_only_through_methods():
+    """The run context's fields are written by the gateway and RunState themselves, never by a protocol."""
+    writes = {path.name: w for path in (ROOT / "minions" / "protocols").glob("*.py")
+              if (w := _writes_to_ctx(path.read_text(encoding="utf-8")))}
+    assert writes == {}
+    assert _writes_to_ctx("ctx.best_answer = a\nctx.state.read.why += 'x'\nctx.citations, x = [], 1") == [
+        "ctx.best_answer", "ctx.state.read.why", "(ctx.citations, x)"]
