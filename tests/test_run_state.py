@@ -27,5 +27,5 @@ def test_fields_cannot_be_written_and_reads_are_copies():
     assert state.citations == [CITE]
     with pytest.raises(AttributeError):
         state.best_answer = "x"      # type: ignore[misc]
-    with pytest.raises(AssertionError, match="needs a fallback"):
+    with pytest.raises(RuntimeError, match="needs a fallback"):
         state.fall_back("no fallback was offered")

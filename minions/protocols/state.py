@@ -104,7 +104,8 @@ class RunState:
     def fall_back(self, reason: str) -> str:
         """Give the fallback (which must be set) instead, marked degraded with `reason`: built from
         verified local evidence, so grounded."""
-        assert self._fallback is not None, "fall_back needs a fallback"
+        if self._fallback is None:
+            raise RuntimeError("fall_back needs a fallback (set_fallback first)")
         return self.degrade(reason, self._fallback.answer, self._fallback.citations, grounded=True)
 
     def show(self, *texts: str) -> None:
