@@ -158,6 +158,13 @@ class DatasetNotFoundError(ConfigError):
     pass
 
 
+# --- warnings ------------------------------------------------------------------------------------
+
+class RiskySetupWarning(UserWarning):
+    """A set-up that works but may expose a key or a server: a provider's URL changed from its
+    built-in default, an API key sent over plain http to another machine. Front ends print it."""
+
+
 def error_class(name: str | None) -> type[MinionsError] | None:
     """The typed error a result names in `error_type` (results carry the name, being JSON), or None."""
     cls = globals().get(name or "")

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from minions.cli.logs import plain_warnings
+
+    undo_warnings = plain_warnings()
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except errors.MinionsError as e:
         print(f"error: {_safe(e)}", file=sys.stderr)
         return 1
+    finally:
+        undo_warnings()
 
 
 def _safe(e: Exception) -> str:

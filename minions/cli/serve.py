@@ -60,7 +60,39 @@ def _limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (413 beyond)")
     p.add_argument("--max-total-usd", type=float, default=None,
                    help="remote spend cap for the server's life (--max-remote-usd caps each request)")
+    _ceiling_flags(p)
+    p.add_argument("--allow-public", action="store_true",
+                   help="allow binding a non-loopback --host without an API key (serve) or at all (mcp --http, "
+                   "which has no authentication): anyone who can reach the port can spend your model budget")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also log third-party libraries' INFO lines (default: their warnings only)")
     p.set_defaults(no_store_text=False)
+
+
+#: Ceilings field -> flag: what one request may ask for (400 above it)
+CEILING_FLAGS = {"max_chunks": "--ceiling-chunks", "max_documents": "--ceiling-documents",
+                 "local_max_tokens": "--ceiling-local-max-tokens", "remote_max_tokens": "--ceiling-remote-max-tokens",
+                 "concurrency": "--ceiling-concurrency", "top_k": "--ceiling-top-k"}
+
+
+def _ceiling_flags(p: argparse.ArgumentParser) -> None:
+    from minions.serve.ceilings import Ceilings
+
+    group = p.add_argument_group("per-request ceilings", "the most one request may ask for (400 above it)")
+    for field, flag in CEILING_FLAGS.items():
+        info = Ceilings.model_fields[field]
+        group.add_argument(flag, type=int, default=info.default, dest="ceiling_" + field, metavar="N",
+                           help=info.description or f"request knob {field}")
+
+
+def _ceilings(args: argparse.Namespace):
+    from minions.serve.ceilings import Ceilings
+
+    try:
+        return Ceilings(**{f: getattr(args, "ceiling_" + f) for f in CEILING_FLAGS if hasattr(args, "ceiling_" + f)})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise errors.ConfigError(f"{CEILING_FLAGS[str(first['loc'][0])]}: {first['msg']}.") from None
 
 
 def build_service(args: argparse.Namespace):
@@ -68,6 +100,8 @@ def build_service(args: argparse.Namespace):
     from minions.documents import load_many
     from minions.serve.service import ServeSettings, Service
 
+    key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
+    _check_exposure(args, key)  # before any model is loaded
     default = ask.build_protocol(args)  # configuration errors first, as in `ask`
     local, remote = default.local, default.remote
     if local is None or remote is None:  # the default protocol needs one side: try the other for the rest
@@ -76,13 +110,13 @@ def build_service(args: argparse.Namespace):
             local, remote = local or both.local, remote or both.remote
         except errors.ConfigError:
             pass
-    key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
     try:
         settings = ServeSettings(default_protocol=args.protocol, knobs=ask.knobs_from_args(args),
                                  max_concurrent=args.max_concurrent, max_queue=args.max_queue,
                                  timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20),
                                  api_key=SecretStr(key) if key else None,
-                                 max_request_usd=args.max_remote_usd, max_total_usd=args.max_total_usd)
+                                 max_request_usd=args.max_remote_usd, max_total_usd=args.max_total_usd,
+                                 allowed_hosts=_host_names(args.host), ceilings=_ceilings(args))
     except ValidationError as e:
         first = e.errors()[0]
         flag = FLAGS.get(str(first["loc"][0]), str(first["loc"][0]))
@@ -91,7 +125,41 @@ def build_service(args: argparse.Namespace):
                    prices=default.prices, store_text=default.store_text)
 
 
-def _log_to_stderr() -> None:
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
+
+
+def _host_names(host: str) -> list[str] | None:
+    """Host header names a keyless server answers to: the loopback names when it is bound to
+    loopback (DNS rebinding cannot reach it then), else any (it was bound public on purpose)."""
+    from minions.clients._http import is_loopback
+
+    return list(dict.fromkeys([*LOOPBACK_NAMES, host.lower()])) if is_loopback(host) else None
+
+
+def _check_exposure(args: argparse.Namespace, key: str | None) -> None:
+    """A server reachable from the network without a key spends the user's budget for anyone:
+    refused unless --allow-public says it is meant."""
+    from minions.clients._http import is_loopback
+
+    if is_loopback(args.host) or getattr(args, "allow_public", False):
+        if not is_loopback(args.host):
+            print(f"warning: --host {args.host} without authentication: anyone who can reach this port can "
+                  "run models on your keys and read your documents.", file=sys.stderr)
+        return
+    if getattr(args, "command", None) == "mcp" and getattr(args, "http", False):
+        raise errors.ConfigError(f"--host {args.host} exposes the MCP server, which has no authentication, to the "
+                                 "network. Bind 127.0.0.1 (the default), or pass --allow-public if that is meant.")
+    if getattr(args, "command", None) == "serve" and key is None:
+        raise errors.ConfigError(f"--host {args.host} exposes the server to the network without an API key. Set "
+                                 f"{API_KEY_ENV} (or --api-key), bind 127.0.0.1 (the default), or pass "
+                                 "--allow-public if an open server is meant.")
+
+
+def _log_to_stderr(args: argparse.Namespace, service) -> None:
+    from minions.cli import logs
+
+    key = service.settings.api_key
+    logs.install(verbose=args.verbose, secrets=[key.get_secret_value() if key else None])
     handler = logging.StreamHandler(sys.stderr)  # stdout may be the MCP channel: never log there
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("minions.serve")
@@ -105,7 +173,7 @@ def serve(args: argparse.Namespace) -> int:
     from minions.serve.server import run
 
     service = build_service(args)
-    _log_to_stderr()
+    _log_to_stderr(args, service)
     docs = ", ".join(service.store.corpus) or "none (send file parts or POST /v1/files)"
     print(f"minions serve: http://{args.host}:{args.port}/v1  models: {', '.join(service.protocols())}  "
           f"documents: {docs}" + ("  (API key required)" if service.settings.api_key else ""), file=sys.stderr)
@@ -118,8 +186,11 @@ def mcp(args: argparse.Namespace) -> int:
 
     roots = Roots(args.root or [Path.cwd()])
     service = build_service(args)
-    _log_to_stderr()
+    _log_to_stderr(args, service)
     server = create_mcp(service, roots)
+    from minions.serve.server import settle_heap
+
+    settle_heap()
     if args.http:
         print(f"minions mcp: http://{args.host}:{args.port}/mcp  roots: {', '.join(map(str, roots.dirs))}",
               file=sys.stderr)

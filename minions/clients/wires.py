@@ -77,6 +77,8 @@ def _openai(p: ProviderSpec, model: str, kw: dict[str, Any]) -> Client:
         kw.setdefault("base_url", base_url)
     kw.setdefault("api_key_env", p.api_key_env)
     kw.setdefault("provider_name", p.name)
+    if p.context_window is not None:
+        kw.setdefault("context_window", p.context_window)
     return OpenAIClient(model, **kw)
 
 

@@ -14,6 +14,7 @@ import errno
 import io
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -132,15 +133,34 @@ def _load_path(path: Path, *, password: str | None, limit: int, from_string: boo
     if path.is_dir():
         raise DocumentError(f"{where} is a directory, not a file: pass the files in it, e.g. "
                             f"load_many(sorted(Path({where!r}).glob('*.pdf'))).", source=where)
+    _check_regular(st, where)  # a FIFO would block forever, /dev/zero would never end
     kind = _kind(path.name, where)
     _check_size(st.st_size, kind, where=where, limit=limit)
     try:  # the holder is the only reference, so _parse can free the bytes once they are decoded
-        holder = [path.read_bytes()]
+        holder = [_read_regular(path, where)]
     except OSError as exc:
         raise DocumentError(f"Cannot read {where}: {exc.strerror or exc}. Check its permissions.",
                             source=where) from exc
     return _parse(holder, kind, source=where, stem=path.stem, password=password, size=len(holder[0]),
                   limit=limit)
+
+
+def _check_regular(st: os.stat_result, where: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device" if
+                stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket" if
+                stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise DocumentError(f"{where} is {kind}, not a regular file: only regular files are read. Copy its "
+                            "contents to a file and pass that.", source=where)
+
+
+def _read_regular(path: Path, where: str) -> bytes:
+    """The bytes of `path`, opened without blocking and checked again on the open descriptor, so a
+    file swapped for a FIFO or a device after the first check is still refused, never read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(os.fstat(fd), where)
+        return f.read()
 
 
 def _stat_error(path: Path, exc: OSError, *, from_string: bool) -> DocumentError:

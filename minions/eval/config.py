@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -98,9 +99,29 @@ class SweepConfig(BaseModel):
     def _listify(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    @field_validator("protocols")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        repeated = sorted({p for p in v if v.count(p) > 1})
+        if repeated:  # merging them silently would hide a typo'd grid (issue 21)
+            raise ValueError(f"protocol(s) listed twice: {', '.join(repeated)}; list each once and put "
+                             "variants in [grid]")
+        return v
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out or Path("runs") / self.name)
+
+    def check_run_dir(self) -> None:
+        """The run directory must be a directory or not exist yet: an existing file or a dangling
+        symlink at `out` is a ConfigError naming it, found before any work starts."""
+        d = self.run_dir
+        if d.is_symlink() and not d.exists():
+            raise errors.ConfigError(f"out = {d} is a symlink to {os.readlink(d)}, which does not exist: remove "
+                                     "it or choose another run directory (--out DIR).")
+        if d.exists() and not d.is_dir():
+            raise errors.ConfigError(f"out = {d} is an existing file, not a directory: choose another run "
+                                     "directory (--out DIR).")
 
 
 class RunConfig(BaseModel):

@@ -125,6 +125,7 @@ def load_items(cfg: SweepConfig) -> list[LoadedDataset]:
 async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None = None,
                      on_progress: ProgressHandler | None = None, prices: PriceTable | None = None) -> SweepOutcome:
     runs = expand(cfg)
+    cfg.check_run_dir()
     datasets = await asyncio.to_thread(load_items, cfg)
     run_dir = cfg.run_dir  # created only once the configuration and the data are known to be good
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -53,25 +53,35 @@ async def fit_context(ctx: RunContext, role: str, context: str, *, overhead: int
     client = ctx.client(role)
     if role == "remote":  # scrub before any cut: a cut must not split personal data out of sight
         context = ctx.redact(context)
+    total = len(context)
+    known = [w for w in (client.context_window, limit) if w]
+    if known and total > min(known) * _MAX_CHARS_PER_TOKEN:
+        # Far more text than the window can hold: what cannot fit is dropped before it is counted
+        # (counting 300 MB of text would take longer than the run).
+        context = context[:min(known) * _MAX_CHARS_PER_TOKEN]
     n = client.count_tokens(context)  # first: may load an embedded model and so learn its window
     known = [w for w in (client.context_window, limit) if w]
     window = min(known) if known else default_window
     if window is None:
-        ctx.state.read.prefix(len(context), len(context))
+        ctx.state.read.prefix(total, total)
         return context
     room = window - overhead - reserve
-    if n <= room:
-        ctx.state.read.prefix(len(context), len(context))
+    if n <= room and len(context) == total:
+        ctx.state.read.prefix(total, total)
         return context
     room -= client.count_tokens(_CUT_NOTE)
-    kept = _cut(client, context, n, room) if room > 0 else ""
-    ctx.state.read.prefix(len(kept), len(context))
-    share = 100.0 * len(kept) / max(1, len(context))
+    kept = (context if n <= room else _cut(client, context, n, room)) if room > 0 else ""
+    ctx.state.read.prefix(len(kept), total)
+    share = 100.0 * len(kept) / max(1, total)
     await ctx.notice(
-        f"{ctx.protocol.name}: the documents are {n:,} tokens but {client.spec} has room for {max(room, 0):,} "
+        f"{ctx.protocol.name}: the documents are {'over ' if len(context) < total else ''}{n:,} tokens but {client.spec} has room for {max(room, 0):,} "
         f"(window {window:,} less prompt and reply); kept the first {share:.0f}% of the text. "
         "Use the minions or rag protocol for documents this long, or raise the context limit.")
     return kept + _CUT_NOTE if kept else _CUT_NOTE.strip()
+
+
+#: no tokenizer packs more characters than this into one token on average over a document
+_MAX_CHARS_PER_TOKEN = 32
 
 
 def _cut(client: Client, text: str, n: int, room: int) -> str:

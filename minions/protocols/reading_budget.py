@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from minions.clients.base import Client
 from minions.documents import Chunk
-from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, ReadBudget, SpeedStore
+from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, ReadBudget, SpeedStore, budget_tokens
 from minions.protocols.result import JobRecord, JobStatus
 
 
@@ -44,7 +44,7 @@ class ReadingBudget:
             why = (f"no reading speed measured yet for {spec}, so a first run reads {FIRST_RUN_SHARE:.0%} or "
                    f"{FIRST_RUN_TOKENS:,} tokens; this run's speed is remembered (read= chooses)")
             return (None, why) if budget >= total else (budget, why)
-        budget = int(speed * self.local_time_budget)
+        budget = budget_tokens(speed, self.local_time_budget)
         why = (f"{spec} reads ~{speed:,.0f} tokens/s (measured), so {self.local_time_budget:g} s of local time "
                f"(local_time_budget) reads {budget:,} tokens")
         return (None, why + ": everything") if budget >= total else (budget, why)

@@ -100,14 +100,19 @@ async def documents_for(service: Service, request: ChatCompletionRequest) -> lis
                 if isinstance(part, FilePart):
                     docs.append(await _file_document(service, part, f"messages[{i}].content[{j}]"))
     if request.minions.documents is not None:
-        docs += [service.store.get(ref, param=f"minions.documents[{k}]")
-                 for k, ref in enumerate(request.minions.documents)]
+        # A repeated id names the same document: read once (3000 copies of one id must not make a
+        # prompt 3000 documents long).
+        refs = list(dict.fromkeys(request.minions.documents))
+        service.settings.ceilings.check_documents(len(refs), param="minions.documents")
+        first = {ref: k for k, ref in reversed(list(enumerate(request.minions.documents)))}
+        docs += [service.store.get(ref, param=f"minions.documents[{first[ref]}]") for ref in refs]
     elif not docs:
         docs = list(service.store.corpus.values())
     if not docs:
         raise InvalidRequest("No documents to answer over: attach a file part, pass minions.documents, or start "
                              "the server with documents (minions serve report.pdf).", param="messages")
-    return unique_ids(docs)
+    distinct = list({id(d): d for d in docs}.values())  # the same file id attached twice: once
+    return unique_ids(distinct)
 
 
 async def plan_for(service: Service, request: ChatCompletionRequest) -> RunPlan:

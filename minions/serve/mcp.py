@@ -60,10 +60,24 @@ class Roots:
             real = candidate.resolve()
             if any(real.is_relative_to(d) for d in self.dirs):
                 if real.exists() or candidate is candidates[-1]:
+                    self._refuse_hidden(name, candidate, real)
                     return real
         raise PathRefused(f"{name!r} is outside the allowed roots ({', '.join(map(str, self.dirs))}); it was not "
                           "read. Pass a path inside a root, or restart with --root for its directory.",
                           param="documents")
+
+    def _hidden(self, path: Path) -> bool:
+        """Whether `path` is a dot-file or under a dot-directory below a root (.env, .git, .ssh)."""
+        absolute = path if path.is_absolute() else Path.cwd() / path
+        return any(absolute.is_relative_to(d) and any(part.startswith(".") for part in absolute.relative_to(d).parts)
+                   for d in self.dirs)
+
+    def _refuse_hidden(self, name: str, *paths: Path) -> None:
+        """What `files` does not list is not read either: an agent must not send a secret to the
+        remote by naming it (or a link to it)."""
+        if any(self._hidden(p) for p in paths):
+            raise PathRefused(f"{name!r} is a hidden file or inside a hidden directory; it was not read. "
+                              "Only the files list_documents lists can be asked about.", param="documents")
 
     def files(self, limit: int = MAX_LISTED_FILES) -> list[dict[str, Any]]:
         """Supported documents under the roots (names and sizes only; hidden directories skipped)."""
@@ -76,7 +90,8 @@ class Roots:
                     if path.suffix.lower() not in KINDS or name.startswith("."):
                         continue
                     real = path.resolve()  # a symlink out of the roots is not listed (ask refuses it)
-                    if not any(real.is_relative_to(d) for d in self.dirs) or not real.is_file():
+                    if not any(real.is_relative_to(d) for d in self.dirs) or not real.is_file() or \
+                            self._hidden(real):
                         continue
                     out.append({"path": str(path), "bytes": real.stat().st_size})
                     if len(out) >= limit:
@@ -139,6 +154,8 @@ def create_mcp(service: Service, roots: Roots) -> MCPServer:
 
     async def load_documents(refs: list[str]) -> list[Document]:
         paths: list[Path | Document] = []
+        refs = list(dict.fromkeys(refs))  # a repeated path or id is one document
+        service.settings.ceilings.check_documents(len(refs), param="documents")
         for ref in refs:  # every path is checked before any is read
             paths.append(service.store.corpus[ref] if ref in service.store.corpus else roots.resolve(ref))
         docs = []

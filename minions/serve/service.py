@@ -24,9 +24,11 @@ from minions.documents import Document
 from minions.protocols import PROTOCOL_NAMES, Protocol, RunResult, protocol_class
 from minions.protocols.build import build_protocol
 from minions.protocols.events import EventHandler
+from minions.serve.ceilings import Ceilings
 from minions.serve.errors import ClientGone, InvalidRequest, RunTimedOut, UnknownModel
 from minions.serve.limits import Admission, SpendTracker
 from minions.serve.metrics import Metrics
+from minions.serve.runloop import RunLoop, relay
 from minions.serve.store import DocumentStore
 
 log = logging.getLogger("minions.serve")
@@ -51,6 +53,11 @@ class ServeSettings(BaseModel):
     max_total_usd: float | None = Field(None, ge=0)
     max_files: int = Field(64, ge=0)
     max_file_bytes: int = Field(256 * 2**20, ge=0)
+    #: Host header names a keyless server answers to (None: any); `minions serve` on loopback sets
+    #: the loopback names, so a web page cannot reach it through DNS rebinding
+    allowed_hosts: list[str] | None = None
+    #: what one request may ask for (chunk counts, reply tokens, concurrency, documents)
+    ceilings: Ceilings = Field(default_factory=Ceilings)
 
 
 class Outcome(str, Enum):
@@ -121,6 +128,7 @@ class Service:
         self.admission = Admission(self.settings.max_concurrent, self.settings.max_queue)
         self.spend = SpendTracker(per_run=self.settings.max_request_usd, total=self.settings.max_total_usd,
                                   max_running=self.settings.max_concurrent)
+        self.runner = RunLoop()
         self.metrics = Metrics(queue_depth=lambda: self.admission.waiting, running=lambda: self.admission.running)
         self.protocol_name(self.settings.default_protocol)  # a default it cannot run is a startup error
 
@@ -159,6 +167,12 @@ class Service:
         fields = protocol_class(name).Config.model_fields
         return {k: v for k, v in self.settings.knobs.items() if v is not None and k in fields}
 
+    def _check_ceilings(self, plan: RunPlan) -> None:
+        """400 before any work when the request asks for more than the server's ceilings."""
+        config = protocol_class(plan.protocol).Config(**{**self._server_knobs(plan.protocol), **plan.knobs})
+        effective = dict(config)  # field values, defaults applied (a chunk_size that follows the strategy)
+        self.settings.ceilings.check(plan.protocol, plan.knobs, effective, plan.documents)
+
     def build(self, plan: RunPlan, budget: float | None) -> Protocol:
         return build_protocol(plan.protocol, local=self.local, remote=self.remote,
                               knobs={**self._server_knobs(plan.protocol), **plan.knobs},
@@ -169,6 +183,7 @@ class Service:
 
     def admit(self, plan: RunPlan) -> Ticket:
         """Take a queue place and a budget now, or raise QueueFull / SpendCapReached (429)."""
+        self._check_ceilings(plan)
         self.admission.enter()
         try:
             budget = self.spend.reserve(plan.max_remote_usd)
@@ -218,7 +233,9 @@ class Service:
     async def _run(self, plan: RunPlan, ticket: Ticket, on_event: EventHandler | None) -> RunResult:
         await ticket.acquire()
         protocol = self.build(plan, ticket.budget)
-        return await protocol.arun(plan.task, plan.documents, on_event=on_event)
+        # on the runs' own loop: chunking and indexing never stall this one (health, other requests)
+        events = relay(on_event, asyncio.get_running_loop())
+        return await self.runner.run(protocol.arun(plan.task, plan.documents, on_event=events))
 
     def _account(self, protocol: str, outcome: Outcome, result: RunResult | None) -> None:
         m = self.metrics

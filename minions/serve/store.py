@@ -47,22 +47,33 @@ class DocumentStore:
         self.corpus: dict[str, Document] = {d.id: d for d in corpus}
         self.max_files, self.max_file_bytes = max_files, max_file_bytes
         self._files: dict[str, tuple[FileObject, Document]] = {}
-        self._bytes = 0
+        self._bytes = 0    # stored and reserved by uploads being parsed
+        self._pending = 0  # uploads being parsed (each holds a slot)
 
     # -- uploads ----------------------------------------------------------------------------------
 
     async def upload(self, data: bytes, filename: str, purpose: str) -> FileObject:
-        if len(self._files) >= self.max_files or self._bytes + len(data) > self.max_file_bytes:
+        # The slot and the bytes are reserved before the parse is awaited: concurrent uploads see
+        # each other's reservations, so together they can never exceed the limits.
+        if len(self._files) + self._pending >= self.max_files or self._bytes + len(data) > self.max_file_bytes:
             raise BodyTooLarge(f"The file store is full ({len(self._files)} files, {self._bytes} bytes; limits "
                                f"{self.max_files} files, {self.max_file_bytes} bytes): delete files you no "
                                "longer need with DELETE /v1/files/{file_id}.", param="file")
-        doc = await parse_upload(data, filename, param="file")
-        file_id = "file-" + uuid.uuid4().hex[:24]
-        obj = FileObject(id=file_id, bytes=len(data), created_at=int(time.time()), filename=filename,
-                         purpose=purpose)
-        self._files[file_id] = (obj, doc)
+        self._pending += 1
         self._bytes += len(data)
-        return obj
+        stored = False
+        try:
+            doc = await parse_upload(data, filename, param="file")
+            file_id = "file-" + uuid.uuid4().hex[:24]
+            obj = FileObject(id=file_id, bytes=len(data), created_at=int(time.time()), filename=filename,
+                             purpose=purpose)
+            self._files[file_id] = (obj, doc)
+            stored = True
+            return obj
+        finally:
+            self._pending -= 1
+            if not stored:  # refused, failed or cancelled: give the reservation back
+                self._bytes -= len(data)
 
     def files(self) -> list[FileObject]:
         return [obj for obj, _ in self._files.values()]
