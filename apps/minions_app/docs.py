@@ -17,6 +17,7 @@ from .fmt import safe_md
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "datasets" / "sample"
 UPLOAD_TYPES = sorted({s.lstrip(".") for s in KINDS})
 SAMPLE, UPLOAD = "Bundled sample", "Upload files"
+FILES = "doc_files"  # session key: document id -> (file name, bytes) of the documents on the page
 
 
 def list_samples(folder: Path = SAMPLES_DIR) -> list[Path]:
@@ -99,4 +100,8 @@ def render() -> list[Document]:
         st.error(f"Could not read a file: {safe_md(p)}")
     for d in docs:
         st.caption("📄 " + safe_md(describe(d)))
+    # The files behind the documents, for the source view (a PDF's page is shown as rendered). Same
+    # order as `docs`: load_files keeps the files that loaded, in order.
+    loaded = [(n, data) for n, data in files if _key(n, data) in cache]
+    st.session_state[FILES] = {d.id: f for d, f in zip(docs, loaded, strict=False)}
     return docs

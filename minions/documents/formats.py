@@ -57,9 +57,26 @@ def read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int | 
     Stops with DocumentError once the text passes `max_chars` characters."""
     with _pypdf_warnings() as messages:
         pages, meta = _read_pdf(data, where=where, password=password, max_chars=max_chars)
+    _tables_as_markdown(data, pages, meta, password=password)
     if messages:
         meta.setdefault("warnings", []).extend(f"{where}: pypdf: {m}" for m in messages)
     return pages, meta
+
+
+def _tables_as_markdown(data: bytes, pages: list[str], meta: dict[str, Any], *, password: str | None) -> None:
+    """Pages holding tables re-read with one Markdown row per table row (the `pdf-tables` extra;
+    without it pypdf's text stays). See minions.documents.pdf_tables."""
+    from minions.documents import pdf_tables
+
+    found = pdf_tables.table_pages(data, pages, password=password)
+    for i, text in found.items():
+        pages[i] = text
+    if found:
+        meta["table_pages"] = sorted(i + 1 for i in found)
+    elif pdf_tables.backend() is None and pdf_tables.enabled() and any(map(pdf_tables.looks_tabular, pages)):
+        meta.setdefault("warnings", []).append(
+            "This PDF has tables, read without their columns: install the pdf-tables extra "
+            "(pip install 'minions[pdf-tables]') to keep each table row on one line under its headers.")
 
 
 def _safety_limit(where: str, exc: Exception, page: int | None = None) -> DocumentError:

@@ -96,7 +96,11 @@ class Document(BaseModel):
 
 
 class Chunk(BaseModel):
-    """A contiguous piece of one document. Invariant: doc.text[start:end] == text."""
+    """A contiguous piece of one document. Invariant: doc.text[start:end] == text.
+
+    `header`: when the chunk starts inside a Markdown table below its header, that header row and
+    its rule line, repeated from above (not part of `text`); `text_with_header` is what to show a model.
+    """
 
     id: str
     doc_id: str
@@ -107,6 +111,11 @@ class Chunk(BaseModel):
     page_start: int
     page_end: int
     section: str | None = None
+    header: str | None = None
+
+    @property
+    def text_with_header(self) -> str:
+        return f"{self.header}\n{self.text}" if self.header else self.text
 
     @property
     def pages(self) -> range:

@@ -33,6 +33,7 @@ from minions._sync import run_sync
 from minions.clients.base import Client
 from minions.cost import PriceTable
 from minions.documents import Document
+from minions.protocols.citations import place_citations
 from minions.protocols.events import EventHandler, FinalAnswer
 from minions.protocols.gateway import CallGateway, Cancellable, client_secrets
 from minions.protocols.privacy import PrivacyPolicy
@@ -191,6 +192,8 @@ class Protocol(ABC, Generic[ConfigT]):
         if error is not None or cancelled:
             answer = await self._recover(ctx, error, cancelled)
         state = ctx.state
+        # Offsets into the documents for every citation, so a front end can show the quote in context.
+        state.cite(place_citations(state.citations, ctx.documents, getattr(self.config, "citation_similarity", 0.8)))
         await ctx.emit(FinalAnswer(round=ctx.round or None, answer=answer,
                                    citations=[c.model_dump() for c in state.citations]))
         result = RunResult(

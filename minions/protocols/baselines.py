@@ -120,6 +120,8 @@ class RAG(Protocol[RAGConfig]):
             # Each excerpt scrubbed as part of its whole document: a card number split across two
             # chunks is still found (with --privacy; otherwise this is chunk.text).
             text = ctx.redact_slice(docs[chunk.doc_id], chunk.start, chunk.end)
+            if chunk.header:  # a table's header row, repeated for an excerpt that starts below it
+                text = ctx.redact(chunk.header) + "\n" + text
             block = f"[C{len(shown) + 1}] {chunk.doc_id}, {_pages(chunk)}\n{text}"
             if room is not None:
                 room -= client.count_tokens(block) + 2

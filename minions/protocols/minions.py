@@ -374,7 +374,8 @@ def _offer_fallback(ctx: RunContext, records: list[JobRecord], chunk_docs: dict[
     if best is None:
         return
     citations = list({(r.chunk_id, q): Citation(doc_id=chunk_docs.get(r.chunk_id, ""), chunk_id=r.chunk_id,
-                                                page_start=r.pages[0], page_end=r.pages[1], text=q)
+                                                page_start=r.pages[0], page_end=r.pages[1], text=q,
+                                                **_offsets(r) if q == r.citation else {})
                       for r, q in zip(best.records, best.quotes, strict=True)}.values())
     ctx.state.set_fallback(best.answer[:_MAX_ANSWER_CHARS], citations,
                      f"the answer {best.support} job(s) backed with a quote from the document")
@@ -402,9 +403,14 @@ def _citations(records: list[JobRecord], chunk_docs: dict[str, str]) -> list[Cit
             continue
         out.setdefault((x.chunk_id, x.citation), Citation(
             doc_id=chunk_docs[x.chunk_id], chunk_id=x.chunk_id, page_start=x.pages[0], page_end=x.pages[1],
-            text=x.citation))
+            text=x.citation, **_offsets(x)))
     return list(out.values())
 
 
 def _field_text(v: Any) -> Any:
     return as_text(v, limit=MAX_FIELD_CHARS)
+
+
+def _offsets(x: JobRecord) -> dict[str, int]:
+    """Where a job's citation was found when it was judged (the page is added by `place`)."""
+    return {"start": x.span[0], "end": x.span[1]} if x.span else {}

@@ -19,7 +19,7 @@ from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
 from minions.protocols.base import RunContext
-from minions.protocols.citations import citation_found, normalize
+from minions.protocols.citations import match_citation, normalize
 from minions.protocols.events import JobFinished
 from minions.protocols.lenient import Lenient, as_text
 from minions.protocols.minions_plan import Job, MinionSConfig
@@ -84,7 +84,7 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
     pages = f"page {chunk.page_start}" if chunk.page_start == chunk.page_end \
         else f"pages {chunk.page_start}-{chunk.page_end}"
     return template("minions_worker_chunk.txt").substitute(
-        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=chunk.text)
+        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=chunk.text_with_header)
 
 
 def job_suffix(instruction: str, advice: str) -> str:
@@ -183,7 +183,10 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     if not rec.citation:
         found, how = False, "no citation"
     else:
-        found, how = citation_found(rec.citation, chunk.text, cfg.citation_similarity)
+        m = match_citation(rec.citation, chunk.text, cfg.citation_similarity)
+        found, how = m.found, m.how
+        if m.start is not None and m.end is not None:
+            rec.span = (chunk.start + m.start, chunk.start + m.end)
     if found:
         rec.status, rec.note = JobStatus.KEPT, "" if how == "exact" else f"citation matched ({how})"
     else:

@@ -21,6 +21,12 @@ class Citation(BaseModel):
     page_start: int | None = None
     page_end: int | None = None
     text: str
+    #: Where the quote is, for front ends to show it in context: character offsets into the
+    #: document's text (`Document.text[start:end]`, the text `minions.load` gives) and the page
+    #: holding `start`. None when the quote could not be placed (a made-up or altered quote).
+    start: int | None = None
+    end: int | None = None
+    page: int | None = None
 
 
 class DocumentCoverage(BaseModel):
@@ -100,6 +106,8 @@ class JobRecord(BaseModel):
     explanation: str | None = None
     citation: str | None = None
     answer: str | None = None
+    #: the citation's [start, end) offsets in its document's text, when it was found in the chunk
+    span: tuple[int, int] | None = None
     status: JobStatus = JobStatus.FAILED        # set when the job's reply is judged
     note: str = ""                              # the detail, for people: how a citation matched, the error
 

@@ -116,7 +116,8 @@ class DocumentList(BaseModel):
 class AskResult(BaseModel):
     answer: str | None
     protocol: str
-    citations: list[Citation] = Field(description="where the answer appears: document id, pages, text")
+    citations: list[Citation] = Field(description="where the answer appears: document id, pages, text, and "
+                                      "start/end character offsets into the document's text, with their page")
     cost_usd: dict[str, float | None] = Field(description="remote and local dollars, and what remote-only "
                                               "would have cost")
     usage: dict[str, Any]
