@@ -31,10 +31,10 @@ time of the table pass (pdf_tables.table_pages), which re-reads only the pages t
 
 Measured 2026-12-03 (2 shared cores; 96 statement pages, 1,644 gold rows in 8 filings):
   row integrity, all real filings: pypdf 28.8% (0% on Coca-Cola 2017, 3M 2018, 3M 2022, Ulta Q4 2023,
-  Pfizer 2021; 100% on Amcor, Best Buy, J&J), pdfium-text 97.0%, pdfplumber+md 98.2%, pdfium+md 99.6%
-  (every filing >= 98.8%); gold figures on the line / under the right year (of 18): pypdf 4/4,
+  Pfizer 2021; 100% on Amcor, Best Buy, J&J), pdfium-text 97.0%, pdfplumber+md 98.4%, pdfium+md 99.8%
+  (every filing >= 99.3%); gold figures on the line / under the right year (of 18): pypdf 4/4,
   pdfium-text 18/17, pdfplumber+md 18/18, pdfium+md 18/18. Statement pages/s (load varies between runs):
-  pypdf 2.8-5.5, pdfplumber+md 1.6-2.9, pdfium+md 37-55. Whole filings: the table pass adds 5-17% to
+  pypdf 2.8-5.7, pdfplumber+md 1.6-3.0, pdfium+md 37-56. Whole filings: the table pass adds 5-17% to
   pypdf's load time (3M 2022: 252 pages, pypdf 50.5 s, tables +6.6 s).
   Chosen: pypdfium2 + pdf_tables (the `pdf-tables` extra).
 """

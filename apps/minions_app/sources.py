@@ -92,6 +92,13 @@ def pdf_page_image(data: bytes, page: int, quote: str, scale: float = 1.5) -> tu
     """The PDF page rendered as a PIL image with the quote's boxes painted yellow, and how many
     boxes were painted (0: pdfium's text of the page does not hold the quote). None without
     pypdfium2 or when the page cannot be rendered."""
+    from minions.documents.pdf_tables import PDFIUM_LOCK
+
+    with PDFIUM_LOCK:  # PDFium is not thread-safe; the loader's table pass uses it from other sessions
+        return _pdf_page_image(data, page, quote, scale)
+
+
+def _pdf_page_image(data: bytes, page: int, quote: str, scale: float) -> tuple[Any, int] | None:
     try:
         import pypdfium2 as pdfium
         from PIL import Image, ImageDraw

@@ -42,8 +42,8 @@ _FIGURE_TOKEN = re.compile(r"(?<![\w.])[($]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\)?|(?<!
 MIN_FIGURES = 12  # figures in pypdf's page text before a page is worth re-reading
 _DISABLE_ENV = "MINIONS_PDF_TABLES"  # "0" turns table extraction off
 # PDFium is not thread-safe (pypdfium2's docs): the app and `minions serve` load files from several
-# threads, so every use of it holds this lock.
-_PDFIUM_LOCK = threading.Lock()
+# threads, so every use of it holds this lock (the app's page rendering too).
+PDFIUM_LOCK = threading.Lock()
 
 
 @dataclass
@@ -549,7 +549,7 @@ def table_pages(data: bytes, texts: Sequence[str], *, password: str | None = Non
         if kind == "pdfium":
             import pypdfium2
 
-            with _PDFIUM_LOCK:
+            with PDFIUM_LOCK:
                 pdf = pypdfium2.PdfDocument(data, password=password)
                 carry: list[str] | None = None
                 try:
