@@ -274,16 +274,23 @@ async def test_real_worker_answer_survives_a_remote_that_cannot_synthesize():
 
 def test_an_embedded_stand_in_remote_prefers_grounded_answers_unless_told_otherwise():
     from minions.protocols.build import build_protocol
+    from minions.protocols.settings import RunSettings
 
     def factory(role, spec, kw):
         return FunctionClient(lambda m, o: "x", model=spec.split("/", 1)[1], **kw)
-    stand_in = build_protocol("minions", local="llamacpp/smollm2", remote="llamacpp/smollm2", client_factory=factory)
-    assert stand_in.config.ungrounded_answer == "fallback"
-    told = build_protocol("minions", local="llamacpp/smollm2", remote="llamacpp/smollm2", client_factory=factory,
-                          knobs={"ungrounded_answer": "flag"})
-    assert told.config.ungrounded_answer == "flag"
-    cloud = build_protocol("minion", local="llamacpp/smollm2", remote="openai/gpt-4o-mini", client_factory=factory)
-    assert cloud.config.ungrounded_answer == "flag"
+
+    def build(protocol, remote, **knobs):
+        return build_protocol(RunSettings(protocol=protocol, local="llamacpp/smollm2", remote=remote, knobs=knobs),
+                              factory=factory)
+    stand_in = build("minions", "llamacpp/smollm2")
+    assert stand_in.config.ungrounded_answer == "fallback" and stand_in.remote.stand_in
+    assert build("minions", "llamacpp/smollm2", ungrounded_answer="flag").config.ungrounded_answer == "flag"
+    cloud = build("minion", "openai/gpt-4o-mini")
+    assert cloud.config.ungrounded_answer == "flag" and not cloud.remote.stand_in
+    # A Client object carries its own stand-in status (the server builds its clients once, as objects):
+    # the same knobs follow, not a spec string's prefix.
+    as_object = build_protocol(RunSettings(protocol="minion", local=stand_in.local, remote=stand_in.remote))
+    assert (as_object.config.ungrounded_answer, as_object.config.first_question) == ("fallback", "task")
 
 
 def test_with_nothing_checkable_the_workers_answer_to_the_question_beats_an_ungrounded_synthesis():

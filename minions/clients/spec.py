@@ -16,6 +16,7 @@ Providers are data: `BUILTIN` below, plus your own without editing the package â
     wire = "openai"                       # openai | anthropic | ollama | llamacpp | azure (wires.py)
     base_url = "https://llm.example.com/v1"
     api_key_env = "MYHOST_API_KEY"        # omit for servers that need no key
+    # stand_in = true                     # an embedded model that may play the remote offline
 
 or an entry point in the group `minions.providers` that loads a `ProviderSpec` (or a list of them).
 Unknown fields are errors, and a user's provider may replace a built-in one of the same name.
@@ -55,6 +56,8 @@ class ProviderSpec(BaseModel):
     prices: str | None = None
     #: runs on the user's machine (tokens cost nothing)
     local: bool = False
+    #: an embedded model that, as the remote, is the offline stand-in for a cloud model (`Client.stand_in`)
+    stand_in: bool = False
     #: Azure: the variables naming the resource endpoint and the API version
     endpoint_env: str | None = None
     api_version_env: str | None = None
@@ -84,7 +87,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
     _p("anthropic", wire="anthropic", api_key_env="ANTHROPIC_API_KEY", prices="anthropic",
        description="Anthropic"),
     _p("ollama", wire="ollama", local=True, description="Ollama server (OLLAMA_HOST)"),
-    _p("llamacpp", wire="llamacpp", local=True, description="llama.cpp in-process (GGUF)"),
+    _p("llamacpp", wire="llamacpp", local=True, stand_in=True, description="llama.cpp in-process (GGUF)"),
     _p("gemini", base_url="https://generativelanguage.googleapis.com/v1beta/openai/", api_key_env="GEMINI_API_KEY",
        prices="google", description="Google Gemini (OpenAI-compatible endpoint)"),
     _p("deepseek", base_url="https://api.deepseek.com", api_key_env="DEEPSEEK_API_KEY", prices="deepseek",
@@ -209,7 +212,10 @@ def parse_spec(spec: str, table: dict[str, ProviderSpec] | None = None) -> tuple
 
 def get_client(spec: str, **kw: Any) -> Client:
     """Build the client a spec names. Keyword arguments go to the client's constructor
-    (api_key, base_url, host, price_as, retry, context_window, reasoning_effort, ...)."""
+    (api_key, base_url, host, price_as, retry, context_window, reasoning_effort, ...).
+    The client's `stand_in` comes from its provider's entry in the registry."""
     table = providers()
     name, model = parse_spec(spec, table)
-    return wires.build(table[name], model, dict(kw))
+    client = wires.build(table[name], model, dict(kw))
+    client.stand_in = table[name].stand_in
+    return client

@@ -14,9 +14,13 @@ from minions.protocols.result import Citation, JobRecord, JobStatus, RoundRecord
 PROTOCOL_NAMES = tuple(BUILTIN)
 
 
-def get_protocol(name: str, local: Client | None = None, remote: Client | None = None, **kw: Any) -> Protocol:
-    """Protocol `name` with these clients; `kw`: its knobs and `Protocol` options (max_remote_usd, ...)."""
-    return protocol_class(name)(local, remote, **kw)
+def get_protocol(name: str, local: str | Client | None = None, remote: str | Client | None = None,
+                 **kw: Any) -> Protocol:
+    """The library's door, through the one recipe (`protocols/build.py`): models are specs
+    ("provider/model") or Clients; keywords are knobs or RunSettings fields (see build.get_protocol)."""
+    from minions.protocols.build import get_protocol as build
+
+    return build(name, local, remote, **kw)
 
 
 __all__ = ["PROTOCOL_NAMES", "CancelToken", "Citation", "JobRecord", "JobStatus", "Protocol", "ProtocolConfig", "RoundRecord",

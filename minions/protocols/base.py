@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from minions import errors
 from minions._sync import run_sync
@@ -37,7 +37,7 @@ from minions.protocols.citations import place_citations
 from minions.protocols.events import EventHandler, FinalAnswer
 from minions.protocols.gateway import CallGateway, Cancellable, client_secrets
 from minions.protocols.privacy import PrivacyPolicy
-from minions.protocols.result import RunResult
+from minions.protocols.result import RunRecord, RunResult
 from minions.protocols.state import RunState
 from minions.tokens import count_in_pieces
 
@@ -92,12 +92,17 @@ class ProtocolConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    remote_max_tokens: int = 1024
-    local_max_tokens: int = 512
-    temperature: float = 0.0
+    # The bounds are those `Options` enforces on every call: a bad value is refused when the run is
+    # built (a 400 on the server, exit 2 on the command line), not by a call half-way through it.
+    remote_max_tokens: int = Field(1024, ge=1, description="most tokens of one remote reply")
+    local_max_tokens: int = Field(512, ge=1, description="most tokens of one local reply")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, allow_inf_nan=False, description="sampling temperature")
     #: reasoning effort for a remote reasoning model (OpenAI gpt-5/o-series `reasoning_effort`,
     #: Anthropic extended thinking); None: the client's default, which keeps planning cheap
-    remote_reasoning: str | None = None
+    remote_reasoning: str | None = Field(
+        None, description="reasoning effort of a remote reasoning model (OpenAI gpt-5/o-series reasoning_effort, "
+        "Claude extended thinking): none, minimal, low, medium, high; which ones depends on the model; "
+        "default: low where the model takes it")
 
 
 def config_error(protocol: str, cls: type[ProtocolConfig], e: ValidationError) -> errors.ConfigError:
@@ -209,6 +214,7 @@ class Protocol(ABC, Generic[ConfigT]):
             documents=[{"id": d.id, "title": d.title, "source": d.source, "chars": len(d.text)}
                        for d in ctx.documents],
             coverage=state.read.report())
+        result.settings = RunRecord.of(self, result.cost)
         result = result.without_secrets(ctx.secrets)
         return result if self.store_text else result.redacted(state.shown_texts + [d.text for d in ctx.documents])
 

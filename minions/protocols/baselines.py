@@ -30,7 +30,7 @@ _CHUNK_REF = re.compile(r"\[C(\d+)\]")
 
 class BaselineConfig(ProtocolConfig):
     #: cap on the prompt's tokens; the model's own context window applies as well
-    max_context_tokens: int | None = Field(None, ge=1)
+    max_context_tokens: int | None = Field(None, ge=1, description="cap on the prompt's tokens")
 
 
 class _WholeContext(Protocol[BaselineConfig]):
@@ -78,9 +78,10 @@ class LocalOnly(_WholeContext):
 
 
 class RAGConfig(BaselineConfig):
-    top_k: int = Field(5, ge=1)
-    chunk_size: int = Field(1500, ge=1)  # in the strategy's unit: characters, tokens, pages
-    chunk_strategy: Literal["chars", "tokens", "pages", "paragraphs", "sections"] = "chars"
+    top_k: int = Field(5, ge=1, description="chunks retrieved for the remote")
+    chunk_size: int = Field(1500, ge=1, description="chunk size, in the strategy's unit: characters, tokens, pages")
+    chunk_strategy: Literal["chars", "tokens", "pages", "paragraphs", "sections"] = Field(
+        "chars", description="how documents are cut into chunks")
 
 
 class RAG(Protocol[RAGConfig]):

@@ -13,6 +13,8 @@ import json
 import time
 from typing import Any
 
+from pydantic import BaseModel
+
 from minions.documents import Document, unique_ids
 from minions.protocols import RunResult
 from minions.serve.errors import InvalidRequest, RunFailed, ServeError
@@ -121,7 +123,8 @@ async def plan_for(service: Service, request: ChatCompletionRequest) -> RunPlan:
         raise InvalidRequest("Only text answers are supported (response_format {'type': 'text'}).",
                              param="response_format")
     task = compose_task(request)
-    knobs = service.check_knobs(name, request.minions.knobs)
+    given: BaseModel = request.minions.knobs  # a model generated from the Configs (schemas.Knobs)
+    knobs = service.check_knobs(name, given.model_dump(exclude_none=True))
     docs = await documents_for(service, request)
     return RunPlan(protocol=name, task=task, documents=docs, knobs=knobs,
                    max_remote_usd=request.minions.max_remote_usd)
@@ -143,10 +146,6 @@ def ignored_params(request: ChatCompletionRequest) -> list[str]:
 def info_of(result: RunResult, ignored: list[str] | None = None) -> MinionsInfo:
     summary = result.summary()
     summary.pop("answer")
-    for flag in ("degraded", "grounded", "cancelled"):  # RunResult flags, where this version has them
-        if flag not in summary and hasattr(result, flag):
-            summary[flag] = getattr(result, flag)
-    summary.update(error_type=result.error_type, warnings=result.warnings)
     if ignored:
         summary["ignored_params"] = ignored
     return MinionsInfo(**summary)
