@@ -89,8 +89,8 @@ def render_turn(turn: Turn, index: int, titles: dict[str, str], docs: Mapping[st
             st.warning(safe_md(f"Degraded answer: {r.degraded_reason}. It comes from the local model's verified "
                                "work, not from the remote's synthesis."))
         if r.grounded is False:
-            st.warning("Not grounded: this answer shares no figure or content word with what the local model "
-                       "found in the documents. Check it before trusting it.")
+            st.warning("Not grounded: this answer's figures (or, without figures, its words) are not in what "
+                       "the local model found in the documents. Check it before trusting it.")
         if r.answer:
             answer, repeats = without_repeats(r.answer)
             st.markdown(safe_md(answer))

@@ -121,8 +121,8 @@ def flag_lines(result: RunResult) -> list[str]:
     if result.degraded:
         lines.append(f"Degraded answer: {result.degraded_reason}.")
     if result.grounded is False:
-        lines.append("Not grounded: the answer shares no figure or content word with what the local model "
-                     "found in the documents. Check it before trusting it.")
+        lines.append("Not grounded: the answer's figures (or, without figures, its words) are not in what the "
+                     "local model found in the documents. Check it before trusting it.")
     return lines
 
 
