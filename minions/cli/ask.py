@@ -27,8 +27,10 @@ def budget_flag(text: str) -> float:
 
 
 def add_parser(sub) -> None:
+    from minions.documents.loaders import SUPPORTED
+
     p = sub.add_parser("ask", help="ask a question over documents",
-                       description="Ask a question over one or more documents (PDF, TXT, MD, HTML, DOCX).",
+                       description=f"Ask a question over one or more documents ({SUPPORTED}).",
                        epilog="example: minions ask report.pdf -q 'What was FY2023 revenue?' --protocol minions",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     p.add_argument("paths", nargs="+", metavar="PATH", help="documents to read (each one a file)")
@@ -94,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = build_protocol(args)  # configuration errors first: they are cheaper to find than a bad PDF
     # On the command line every argument is a file: a Path never falls back to being read as text
     # (a typo must not become a 14-character document), and a name holding a newline still loads.
-    docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit)
     live = None if (args.json or args.quiet) else LiveView(err)
+    docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit, on_progress=live)
     interrupted = False
     try:
         result = protocol.run(args.question, docs, on_event=live)

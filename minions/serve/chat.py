@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from minions.documents import Document, unique_ids
+from minions.documents import SUPPORTED, Document, unique_ids
 from minions.protocols import RunResult
 from minions.serve.errors import InvalidRequest, RunFailed, ServeError
 from minions.serve.schemas import (
@@ -54,7 +54,7 @@ def _text(message: ChatMessage, index: int) -> str:
                                  "or {'type': 'file', 'file': {'file_id': ID}}.", param=f"messages[{index}].content[{j}]")
         elif not isinstance(part, FilePart):
             raise InvalidRequest(f"Content parts of type {part.type!r} are not supported: send text and "
-                                 "file parts (PDF, TXT, MD, HTML, DOCX).", param=f"messages[{index}].content[{j}]")
+                                 f"file parts ({SUPPORTED}).", param=f"messages[{index}].content[{j}]")
     return "\n".join(parts)
 
 
