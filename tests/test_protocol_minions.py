@@ -76,7 +76,8 @@ def scripted_remote(plans: list[str], decisions: list[str]) -> FunctionClient:
 
 def excerpt_and_task(msgs: list[Message]) -> tuple[str, str]:
     user = msgs[-1].content
-    excerpt = user.split("<excerpt>\n", 1)[1].split("\n</excerpt>", 1)[0]
+    shown = user.split("<excerpt>\n", 1)[1].split("\n</excerpt>", 1)[0]
+    excerpt = " ".join(re.sub(r"^\[\d+\] ", "", line) for line in shown.splitlines())  # the numbered sentences
     task = re.search(r"^Task: (.*)$", user, re.M).group(1)
     return excerpt, task
 
