@@ -97,7 +97,7 @@ async def _child(n_chunks: int, layouts: list[str], threads: int) -> dict:
                 from minions.protocols.minions_jobs import _judge
                 from minions.protocols.result import JobRecord
 
-                rec = JobRecord(job_id=k, task_id=1, chunk_id=ch.id, instruction=question)
+                rec = JobRecord(job_id=str(k), task_id=1, chunk_id=ch.id, sample=0, instruction=question, pages=(1, 1))
                 _judge(rec, out.text, ch, MinionSConfig())
                 s["cited"] += rec.verified
     await client.aclose()

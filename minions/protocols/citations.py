@@ -241,3 +241,25 @@ def quote_lines(text: str, numbers: list[int]) -> tuple[str | None, list[int]]:
             parts.append(" ")
         parts.append(text[s:e])
     return "".join(parts), valid
+
+
+def figures(s: str) -> set[str]:
+    """The numbers in `s`, scale ignored (a table says "1,577" under "(Millions)", an answer "$1,577 million")."""
+    return {_number(m.group(1)) for m in _NUMBER.finditer(s.translate(_QUOTE_MAP))}
+
+
+def point_citation(text: str, numbers: list[int], answer: str) -> tuple[str | None, str]:
+    """The quote for an answer cited by sentence numbers, and how it was found. The cited sentences
+    must hold every figure of the answer; if they do not, the chunk's first segment that does is
+    cited instead ("re-pointed": a small model often writes [1]); if none does, (None, why)."""
+    need = figures(answer)
+    quote, valid = quote_lines(text, numbers)
+    if quote is not None and need <= figures(quote):
+        return quote, ""
+    if need:
+        for i, (s, e) in enumerate(segments(text), start=1):
+            if need <= figures(text[s:e]):
+                return text[s:e], f"citation re-pointed to sentence {i}"
+    if quote is None:
+        return None, f"citation lines {numbers[:MAX_CITED_SEGMENTS]} not in chunk"
+    return None, "answer's figures not in the chunk"

@@ -19,7 +19,7 @@ from pydantic import field_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
-from minions.protocols.citations import MAX_CITED_SEGMENTS, citation_found, normalize, numbered, quote_lines
+from minions.protocols.citations import MAX_CITED_SEGMENTS, citation_found, normalize, numbered, point_citation
 from minions.protocols.events import JobFinished
 from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
 from minions.protocols.parsing import parse_reply
@@ -225,14 +225,14 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
         rec.status, rec.note = JobStatus.ABSTAINED, ""
         return
     if out.lines:  # a pointer: the quote is copied from the chunk, exact by construction
-        quote, valid = quote_lines(chunk.text, out.lines)
+        quote, how = point_citation(chunk.text, out.lines, rec.answer)
         if quote is not None:
             rec.citation = quote[:MAX_FIELD_CHARS]
-            rec.status, rec.note = JobStatus.KEPT, ""
+            rec.status, rec.note = JobStatus.KEPT, how
             return
         if not rec.citation:
             rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
-            rec.note = f"citation lines {out.lines[:MAX_CITED_SEGMENTS]} not in chunk"
+            rec.note = how
             return
     if not rec.citation:
         found, how = False, "no citation"
