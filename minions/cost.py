@@ -23,8 +23,9 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from minions import errors
 from minions.clients.base import Usage
 
 if sys.version_info >= (3, 11):
@@ -36,11 +37,13 @@ _DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest)$")
 
 
 class Price(BaseModel):
-    """Dollars per 1M tokens."""
+    """Dollars per 1M tokens: finite and not negative (a negative or NaN price would disable every cap)."""
 
-    input: float
-    output: float
-    cached_input: float | None = None
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
     source: str = ""
     date: str = ""
 
@@ -64,7 +67,11 @@ class PriceTable:
         rows = _parse(tomllib.loads(text), "minions/prices.toml")
         paths = [p for p in (os.environ.get("MINIONS_PRICES"), *extra) if p]
         for p in paths:
-            rows.update(_parse(tomllib.loads(Path(p).read_text()), str(p)))
+            from minions.config_files import read_toml
+
+            data, text = read_toml(p, what="MINIONS_PRICES names" if p == os.environ.get("MINIONS_PRICES")
+                                   else "The price file")
+            rows.update(_parse(data, str(p), text))
         return cls(rows, catalog=True)
 
     def get(self, key: str) -> Price | None:
@@ -83,8 +90,27 @@ class PriceTable:
         return None if price is None else price.cost(usage)
 
 
-def _parse(data: dict, where: str) -> dict[str, Price]:
-    rows = {k: Price.model_validate(v) for k, v in data.get("models", {}).items()}
+def _parse(data: dict, where: str, text: str | None = None) -> dict[str, Price]:
+    """`[models."provider/model"]` rows -> Prices; a bad row is a ConfigError naming file and line."""
+    from minions.config_files import where as at
+
+    def fail(key: tuple[str, ...], problem: str) -> errors.ConfigError:
+        place = at(where, text, *key) if text is not None else where
+        return errors.ConfigError(f"{place}: {problem}. A row is [models.\"provider/model\"] with input = and "
+                                  "output = (finite dollars per 1M tokens, at least 0) and optionally cached_input.")
+
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise fail(("models",), "'models' must be a table of price rows")
+    rows = {}
+    for k, v in models.items():
+        if not isinstance(v, dict):
+            raise fail(("models", k), f"price row {k!r} must be a table")
+        try:
+            rows[k] = Price.model_validate(v)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise fail(("models", k), f"price row {k!r}: {problems}") from None
     return {k: p if p.source else p.model_copy(update={"source": where}) for k, p in rows.items()}
 
 

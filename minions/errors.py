@@ -151,3 +151,10 @@ class RunCancelledError(MinionsError):
 
 class DatasetNotFoundError(ConfigError):
     pass
+
+
+# --- warnings ------------------------------------------------------------------------------------
+
+class RiskySetupWarning(UserWarning):
+    """A set-up that works but may expose a key or a server: a provider's URL changed from its
+    built-in default, an API key sent over plain http to another machine. Front ends print it."""

@@ -20,6 +20,7 @@ from minions.protocols.minions_jobs import JobOutput, _as_text
 from minions.protocols.minions_plan import JobPlan
 from minions.protocols.parsing import MAX_NESTING, nested_too_deep, parse_reply
 from minions.protocols.result import JobStatus
+from tests.scripted import by_schema
 
 DOC = Document.from_pages(["Northwind Traders annual report.",
                            "Financial results. The revenue was $42 million in fiscal 2024."], id="nw", title="Northwind")
@@ -48,16 +49,7 @@ def job(value: str) -> str:
 
 def remote_for(decisions: list[str]) -> FunctionClient:
     """Plans with PLAN; answers the i-th synthesis (or its retry) with decisions[i] (last repeats)."""
-    state = {"n": 0}
-
-    def reply(msgs: list[Message], _opts) -> str:
-        if "plan the workers' jobs" in msgs[1].content:
-            return PLAN
-        i = min(state["n"], len(decisions) - 1)
-        state["n"] += 1
-        return decisions[i]
-
-    return FunctionClient(reply, model="remote")
+    return by_schema({"JobPlan": [PLAN], ("Synthesis", "LastSynthesis"): decisions}, model="remote")
 
 
 SCHEMAS = [Synthesis, LastSynthesis, JobOutput, RemoteDecision, JobPlan]

@@ -31,6 +31,7 @@ from minions.protocols.minions_jobs import _judge, citation_found, job_messages,
 from minions.protocols.minions_plan import MinionSConfig, resolve_plan
 from minions.protocols.parsing import parse_reply
 from minions.protocols.result import JobRecord, JobStatus, RunResult
+from tests.scripted import by_schema
 
 SENTINEL = "ZEBRA-SENTINEL-7741"
 PAGES = [
@@ -62,17 +63,9 @@ def more(feedback: str = "look for capital expenditure", scratchpad: str | None 
 
 
 def scripted_remote(plans: list[str], decisions: list[str]) -> FunctionClient:
-    """Answers the i-th decompose with plans[i] and the i-th synthesis with decisions[i] (last repeats)."""
-    state = {"plan": 0, "decide": 0}
-
-    def reply(msgs: list[Message], _opts) -> str:
-        text = msgs[-1].content
-        key, items = ("plan", plans) if "plan the workers' jobs" in text or "not valid" in text else ("decide", decisions)
-        i = min(state[key], len(items) - 1)
-        state[key] += 1
-        return items[i]
-
-    return FunctionClient(reply, model="scripted-remote")
+    """Answers the i-th plan it is asked for with plans[i] and the i-th synthesis with decisions[i]
+    (last repeats), by the schema asked for (see tests/scripted.py)."""
+    return by_schema({"JobPlan": plans, ("Synthesis", "LastSynthesis"): decisions})
 
 
 def excerpt_and_task(msgs: list[Message]) -> tuple[str, str]:

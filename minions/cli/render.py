@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from minions.cli.safe_text import markup, plain
+from minions.documents.ocr import OcrProgress
 from minions.protocols.events import FinalAnswer, JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
 from minions.protocols.result import RunResult
 
@@ -57,14 +58,21 @@ class LiveView:
             self.console.print(f"[yellow]{event.level}:[/] {markup(event.message)}")
         elif isinstance(event, FinalAnswer):
             self._stop_progress()
+        elif isinstance(event, OcrProgress):
+            if event.done == 0:
+                self._start_progress(event.total, f"  OCR {event.source[-40:]}")
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, completed=event.done)
+            if event.done == event.total:
+                self._stop_progress()
 
     def close(self) -> None:
         """Stop any progress bar (e.g. after Ctrl-C), so what is printed next is not overwritten."""
         self._stop_progress()
 
-    def _start_progress(self, total: int) -> None:
+    def _start_progress(self, total: int, label: str = "  local jobs") -> None:
         self._stop_progress()
-        self._progress = Progress(TextColumn("  local jobs"), BarColumn(), MofNCompleteColumn(),
+        self._progress = Progress(TextColumn(markup(label).replace("{", "{{").replace("}", "}}")), BarColumn(), MofNCompleteColumn(),
                                   console=self.console, transient=True)
         self._progress.start()
         self._task = self._progress.add_task("jobs", total=total)
@@ -121,8 +129,8 @@ def flag_lines(result: RunResult) -> list[str]:
     if result.degraded:
         lines.append(f"Degraded answer: {result.degraded_reason}.")
     if result.grounded is False:
-        lines.append("Not grounded: the answer shares no figure or content word with what the local model "
-                     "found in the documents. Check it before trusting it.")
+        lines.append("Not grounded: the answer's figures (or, without figures, its words) are not in what the "
+                     "local model found in the documents. Check it before trusting it.")
     return lines
 
 

@@ -31,6 +31,32 @@ def is_local(url: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.endswith(".local")
 
 
+def is_loopback(url_or_host: str) -> bool:
+    """Whether a URL's host (or a bare host name) is this machine's loopback interface only."""
+    import ipaddress
+
+    host = url_or_host if "/" not in url_or_host and ":" not in url_or_host.strip("[]") else \
+        urlsplit(url_or_host if "://" in url_or_host else f"http://{url_or_host}").hostname or ""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_plain_http(url: str, provider: str, key_env: str | None) -> None:
+    """Warn when an API key would travel unencrypted to another machine."""
+    import warnings
+
+    if urlsplit(url).scheme.lower() == "http" and not is_loopback(url):
+        what = f"the {key_env} key" if key_env else "its API key"
+        warnings.warn(f"{provider}: {what} will be sent over plain http to {urlsplit(url).hostname}, which is "
+                      "not this machine: anyone on the network path can read it. Use an https:// base URL.",
+                      errors.RiskySetupWarning, stacklevel=3)
+
+
 def too_long(text: str) -> bool:
     text = text.lower()
     return any(phrase in text for phrase in _TOO_LONG)

@@ -85,6 +85,7 @@ class AnthropicClient(Client):
         self._sdk = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0,
                                              timeout=self.retry.timeout)
         self.base_url = str(self._sdk.base_url)
+        _http.warn_plain_http(self.base_url, self.provider, api_key_env)
 
     def check_reasoning(self, effort: str) -> str | None:
         if effort not in self.family.efforts:

@@ -123,13 +123,18 @@ class Client(ABC):
     supports_json_schema: ClassVar[bool] = True
     #: this client's API keys: it removes them from its errors, protocols from their results
     secrets: tuple[str, ...] = ()
+    #: an embedded model that, as the remote, stands in for a cloud model (offline): it is priced as
+    #: one and gets the stand-in knob defaults. Set by `get_client` from the provider registry.
+    stand_in: bool = False
 
     def __init__(self, model: str, *, retry: RetryPolicy | None = None, price_as: str | None = None,
-                 context_window: int | None = None, seed: int | None = None):
+                 context_window: int | None = None, seed: int | None = None, stand_in: bool | None = None):
         self.model = model
         self.retry = retry or RetryPolicy()
         #: price this client as another model (the embedded model standing in for a cloud one)
         self.price_as = price_as
+        if stand_in is not None:
+            self.stand_in = stand_in
         self.context_window = context_window
         self._rng = random.Random(seed)
 

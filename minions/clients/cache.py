@@ -102,6 +102,7 @@ class CachedClient(Client):
         self.provider = inner.provider  # type: ignore[misc]  # same spec as the inner client
         self.supports_json_schema = inner.supports_json_schema  # type: ignore[misc]
         self.secrets = inner.secrets
+        self.stand_in = inner.stand_in
         self.hits = 0
         self.misses = 0  # calls that reached the model
         self._inflight: dict[str, asyncio.Future[Completion]] = {}

@@ -11,7 +11,7 @@ from typing import Any
 from minions import errors
 from minions.clients import _http
 from minions.clients.base import Client, Completion, Message, Options, Usage
-from minions.clients.openai_models import MAX_RETRY_TOKENS, check_effort, family_of
+from minions.clients.openai_models import MAX_RETRY_TOKENS, check_effort, context_window_of, family_of
 
 # Local servers ignore the key, but the SDK refuses to start without one.
 _NO_KEY = "not-needed"
@@ -26,6 +26,8 @@ class OpenAIClient(Client):
         super().__init__(model, **kw)
         #: what this model accepts (max_completion_tokens, temperature, reasoning_effort, ...)
         self.family = family_of(model)
+        if self.context_window is None:  # configured (context_window=, a providers file) wins over the table
+            self.context_window = context_window_of(model)
         if reasoning_effort is not None and (why := check_effort(model, reasoning_effort)):
             raise errors.ConfigError(f"{provider_name}/{why}. Leave reasoning_effort unset for it, "
                                      "or pick a value it takes.")
@@ -48,6 +50,8 @@ class OpenAIClient(Client):
         self.secrets = () if key == _NO_KEY else (key,)  # removed from every error this client raises
         self._sdk = self._make_sdk(openai, key, base_url)
         self.base_url = str(self._sdk.base_url)
+        if key != _NO_KEY:
+            _http.warn_plain_http(self.base_url, self.provider, api_key_env)
         #: set once the server rejected `json_schema`: later calls go straight to json_object
         self.json_object_only = False
 

@@ -81,3 +81,24 @@ def check_effort(model: str, effort: str) -> str | None:
     if effort not in fam.efforts:
         return f"{model} takes reasoning effort {', '.join(fam.efforts)}, not {effort!r}"
     return None
+
+
+#: context windows (prompt + reply tokens) of OpenAI's models, from their model pages; first match
+#: wins. A prompt is fitted to the window before it is built, so one that cannot fit is cut or
+#: refused here rather than by the API after the upload (and a server's run stays bounded).
+CONTEXT_WINDOWS: tuple[tuple[str, int], ...] = (
+    (r"gpt-5", 400_000),
+    (r"gpt-4\.1", 1_047_576),
+    (r"(gpt-4o|chatgpt-4o|gpt-4-turbo|gpt-4\.5)", 128_000),
+    (r"(o1-mini)", 128_000),
+    (r"(o1|o3|o4)", 200_000),
+    (r"gpt-4-32k", 32_768),
+    (r"gpt-4", 8_192),
+    (r"gpt-3\.5-turbo", 16_385),
+)
+
+
+def context_window_of(model: str) -> int | None:
+    """The known window of an OpenAI model (a bare name or a path), or None."""
+    name = model.rsplit("/", 1)[-1].lower()
+    return next((w for pattern, w in CONTEXT_WINDOWS if re.match(pattern, name)), None)

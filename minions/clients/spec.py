@@ -16,6 +16,7 @@ Providers are data: `BUILTIN` below, plus your own without editing the package â
     wire = "openai"                       # openai | anthropic | ollama | llamacpp | azure
     base_url = "https://llm.example.com/v1"
     api_key_env = "MYHOST_API_KEY"        # omit for servers that need no key
+    # stand_in = true                     # an embedded model that may play the remote offline
 
 or an entry point in the group `minions.providers` that loads a `ProviderSpec` (or a list of them).
 Unknown fields are errors, and a user's provider may replace a built-in one of the same name.
@@ -24,20 +25,14 @@ Unknown fields are errors, and a user's provider may replace a built-in one of t
 from __future__ import annotations
 
 import os
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from minions import errors
 from minions.clients.base import Client
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 Wire = Literal["openai", "anthropic", "ollama", "llamacpp", "azure"]
 ENTRY_POINT_GROUP = "minions.providers"
@@ -60,10 +55,15 @@ class ProviderSpec(BaseModel):
     prices: str | None = None
     #: runs on the user's machine (tokens cost nothing)
     local: bool = False
+    #: an embedded model that, as the remote, is the offline stand-in for a cloud model (`Client.stand_in`)
+    stand_in: bool = False
     #: Azure: the variables naming the resource endpoint and the API version
     endpoint_env: str | None = None
     api_version_env: str | None = None
     description: str = ""
+    #: tokens of prompt and reply the provider's models take (an OpenAI-compatible server's own
+    #: window, which no table knows); None: the client's table of known models, else unknown
+    context_window: int | None = Field(None, ge=1)
 
     @property
     def key_envs(self) -> tuple[str, ...]:
@@ -79,7 +79,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
     _p("anthropic", wire="anthropic", api_key_env="ANTHROPIC_API_KEY", prices="anthropic",
        description="Anthropic"),
     _p("ollama", wire="ollama", local=True, description="Ollama server (OLLAMA_HOST)"),
-    _p("llamacpp", wire="llamacpp", local=True, description="llama.cpp in-process (GGUF)"),
+    _p("llamacpp", wire="llamacpp", local=True, stand_in=True, description="llama.cpp in-process (GGUF)"),
     _p("gemini", base_url="https://generativelanguage.googleapis.com/v1beta/openai/", api_key_env="GEMINI_API_KEY",
        prices="google", description="Google Gemini (OpenAI-compatible endpoint)"),
     _p("deepseek", base_url="https://api.deepseek.com", api_key_env="DEEPSEEK_API_KEY", prices="deepseek",
@@ -113,26 +113,39 @@ def user_config_path() -> Path:
 
 
 def _from_file(path: Path) -> list[ProviderSpec]:
-    if not path.is_file():
-        if os.environ.get("MINIONS_PROVIDERS"):  # named on purpose: its absence is a mistake
-            raise errors.ConfigError(f"MINIONS_PROVIDERS names {path}, which does not exist.")
+    from minions.config_files import read_toml, where
+
+    named = bool(os.environ.get("MINIONS_PROVIDERS"))  # named on purpose: its absence is a mistake
+    if not named and not path.exists():
         return []
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise errors.ConfigError(f"{path} is not valid TOML: {e}") from e
+    data, text = read_toml(path, what="MINIONS_PROVIDERS names" if named else "The providers file")
     unknown = set(data) - {"providers"}
     if unknown:
-        raise errors.ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; use [providers.NAME].")
+        first = sorted(unknown)[0]
+        raise errors.ConfigError(f"{where(path, text, first)}: unknown table(s) {', '.join(sorted(unknown))}; use "
+                                 "[providers.NAME].")
+    table = data.get("providers", {})
+    if not isinstance(table, dict):
+        raise errors.ConfigError(f"{where(path, text, 'providers')}: 'providers' must be tables "
+                                 f"[providers.NAME] with wire, base_url, api_key_env, not a {_toml_type(table)}.")
     found = []
-    for name, fields in (data.get("providers") or {}).items():
+    for name, fields in table.items():
+        if not isinstance(fields, dict):
+            raise errors.ConfigError(f"{where(path, text, 'providers', name)}: provider {name!r} must be a table "
+                                     f"[providers.{name}] (fields: {', '.join(ProviderSpec.model_fields)}), not "
+                                     f"a {_toml_type(fields)}.")
         try:
             found.append(ProviderSpec.model_validate({"name": name, **fields}))
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise errors.ConfigError(f"{path}: provider {name!r}: {problems}. Fields: "
-                                     f"{', '.join(ProviderSpec.model_fields)}.") from e
+            raise errors.ConfigError(f"{where(path, text, 'providers', name)}: provider {name!r}: {problems}. "
+                                     f"Fields: {', '.join(ProviderSpec.model_fields)}.") from None
     return found
+
+
+def _toml_type(value: object) -> str:
+    return {list: "list (an [[array of tables]] or [...])", int: "number", float: "number", str: "string",
+            bool: "boolean"}.get(type(value), type(value).__name__)
 
 
 def _from_entry_points() -> list[ProviderSpec]:
@@ -151,8 +164,23 @@ def providers() -> dict[str, ProviderSpec]:
     """Every provider: built in, then entry points, then the user's file (later ones win)."""
     table = {p.name: p for p in BUILTIN}
     table.update((p.name, p) for p in _from_entry_points())
-    table.update((p.name, p) for p in _from_file(user_config_path()))
+    for p in _from_file(user_config_path()):
+        _warn_if_moved(table.get(p.name), p)
+        table[p.name] = p
     return table
+
+
+def _warn_if_moved(builtin: ProviderSpec | None, user: ProviderSpec) -> None:
+    """A user's file that points a known provider elsewhere gets that provider's key: say so."""
+    if builtin is None or builtin.base_url == user.base_url:
+        return
+    import warnings
+
+    default = builtin.base_url or "its official API"
+    key = f" and sends your {user.api_key_env} key there" if user.api_key_env else ""
+    warnings.warn(f"{user_config_path()} replaces the built-in provider {user.name!r}: it now reaches "
+                  f"{user.base_url or 'the SDK default'} instead of {default}{key}. Give it another name if that "
+                  "is not intended.", errors.RiskySetupWarning, stacklevel=3)
 
 
 def provider(name: str) -> ProviderSpec | None:
@@ -176,10 +204,16 @@ def parse_spec(spec: str, table: dict[str, ProviderSpec] | None = None) -> tuple
 
 def get_client(spec: str, **kw: Any) -> Client:
     """Build the client a spec names. Keyword arguments go to the client's constructor
-    (api_key, base_url, host, price_as, retry, context_window, reasoning_effort, ...)."""
+    (api_key, base_url, host, price_as, retry, context_window, reasoning_effort, ...).
+    The client's `stand_in` comes from its provider's entry in the registry."""
     table = providers()
     name, model = parse_spec(spec, table)
-    p = table[name]
+    client = _build(table[name], name, model, kw)
+    client.stand_in = table[name].stand_in
+    return client
+
+
+def _build(p: ProviderSpec, name: str, model: str, kw: dict[str, Any]) -> Client:
     if p.wire == "llamacpp":
         from minions.clients.llamacpp import LlamaCppClient
 
@@ -207,4 +241,6 @@ def get_client(spec: str, **kw: Any) -> Client:
         kw.setdefault("base_url", base_url)
     kw.setdefault("api_key_env", p.api_key_env)
     kw.setdefault("provider_name", name)
+    if p.context_window is not None:
+        kw.setdefault("context_window", p.context_window)
     return OpenAIClient(model, **kw)

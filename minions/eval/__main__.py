@@ -40,7 +40,7 @@ def _pairs(items: list[str] | None, flag: str, *, lists: bool = False) -> dict[s
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minions.eval", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--config", help="TOML sweep config (see evals/offline.toml)")
     p.add_argument("--name", help="sweep name (default run dir: runs/NAME)")
     p.add_argument("--dataset", action="append", help="financebench | longhealth | qasper | sample (repeatable)")
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorer", help="score every item with this scorer (e.g. judge)")
     p.add_argument("--judge", metavar="SPEC", help="judge model for --scorer judge")
     p.add_argument("--judge-price-as", metavar="SPEC")
+    p.add_argument("-v", "--verbose", action="store_true", help="also log third-party libraries' INFO lines")
     return p
 
 
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:  # logs and pipes: wide enough for the summary table, not 80 columns
         console = Console(width=180)
     args = build_parser().parse_args(argv)
+    from minions.cli import logs
+
+    undo_logging, undo_warnings = logs.install(verbose=args.verbose), logs.plain_warnings()
     try:
         try:
             import matplotlib  # noqa: F401  fail now, not after an hour of sweeping
@@ -115,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished items are saved; rerun the same command to resume.")
         return 130
+    finally:
+        undo_logging()
+        undo_warnings()
 
 
 def _run(cfg, console) -> int:

@@ -25,7 +25,11 @@ def protocol_class(name: str) -> type[Protocol]:
 
 
 def get_protocol(name: str, local: Any = None, remote: Any = None, **kw: Any) -> Protocol:
-    return protocol_class(name)(local, remote, **kw)
+    """The library's door, through the one recipe (`protocols/build.py`): models are specs
+    ("provider/model") or Clients; keywords are knobs or RunSettings fields (see build.get_protocol)."""
+    from minions.protocols.build import get_protocol as build
+
+    return build(name, local, remote, **kw)
 
 
 __all__ = ["PROTOCOL_NAMES", "CancelToken", "Citation", "JobRecord", "JobStatus", "Protocol", "ProtocolConfig", "RoundRecord",

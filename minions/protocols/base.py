@@ -29,17 +29,18 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 from typing import Protocol as _Structural
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from minions import errors
 from minions._sync import run_sync
 from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
+from minions.protocols.citations import place_citations
 from minions.protocols.coverage import ReadLog
 from minions.protocols.events import EventHandler, FinalAnswer, MessageSent, Notice, emit
 from minions.protocols.privacy import DocumentAliases
-from minions.protocols.result import Citation, RoundRecord, RunResult, TranscriptMessage
+from minions.protocols.result import Citation, RoundRecord, RunRecord, RunResult, TranscriptMessage
 from minions.redact import env_secrets, normalize, redact
 from minions.tokens import count_in_pieces, count_messages
 
@@ -273,12 +274,17 @@ class ProtocolConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    remote_max_tokens: int = 1024
-    local_max_tokens: int = 512
-    temperature: float = 0.0
+    # The bounds are those `Options` enforces on every call: a bad value is refused when the run is
+    # built (a 400 on the server, exit 2 on the command line), not by a call half-way through it.
+    remote_max_tokens: int = Field(1024, ge=1, description="most tokens of one remote reply")
+    local_max_tokens: int = Field(512, ge=1, description="most tokens of one local reply")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, allow_inf_nan=False, description="sampling temperature")
     #: reasoning effort for a remote reasoning model (OpenAI gpt-5/o-series `reasoning_effort`,
     #: Anthropic extended thinking); None: the client's default, which keeps planning cheap
-    remote_reasoning: str | None = None
+    remote_reasoning: str | None = Field(
+        None, description="reasoning effort of a remote reasoning model (OpenAI gpt-5/o-series reasoning_effort, "
+        "Claude extended thinking): none, minimal, low, medium, high; which ones depends on the model; "
+        "default: low where the model takes it")
 
 
 def config_error(protocol: str, cls: type[ProtocolConfig], e: ValidationError) -> errors.ConfigError:
@@ -363,6 +369,9 @@ class Protocol(ABC):
             cancelled = True
         if error is not None or cancelled:
             answer = await self._recover(ctx, error, cancelled)
+        # Offsets into the documents for every citation, so a front end can show the quote in context.
+        ctx.citations = place_citations(ctx.citations, ctx.documents,
+                                        getattr(self.config, "citation_similarity", 0.8))
         await ctx.emit(FinalAnswer(round=ctx.round or None, answer=answer,
                                    citations=[c.model_dump() for c in ctx.citations]))
         result = RunResult(
@@ -378,6 +387,7 @@ class Protocol(ABC):
             documents=[{"id": d.id, "title": d.title, "source": d.source, "chars": len(d.text)}
                        for d in ctx.documents],
             coverage=ctx.read.report())
+        result.settings = RunRecord.of(self, result.cost)
         result = result.without_secrets(ctx.secrets)
         return result if self.store_text else result.redacted(ctx.shown_texts + [d.text for d in ctx.documents])
 

@@ -90,25 +90,35 @@ async def fit_context(ctx: RunContext, role: str, context: str, *, overhead: int
     client = ctx.client(role)
     if role == "remote":  # scrub before any cut: a cut must not split personal data out of sight
         context = ctx.redact(context)
+    total = len(context)
+    known = [w for w in (client.context_window, limit) if w]
+    if known and total > min(known) * _MAX_CHARS_PER_TOKEN:
+        # Far more text than the window can hold: what cannot fit is dropped before it is counted
+        # (counting 300 MB of text would take longer than the run).
+        context = context[:min(known) * _MAX_CHARS_PER_TOKEN]
     n = client.count_tokens(context)  # first: may load an embedded model and so learn its window
     known = [w for w in (client.context_window, limit) if w]
     window = min(known) if known else default_window
     if window is None:
-        ctx.read.prefix(len(context), len(context))
+        ctx.read.prefix(total, total)
         return context
     room = window - overhead - reserve
-    if n <= room:
-        ctx.read.prefix(len(context), len(context))
+    if n <= room and len(context) == total:
+        ctx.read.prefix(total, total)
         return context
     room -= client.count_tokens(_CUT_NOTE)
-    kept = _cut(client, context, n, room) if room > 0 else ""
-    ctx.read.prefix(len(kept), len(context))
-    share = 100.0 * len(kept) / max(1, len(context))
+    kept = (context if n <= room else _cut(client, context, n, room)) if room > 0 else ""
+    ctx.read.prefix(len(kept), total)
+    share = 100.0 * len(kept) / max(1, total)
     await ctx.notice(
-        f"{ctx.protocol.name}: the documents are {n:,} tokens but {client.spec} has room for {max(room, 0):,} "
+        f"{ctx.protocol.name}: the documents are {'over ' if len(context) < total else ''}{n:,} tokens but {client.spec} has room for {max(room, 0):,} "
         f"(window {window:,} less prompt and reply); kept the first {share:.0f}% of the text. "
         "Use the minions or rag protocol for documents this long, or raise the context limit.")
     return kept + _CUT_NOTE if kept else _CUT_NOTE.strip()
+
+
+#: no tokenizer packs more characters than this into one token on average over a document
+_MAX_CHARS_PER_TOKEN = 32
 
 
 def _cut(client, text: str, n: int, room: int) -> str:
@@ -169,7 +179,7 @@ def nonempty(text: str, who: str) -> str:
 
 class BaselineConfig(ProtocolConfig):
     #: cap on the prompt's tokens; the model's own context window applies as well
-    max_context_tokens: int | None = Field(None, ge=1)
+    max_context_tokens: int | None = Field(None, ge=1, description="cap on the prompt's tokens")
 
 
 class _WholeContext(Protocol):
@@ -218,9 +228,10 @@ class LocalOnly(_WholeContext):
 
 
 class RAGConfig(BaselineConfig):
-    top_k: int = Field(5, ge=1)
-    chunk_size: int = Field(1500, ge=1)  # in the strategy's unit: characters, tokens, pages
-    chunk_strategy: Literal["chars", "tokens", "pages", "paragraphs", "sections"] = "chars"
+    top_k: int = Field(5, ge=1, description="chunks retrieved for the remote")
+    chunk_size: int = Field(1500, ge=1, description="chunk size, in the strategy's unit: characters, tokens, pages")
+    chunk_strategy: Literal["chars", "tokens", "pages", "paragraphs", "sections"] = Field(
+        "chars", description="how documents are cut into chunks")
 
 
 class RAG(Protocol):
@@ -260,6 +271,8 @@ class RAG(Protocol):
             # Each excerpt scrubbed as part of its whole document: a card number split across two
             # chunks is still found (with --privacy; otherwise this is chunk.text).
             text = ctx.redact_slice(docs[chunk.doc_id], chunk.start, chunk.end)
+            if chunk.header:  # a table's header row, repeated for an excerpt that starts below it
+                text = ctx.redact(chunk.header) + "\n" + text
             block = f"[C{len(shown) + 1}] {chunk.doc_id}, {_pages(chunk)}\n{text}"
             if room is not None:
                 room -= client.count_tokens(block) + 2

@@ -119,21 +119,24 @@ async def bounded_reply(ctx: RunContext, reply: str, local_max_tokens: int) -> s
 
 
 class MinionConfig(ProtocolConfig):
-    max_rounds: int = Field(3, ge=1, le=50)
+    max_rounds: int = Field(3, ge=1, le=50, description="most remote/local exchanges")
     #: keep a short history of earlier task/answer pairs on this protocol instance for follow-ups
-    multi_turn: bool = False
-    history_turns: int = Field(3, ge=1)
+    multi_turn: bool = Field(False, description="follow-ups continue the conversation (earlier questions and answers)")
+    history_turns: int = Field(3, ge=1, description="earlier turns kept for follow-ups (multi_turn)")
     #: cap on the worker's prompt tokens; the local model's own context window applies as well
-    max_context_tokens: int | None = Field(None, ge=1)
+    max_context_tokens: int | None = Field(None, ge=1, description="cap on the worker's prompt tokens")
     #: how many times the remote may be asked for valid JSON per decision
-    json_attempts: int = Field(2, ge=1, le=5)
+    json_attempts: int = Field(2, ge=1, le=5, description="times the remote is asked for valid JSON per decision")
     #: when the remote's answer shares nothing with the worker's replies: "flag" keeps it with
     #: grounded=false; "fallback" returns the worker's last reply instead (degraded)
-    ungrounded_answer: Literal["flag", "fallback"] = "flag"
+    ungrounded_answer: Literal["flag", "fallback"] = Field(
+        "flag", description="when the answer shares nothing with what the local model found: 'flag' it "
+        "(grounded=false) or 'fallback' to the best verified local answer")
     #: the worker's first question: the remote's ("remote"), or the user's task itself ("task"), so a
     #: remote whose first question drifts cannot keep the worker from answering what was asked (the
     #: remote's own questions follow in later rounds)
-    first_question: Literal["remote", "task"] = "remote"
+    first_question: Literal["remote", "task"] = Field(
+        "remote", description="the worker's first question: the remote's, or the user's task itself")
 
 
 class Minion(Protocol):

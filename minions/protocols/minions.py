@@ -43,7 +43,7 @@ from minions.protocols.minions_plan import (
     template,
 )
 from minions.protocols.parsing import ask_json
-from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, SpeedStore
+from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, SpeedStore, budget_tokens
 from minions.protocols.result import Citation, JobRecord, JobStatus
 
 _MAX_NOTES_CHARS = 4000   # scratchpad / feedback carried between rounds
@@ -319,7 +319,7 @@ class MinionS(Protocol):
             why = (f"no reading speed measured yet for {spec}, so a first run reads {FIRST_RUN_SHARE:.0%} or "
                    f"{FIRST_RUN_TOKENS:,} tokens; this run's speed is remembered (read= chooses)")
             return (None, why) if budget >= total else (budget, why)
-        budget = int(speed * cfg.local_time_budget)
+        budget = budget_tokens(speed, cfg.local_time_budget)
         why = (f"{spec} reads ~{speed:,.0f} tokens/s (measured), so {cfg.local_time_budget:g} s of local time "
                f"(local_time_budget) reads {budget:,} tokens")
         return (None, why + ": everything") if budget >= total else (budget, why)
@@ -385,7 +385,8 @@ def _offer_fallback(ctx: RunContext, records: list[JobRecord], chunk_docs: dict[
     if best is None:
         return
     citations = list({(r.chunk_id, q): Citation(doc_id=chunk_docs.get(r.chunk_id, ""), chunk_id=r.chunk_id,
-                                                page_start=r.pages[0], page_end=r.pages[1], text=q)
+                                                page_start=r.pages[0], page_end=r.pages[1], text=q,
+                                                **_offsets(r) if q == r.citation else {})
                       for r, q in zip(best.records, best.quotes, strict=True)}.values())
     ctx.set_fallback(best.answer[:_MAX_ANSWER_CHARS], citations,
                      f"the answer {best.support} job(s) backed with a quote from the document")
@@ -413,5 +414,10 @@ def _citations(records: list[JobRecord], chunk_docs: dict[str, str]) -> list[Cit
             continue
         out.setdefault((x.chunk_id, x.citation), Citation(
             doc_id=chunk_docs[x.chunk_id], chunk_id=x.chunk_id, page_start=x.pages[0], page_end=x.pages[1],
-            text=x.citation))
+            text=x.citation, **_offsets(x)))
     return list(out.values())
+
+
+def _offsets(x: JobRecord) -> dict[str, int]:
+    """Where a job's citation was found when it was judged (the page is added by `place`)."""
+    return {"start": x.span[0], "end": x.span[1]} if x.span else {}

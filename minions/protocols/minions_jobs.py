@@ -19,7 +19,8 @@ from pydantic import field_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
-from minions.protocols.citations import MAX_CITED_SEGMENTS, citation_found, normalize, numbered, point_citation
+from minions.protocols.citations import MAX_CITED_SEGMENTS, match_citation, normalize, numbered, point_citation
+from minions.protocols.citations import citation_found as citation_found  # re-exported
 from minions.protocols.events import JobFinished
 from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
 from minions.protocols.parsing import parse_reply
@@ -128,7 +129,8 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
     pages = f"page {chunk.page_start}" if chunk.page_start == chunk.page_end \
         else f"pages {chunk.page_start}-{chunk.page_end}"
     return template("minions_worker_chunk.txt").substitute(
-        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=numbered(chunk.text))
+        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages,
+        text=(f"{chunk.header}\n" if chunk.header else "") + numbered(chunk.text))  # the header is not cited
 
 
 def job_suffix(instruction: str, advice: str) -> str:
@@ -229,6 +231,8 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
         if quote is not None:
             rec.citation = quote[:MAX_FIELD_CHARS]
             rec.status, rec.note = JobStatus.KEPT, how
+            if (i := chunk.text.find(quote)) >= 0:  # one contiguous quote: its offsets in the document
+                rec.span = (chunk.start + i, chunk.start + i + len(quote))
             return
         if not rec.citation:
             rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
@@ -237,7 +241,10 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     if not rec.citation:
         found, how = False, "no citation"
     else:
-        found, how = citation_found(rec.citation, chunk.text, cfg.citation_similarity)
+        m = match_citation(rec.citation, chunk.text, cfg.citation_similarity)
+        found, how = m.found, m.how
+        if m.start is not None and m.end is not None:
+            rec.span = (chunk.start + m.start, chunk.start + m.end)
     if found:
         rec.status, rec.note = JobStatus.KEPT, "" if how == "exact" else f"citation matched ({how})"
     else:

@@ -38,12 +38,12 @@ _CHARS_PER_PAGE = 3000
 
 
 class MinionSConfig(ProtocolConfig):
-    max_rounds: int = Field(2, ge=1, le=20)
+    max_rounds: int = Field(2, ge=1, le=20, description="most plan/read/aggregate rounds")
     tasks_per_round: int = Field(3, ge=1, le=50, description="most tasks a plan may hold")
     samples_per_task: int = Field(1, ge=1, le=16, description="most samples per task and chunk")
-    chunk_strategy: ChunkStrategy = "chars"
+    chunk_strategy: ChunkStrategy = Field("chars", description="how documents are cut into chunks")
     chunk_size: int = Field(3000, ge=1, description="default size, in the strategy's unit")
-    min_chunk_chars: int = Field(300, ge=1)
+    min_chunk_chars: int = Field(300, ge=1, description="lower bound for any chunking the remote picks")
     max_chunk_chars: int = Field(12000, ge=1, description="upper bound for any chunking the remote picks")
     max_jobs_per_round: int | None = Field(None, ge=1, description="cap on jobs per round; None: the read budget decides")
     read: Annotated[ReadBudget | None, BeforeValidator(lambda v: None if v is None else ReadBudget.parse(v))] = \
@@ -53,16 +53,18 @@ class MinionSConfig(ProtocolConfig):
     # Off by default on measurement: on FinanceBench, reading the neighbours of the best hit costs 1.5
     # points of coverage at a 30% budget (95.3% -> 93.8%) and gains 0.8 at 20% (benchmarks/coverage.py).
     neighbours: int = Field(0, ge=0, le=20, description="also read the chunks next to the best N hits")
-    local_max_tokens: int = 256
-    remote_max_tokens: int = 1024
+    local_max_tokens: int = Field(256, ge=1, description="most tokens of one local job's reply")
+    remote_max_tokens: int = Field(1024, ge=1, description="most tokens of one remote reply")
     retrieval: bool = Field(False, description="always keep only the top retrieval_top_k chunks (plan query, else the task)")
     retrieval_top_k: int = Field(8, ge=1, description="most chunks a keyword filter may select")
-    concurrency: int = Field(4, ge=1)
-    strategy: Literal["retries", "scratchpad"] = "retries"
-    citation_check: Literal["drop", "flag"] = "drop"
-    citation_similarity: float = Field(0.8, ge=0.0, le=1.0)
-    plan_attempts: int = Field(2, ge=1, le=10)
-    synth_attempts: int = Field(2, ge=1, le=10)
+    concurrency: int = Field(4, ge=1, description="local jobs run at once")
+    strategy: Literal["retries", "scratchpad"] = Field(
+        "retries", description="between rounds the remote gets feedback only (retries) or keeps a scratchpad")
+    citation_check: Literal["drop", "flag"] = Field(
+        "drop", description="a job answer whose citation is not in its chunk: dropped, or kept and flagged")
+    citation_similarity: float = Field(0.8, ge=0.0, le=1.0, description="how close a citation must match its chunk")
+    plan_attempts: int = Field(2, ge=1, le=10, description="times the remote is asked for a valid plan")
+    synth_attempts: int = Field(2, ge=1, le=10, description="times the remote is asked for a valid synthesis")
     aggregate_max_chars: int = Field(12000, ge=500, description="budget for job outputs shown to the remote")
     sample_temperature: float = Field(0.7, ge=0.0, le=2.0, description="used when a task has >1 sample")
     ask_question: bool = Field(True, description="every round also runs the user's question itself as a task "

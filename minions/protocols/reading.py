@@ -24,8 +24,8 @@ from pydantic import BaseModel
 
 FIRST_RUN_SHARE = 0.30
 FIRST_RUN_TOKENS = 8000     # ...or this many tokens if more: short documents are read whole
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-_TOKENS = re.compile(r"^\s*(\d[\d_,]*)\s*(?:tokens?|tok)?\s*$", re.I)
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$", re.ASCII)  # ASCII: "१२३" is not 123
+_TOKENS = re.compile(r"^\s*(\d[\d_,]*)\s*(?:tokens?|tok)?\s*$", re.I | re.ASCII)
 FORMS = "'all', a share like '30%', or a number of tokens like '20000'"
 
 
@@ -86,7 +86,12 @@ def speeds_file() -> Path:
 
 
 class SpeedStore:
-    """Document tokens read per second, per local model spec. A missing or damaged file is empty."""
+    """Document tokens read per second, per local model spec. A missing or damaged file is empty, and
+    so is a damaged entry (a speed that is not a finite positive number, counts that are not numbers):
+    a bad cache file never breaks a run, and recording a speed never fails one."""
+
+    #: no engine reads faster than this; a larger figure is damage, not a measurement
+    MAX_TOKENS_PER_S = 1e7
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else speeds_file()
@@ -96,21 +101,45 @@ class SpeedStore:
             data = json.loads(self.path.read_text("utf-8"))
         except (OSError, ValueError):
             return {}
-        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: entry for k, v in data.items() if (entry := self._entry(v)) is not None}
+
+    @classmethod
+    def _entry(cls, v: object) -> dict[str, float] | None:
+        """A valid entry, or None (damaged: ignored)."""
+        if not isinstance(v, dict):
+            return None
+        try:
+            tps, tok, sec = (_finite(v.get(k)) for k in ("tokens_per_s", "tokens", "seconds"))
+        except ValueError:
+            return None
+        if not 0 < tps <= cls.MAX_TOKENS_PER_S or tok <= 0 or sec <= 0:
+            return None
+        return {"tokens_per_s": tps, "tokens": tok, "seconds": sec}
 
     def get(self, model: str) -> float | None:
-        tps = self._load().get(model, {}).get("tokens_per_s")
-        return float(tps) if isinstance(tps, int | float) and math.isfinite(tps) and tps > 0 else None
+        entry = self._load().get(model)
+        return None if entry is None else entry["tokens_per_s"]
 
     def record(self, model: str, tokens: int, seconds: float) -> float | None:
         """Fold one run's measurement in (runs weigh by their length, so a tiny run moves it little)
         and return the new speed. Failing to write (read-only home) is not an error for a run."""
+        try:
+            return self._record(model, tokens, seconds)
+        except Exception:  # noqa: BLE001  the run's work is done: a cache write must never lose it
+            return None
+
+    def _record(self, model: str, tokens: int, seconds: float) -> float | None:
+        tokens, seconds = _finite(tokens), _finite(seconds)
         if tokens <= 0 or seconds <= 0:
             return None
         data = self._load()
         old = data.get(model, {})
-        tok = float(old.get("tokens", 0)) * 0.5 + tokens   # older runs count half as much
-        sec = float(old.get("seconds", 0)) * 0.5 + seconds
+        tok = old.get("tokens", 0.0) * 0.5 + tokens   # older runs count half as much
+        sec = old.get("seconds", 0.0) * 0.5 + seconds
+        if self._entry({"tokens_per_s": tok / sec, "tokens": tok, "seconds": sec}) is None:
+            return None
         data[model] = {"tokens_per_s": tok / sec, "tokens": tok, "seconds": sec}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,3 +150,17 @@ class SpeedStore:
         except OSError:
             return None
         return tok / sec
+
+
+def _finite(v: object) -> float:
+    """A finite number (bools and strings are not), else ValueError."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"not a finite number: {v!r}")
+    return float(v)
+
+
+def budget_tokens(tokens_per_s: float, seconds: float) -> int:
+    """Tokens read in `seconds` at `tokens_per_s`; an unbounded time (inf, 1e308) is 'everything'
+    as a very large int, never an OverflowError."""
+    product = tokens_per_s * seconds
+    return int(product) if math.isfinite(product) and product < 2**62 else 2**62

@@ -21,6 +21,12 @@ class Citation(BaseModel):
     page_start: int | None = None
     page_end: int | None = None
     text: str
+    #: Where the quote is, for front ends to show it in context: character offsets into the
+    #: document's text (`Document.text[start:end]`, the text `minions.load` gives) and the page
+    #: holding `start`. None when the quote could not be placed (a made-up or altered quote).
+    start: int | None = None
+    end: int | None = None
+    page: int | None = None
 
 
 class DocumentCoverage(BaseModel):
@@ -96,6 +102,8 @@ class JobRecord(BaseModel):
     explanation: str | None = None
     citation: str | None = None
     answer: str | None = None
+    #: the citation's [start, end) offsets in its document's text, when it was found in the chunk
+    span: tuple[int, int] | None = None
     status: JobStatus = JobStatus.FAILED        # set when the job's reply is judged
     note: str = ""                              # the detail, for people: how a citation matched, the error
 
@@ -116,6 +124,35 @@ class RoundRecord(BaseModel):
     plan: dict[str, Any] | None = None          # MinionS: the validated job plan
     jobs: list[JobRecord] = Field(default_factory=list)
     decision: str = ""
+
+
+class RunRecord(BaseModel):
+    """What a run ran (`RunResult.settings`): the resolved knobs (every field of the protocol's
+    Config), the models, whether the remote was a stand-in and what it was priced as, and the price
+    sources. `RunSettings.from_record(record)` runs it again."""
+
+    protocol: str
+    config: dict[str, Any]
+    local: str | None = None
+    remote: str | None = None
+    remote_stand_in: bool = False
+    remote_price_as: str | None = None
+    price_sources: dict[str, str] = Field(default_factory=dict)
+    max_remote_usd: float | None = None
+    privacy: bool = False
+    store_text: bool = True
+
+    @classmethod
+    def of(cls, protocol: Any, cost: CostReport | None = None) -> RunRecord:
+        """The record of `protocol` (a built Protocol) and, once it has run, its cost report."""
+        local, remote = protocol.local, protocol.remote
+        return cls(protocol=protocol.name, config=protocol.config.model_dump(mode="json"),
+                   local=local.spec if local is not None else None, remote=remote.spec if remote is not None else None,
+                   remote_stand_in=bool(remote is not None and remote.stand_in),
+                   remote_price_as=remote.price_as if remote is not None else None,
+                   price_sources=dict(cost.price_sources) if cost is not None else {},
+                   max_remote_usd=protocol.max_remote_usd, privacy=protocol.privacy is not None,
+                   store_text=protocol.store_text)
 
 
 class RunResult(BaseModel):
@@ -146,6 +183,8 @@ class RunResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     documents: list[dict[str, Any]] = Field(default_factory=list)  # id, title, source, chars
     coverage: Coverage | None = None            # how much of the documents was read
+    #: what ran: resolved knobs, models, stand-in status, price sources (RunSettings.from_record)
+    settings: RunRecord | None = None
 
     @property
     def n_rounds(self) -> int:
@@ -180,6 +219,7 @@ class RunResult(BaseModel):
             "degraded_reason": self.degraded_reason,
             "grounded": self.grounded,
             "cancelled": self.cancelled,
+            "settings": self.settings.model_dump(mode="json") if self.settings else None,
         }
 
     def redacted(self, texts: list[str]) -> RunResult:

@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any
 
-from minions.documents import Document, unique_ids
+from minions.documents import SUPPORTED, Document, unique_ids
 from minions.protocols import RunResult
 from minions.serve.errors import InvalidRequest, RunFailed, ServeError
 from minions.serve.schemas import (
@@ -51,7 +51,7 @@ def _text(message: ChatMessage, index: int) -> str:
                                  "or {'type': 'file', 'file': {'file_id': ID}}.", param=f"messages[{index}].content[{j}]")
         elif not isinstance(part, FilePart):
             raise InvalidRequest(f"Content parts of type {part.type!r} are not supported: send text and "
-                                 "file parts (PDF, TXT, MD, HTML, DOCX).", param=f"messages[{index}].content[{j}]")
+                                 f"file parts ({SUPPORTED}).", param=f"messages[{index}].content[{j}]")
     return "\n".join(parts)
 
 
@@ -99,14 +99,19 @@ async def documents_for(service: Service, request: ChatCompletionRequest) -> lis
                 if isinstance(part, FilePart):
                     docs.append(await _file_document(service, part, f"messages[{i}].content[{j}]"))
     if request.minions.documents is not None:
-        docs += [service.store.get(ref, param=f"minions.documents[{k}]")
-                 for k, ref in enumerate(request.minions.documents)]
+        # A repeated id names the same document: read once (3000 copies of one id must not make a
+        # prompt 3000 documents long).
+        refs = list(dict.fromkeys(request.minions.documents))
+        service.settings.ceilings.check_documents(len(refs), param="minions.documents")
+        first = {ref: k for k, ref in reversed(list(enumerate(request.minions.documents)))}
+        docs += [service.store.get(ref, param=f"minions.documents[{first[ref]}]") for ref in refs]
     elif not docs:
         docs = list(service.store.corpus.values())
     if not docs:
         raise InvalidRequest("No documents to answer over: attach a file part, pass minions.documents, or start "
                              "the server with documents (minions serve report.pdf).", param="messages")
-    return unique_ids(docs)
+    distinct = list({id(d): d for d in docs}.values())  # the same file id attached twice: once
+    return unique_ids(distinct)
 
 
 async def plan_for(service: Service, request: ChatCompletionRequest) -> RunPlan:
@@ -115,7 +120,7 @@ async def plan_for(service: Service, request: ChatCompletionRequest) -> RunPlan:
         raise InvalidRequest("Only text answers are supported (response_format {'type': 'text'}).",
                              param="response_format")
     task = compose_task(request)
-    knobs = service.check_knobs(name, request.minions.knobs)
+    knobs = service.check_knobs(name, request.minions.knobs.model_dump(exclude_none=True))
     docs = await documents_for(service, request)
     return RunPlan(protocol=name, task=task, documents=docs, knobs=knobs,
                    max_remote_usd=request.minions.max_remote_usd)
@@ -137,10 +142,6 @@ def ignored_params(request: ChatCompletionRequest) -> list[str]:
 def info_of(result: RunResult, ignored: list[str] | None = None) -> MinionsInfo:
     summary = result.summary()
     summary.pop("answer")
-    for flag in ("degraded", "grounded", "cancelled"):  # RunResult flags, where this version has them
-        if flag not in summary and hasattr(result, flag):
-            summary[flag] = getattr(result, flag)
-    summary.update(error_type=result.error_type, warnings=result.warnings)
     if ignored:
         summary["ignored_params"] = ignored
     return MinionsInfo(**summary)

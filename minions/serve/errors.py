@@ -34,6 +34,14 @@ class Unauthorized(ServeError):
     default_code = "invalid_api_key"
 
 
+class MisdirectedRequest(ServeError):
+    """A Host header this server does not answer to (DNS rebinding: a web page's script reaching a
+    keyless loopback server through a name it controls)."""
+
+    status = 421
+    default_code = "misdirected_request"
+
+
 class NotFound(ServeError):
     status = 404
 

@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Any
 
-from minions.serve.errors import BodyTooLarge, ServeError, Unauthorized
+from minions.serve.errors import BodyTooLarge, MisdirectedRequest, ServeError, Unauthorized
 from minions.serve.service import Service, log_request
 
 Scope = dict[str, Any]
@@ -36,7 +36,7 @@ class Gate:
             await send(message)
 
         try:
-            error = self._check_key(scope)
+            error = self._check_host(scope) or self._check_key(scope)
             if error is None:
                 receive, error = await self._limit_body(scope, receive)
             if error is not None:
@@ -55,6 +55,20 @@ class Gate:
                 m.errors.labels(fields["error_type"]).inc()
             log_request({"id": uuid.uuid4().hex[:12], "method": scope["method"], "path": scope["path"],
                          "status": status["code"], "ms": round(elapsed * 1000, 1), **fields})
+
+    def _check_host(self, scope: Scope) -> ServeError | None:
+        settings = self.service.settings
+        if settings.allowed_hosts is None or settings.api_key is not None:
+            return None
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").strip().lower()
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] if \
+            host.count(":") == 1 else host
+        if name in settings.allowed_hosts:
+            return None
+        # Not echoed in full: it is whatever the caller chose.
+        return MisdirectedRequest("This server answers only to the names it is bound to "
+                                  f"({', '.join(settings.allowed_hosts)}) in the Host header. Reach it by one of "
+                                  "them, or start it with --api-key to serve other names.")
 
     def _check_key(self, scope: Scope) -> ServeError | None:
         key = self.service.settings.api_key

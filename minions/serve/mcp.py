@@ -20,6 +20,7 @@ from minions import __version__, errors
 from minions.documents import Document, load, unique_ids
 from minions.documents.loaders import KINDS
 from minions.protocols.events import JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
+from minions.protocols.knobs import request_model
 from minions.protocols.result import Citation
 from minions.serve.deps import require
 from minions.serve.errors import ServeError
@@ -32,6 +33,8 @@ from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 from mcp.server.mcpserver.resources.types import TextResource  # noqa: E402
 
 MAX_LISTED_FILES = 500
+#: the ask tool's `knobs` argument: every protocol's knobs, generated from their Config classes
+Knobs = request_model()
 
 
 class PathRefused(ServeError):
@@ -60,10 +63,24 @@ class Roots:
             real = candidate.resolve()
             if any(real.is_relative_to(d) for d in self.dirs):
                 if real.exists() or candidate is candidates[-1]:
+                    self._refuse_hidden(name, candidate, real)
                     return real
         raise PathRefused(f"{name!r} is outside the allowed roots ({', '.join(map(str, self.dirs))}); it was not "
                           "read. Pass a path inside a root, or restart with --root for its directory.",
                           param="documents")
+
+    def _hidden(self, path: Path) -> bool:
+        """Whether `path` is a dot-file or under a dot-directory below a root (.env, .git, .ssh)."""
+        absolute = path if path.is_absolute() else Path.cwd() / path
+        return any(absolute.is_relative_to(d) and any(part.startswith(".") for part in absolute.relative_to(d).parts)
+                   for d in self.dirs)
+
+    def _refuse_hidden(self, name: str, *paths: Path) -> None:
+        """What `files` does not list is not read either: an agent must not send a secret to the
+        remote by naming it (or a link to it)."""
+        if any(self._hidden(p) for p in paths):
+            raise PathRefused(f"{name!r} is a hidden file or inside a hidden directory; it was not read. "
+                              "Only the files list_documents lists can be asked about.", param="documents")
 
     def files(self, limit: int = MAX_LISTED_FILES) -> list[dict[str, Any]]:
         """Supported documents under the roots (names and sizes only; hidden directories skipped)."""
@@ -76,7 +93,8 @@ class Roots:
                     if path.suffix.lower() not in KINDS or name.startswith("."):
                         continue
                     real = path.resolve()  # a symlink out of the roots is not listed (ask refuses it)
-                    if not any(real.is_relative_to(d) for d in self.dirs) or not real.is_file():
+                    if not any(real.is_relative_to(d) for d in self.dirs) or not real.is_file() or \
+                            self._hidden(real):
                         continue
                     out.append({"path": str(path), "bytes": real.stat().st_size})
                     if len(out) >= limit:
@@ -101,13 +119,16 @@ class DocumentList(BaseModel):
 class AskResult(BaseModel):
     answer: str | None
     protocol: str
-    citations: list[Citation] = Field(description="where the answer appears: document id, pages, text")
+    citations: list[Citation] = Field(description="where the answer appears: document id, pages, text, and "
+                                      "start/end character offsets into the document's text, with their page")
     cost_usd: dict[str, float | None] = Field(description="remote and local dollars, and what remote-only "
                                               "would have cost")
     usage: dict[str, Any]
     rounds: int
     documents: list[str]
     error: str | None = None
+    settings: dict[str, Any] | None = Field(None, description="what ran: resolved knobs, models, stand-in status, "
+                                            "price sources (RunSettings.from_record reproduces the run)")
 
 
 def _uri(doc_id: str) -> str:
@@ -139,6 +160,8 @@ def create_mcp(service: Service, roots: Roots) -> MCPServer:
 
     async def load_documents(refs: list[str]) -> list[Document]:
         paths: list[Path | Document] = []
+        refs = list(dict.fromkeys(refs))  # a repeated path or id is one document
+        service.settings.ceilings.check_documents(len(refs), param="documents")
         for ref in refs:  # every path is checked before any is read
             paths.append(service.store.corpus[ref] if ref in service.store.corpus else roots.resolve(ref))
         docs = []
@@ -154,17 +177,19 @@ def create_mcp(service: Service, roots: Roots) -> MCPServer:
 
     @server.tool(description="Answer a question over documents (corpus ids from list_documents, or file paths "
                  "under the server's roots; none: the whole corpus). protocol: minions (default), minion, rag, "
-                 "remote-only, local-only. Returns the answer, citations with pages, and the cost.")
+                 "remote-only, local-only. knobs: the protocol's settings (each protocol takes its own; an unknown "
+                 "one is an error). Returns the answer, citations with pages, and the cost.")
     async def ask(question: str, ctx: Context, documents: list[str] | None = None,
-                  protocol: str | None = None) -> AskResult:
+                  protocol: str | None = None, knobs: Knobs | None = None) -> AskResult:  # type: ignore[valid-type]
         try:
             name = service.protocol_name(protocol)
+            checked = service.check_knobs(name, knobs.model_dump(exclude_none=True) if knobs is not None else {})
             if not question.strip():
                 raise ToolError("The question is empty: ask something about the documents.")
             docs = await load_documents(documents) if documents else list(service.store.corpus.values())
             if not docs:
                 raise ToolError("No documents: pass paths under the roots or ids from list_documents.")
-            plan = RunPlan(protocol=name, task=question, documents=docs)
+            plan = RunPlan(protocol=name, task=question, documents=docs, knobs=checked)
             ticket = service.admit(plan)
             step = {"n": 0}
 
@@ -183,7 +208,8 @@ def create_mcp(service: Service, roots: Roots) -> MCPServer:
             raise ToolError(f"The {name} run failed ({r.error_type}): {r.error}")
         summary = r.summary()
         return AskResult(answer=r.answer, protocol=name, citations=r.citations, cost_usd=summary["cost_usd"],
-                         usage=summary["usage"], rounds=r.n_rounds, documents=[d.id for d in docs], error=r.error)
+                         usage=summary["usage"], rounds=r.n_rounds, documents=[d.id for d in docs], error=r.error,
+                         settings=summary["settings"])
 
     @server.tool(description="The corpus documents (ids for ask) and the readable files under the roots.")
     async def list_documents() -> DocumentList:

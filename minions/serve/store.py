@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from minions.documents import Document, load
-from minions.errors import DocumentError
+from minions.documents import SUPPORTED, Document, load
+from minions.errors import DocumentError, MissingDependencyError
 from minions.serve.errors import BodyTooLarge, InvalidRequest, NotFound
 
 
@@ -33,11 +33,10 @@ async def parse_upload(data: bytes, filename: str, *, param: str) -> Document:
     """Bytes with a file name -> Document, off the event loop (PDF parsing is CPU work).
     A file that cannot be read is the caller's error (400), named with the fix."""
     if not filename:
-        raise InvalidRequest("A file needs a filename whose suffix tells its type (.pdf, .txt, .md, .html, "
-                             ".docx).", param=param)
+        raise InvalidRequest(f"A file needs a filename whose suffix tells its type ({SUPPORTED}).", param=param)
     try:
         return await asyncio.to_thread(load, data, name=filename)
-    except DocumentError as e:
+    except (DocumentError, MissingDependencyError) as e:  # MissingDependencyError: a format's extra is missing
         raise InvalidRequest(str(e), param=param) from e
 
 
@@ -47,22 +46,33 @@ class DocumentStore:
         self.corpus: dict[str, Document] = {d.id: d for d in corpus}
         self.max_files, self.max_file_bytes = max_files, max_file_bytes
         self._files: dict[str, tuple[FileObject, Document]] = {}
-        self._bytes = 0
+        self._bytes = 0    # stored and reserved by uploads being parsed
+        self._pending = 0  # uploads being parsed (each holds a slot)
 
     # -- uploads ----------------------------------------------------------------------------------
 
     async def upload(self, data: bytes, filename: str, purpose: str) -> FileObject:
-        if len(self._files) >= self.max_files or self._bytes + len(data) > self.max_file_bytes:
+        # The slot and the bytes are reserved before the parse is awaited: concurrent uploads see
+        # each other's reservations, so together they can never exceed the limits.
+        if len(self._files) + self._pending >= self.max_files or self._bytes + len(data) > self.max_file_bytes:
             raise BodyTooLarge(f"The file store is full ({len(self._files)} files, {self._bytes} bytes; limits "
                                f"{self.max_files} files, {self.max_file_bytes} bytes): delete files you no "
                                "longer need with DELETE /v1/files/{file_id}.", param="file")
-        doc = await parse_upload(data, filename, param="file")
-        file_id = "file-" + uuid.uuid4().hex[:24]
-        obj = FileObject(id=file_id, bytes=len(data), created_at=int(time.time()), filename=filename,
-                         purpose=purpose)
-        self._files[file_id] = (obj, doc)
+        self._pending += 1
         self._bytes += len(data)
-        return obj
+        stored = False
+        try:
+            doc = await parse_upload(data, filename, param="file")
+            file_id = "file-" + uuid.uuid4().hex[:24]
+            obj = FileObject(id=file_id, bytes=len(data), created_at=int(time.time()), filename=filename,
+                             purpose=purpose)
+            self._files[file_id] = (obj, doc)
+            stored = True
+            return obj
+        finally:
+            self._pending -= 1
+            if not stored:  # refused, failed or cancelled: give the reservation back
+                self._bytes -= len(data)
 
     def files(self) -> list[FileObject]:
         return [obj for obj, _ in self._files.values()]
