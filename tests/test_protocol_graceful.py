@@ -11,11 +11,11 @@ import pytest
 from minions import errors
 from minions.clients.function import FunctionClient
 from minions.protocols import CancelToken, get_protocol
+from minions.protocols.citations import citation_found
 from minions.protocols.events import RoundDone
 from minions.protocols.grounding import answer_key, best_supported, figures, shares, support, words
 from minions.protocols.minion import Minion
 from minions.protocols.minions import LastSynthesis, MinionS, Synthesis
-from minions.protocols.minions_jobs import citation_found
 from minions.protocols.result import JobRecord, JobStatus
 from tests.test_protocol_minions import final, honest_local, make_doc, plan, scripted_remote
 
@@ -39,7 +39,7 @@ def test_failing_synthesis_returns_the_verified_job_answer_degraded_with_its_cit
     assert "ModelOutputError" in res.degraded_reason and "backed with a quote" in res.degraded_reason
     assert [c.chunk_id for c in res.citations] == ["nw#1"] and "$42 million" in res.citations[0].text
     # round 1: the empty final became a request for another round; round 2 (last): two invalid replies
-    assert [r.decision for r in res.rounds] == ["another_round", ""]
+    assert [r.decision for r in res.rounds] == ["another_round", None]
     synth = [e for e in res.calls if e.step == "synthesize"]
     assert len(synth) == 3 and all(e.round == 2 for e in synth[1:])
     summary = res.summary()

@@ -77,7 +77,7 @@ def render() -> list[Document]:
                                     accept_multiple_files=True, key="uploads")
         files = [(f.name, f.getvalue()) for f in uploaded or []]
     elif samples:
-        name = st.selectbox("Sample", [p.name for p in samples], key="sample")
+        name = str(st.selectbox("Sample", [p.name for p in samples], key="sample"))  # never None: options given
         files = [(name, (SAMPLES_DIR / name).read_bytes())]
     else:
         st.info(f"No bundled samples in {SAMPLES_DIR}: upload files instead.")

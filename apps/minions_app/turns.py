@@ -164,7 +164,7 @@ def details(r: RunResult) -> None:
     n_jobs = sum(len(rnd.jobs) for rnd in r.rounds)
     with st.expander(f"How it was answered: {r.n_rounds} round(s), {n_jobs} local job(s)"):
         for rnd in r.rounds:
-            st.markdown(f"**Round {rnd.round}** · {DECISIONS.get(rnd.decision, rnd.decision) or '—'}")
+            st.markdown(f"**Round {rnd.round}** · {DECISIONS.get(rnd.decision, rnd.decision.value) if rnd.decision else '—'}")
             for i, task in enumerate(plan_tasks(rnd.plan), 1):
                 st.markdown(f"- task {i}: {literal_md(clip(task, 300))}")
             if rnd.jobs:

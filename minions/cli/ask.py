@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from rich.console import Console
@@ -134,12 +135,13 @@ def run(args: argparse.Namespace) -> int:
     if result.error:
         err.print(f"[red]error ({result.error_type}):[/] {markup(result.error)}")
         if result.answer is None:
-            return 2 if result.error_type in {c.__name__ for c in _config_errors()} else 1
+            kind = errors.error_class(result.error_type)
+            return 2 if kind is not None and issubclass(kind, _config_errors()) else 1
     # A degraded or ungrounded answer still exits 0: see the exit codes in minions/cli/__init__.py.
     return 0 if result.answer is not None else 1
 
 
-def _egress_log(args: argparse.Namespace):
+def _egress_log(args: argparse.Namespace) -> AbstractContextManager[None]:
     """The --egress-log ledger as a capture block (the env's ledger, if any, is added per request)."""
     import contextlib
     import os
@@ -155,5 +157,5 @@ def _egress_log(args: argparse.Namespace):
     return capture(Ledger(path, text=text))
 
 
-def _config_errors():
+def _config_errors() -> tuple[type[errors.MinionsError], ...]:
     return (errors.ConfigError, errors.MissingAPIKeyError, errors.UnknownProviderError, errors.MissingDependencyError)

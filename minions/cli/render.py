@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -26,7 +26,7 @@ class LiveView:
     def __init__(self, console: Console, *, max_chars: int = 600):
         self.console, self.max_chars = console, max_chars
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def __call__(self, event) -> None:
         if isinstance(event, MessageSent):

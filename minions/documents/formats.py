@@ -137,7 +137,7 @@ def _read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int |
     if failed:
         meta["warnings"] = [f"{where}: could not extract text from page(s) {failed}; they are left empty."]
     try:
-        title = (reader.metadata or {}).get("/Title")
+        title = reader.metadata.get("/Title") if reader.metadata else None
         if isinstance(title, str) and title.strip():
             meta["pdf_title"] = title.strip()
     except Exception:  # noqa: S110  broken metadata is not worth failing the document over

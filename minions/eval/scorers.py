@@ -195,7 +195,7 @@ class JudgeScorer:
         opts = Options(max_tokens=self.max_tokens, temperature=0.0, json_schema=Verdict.model_json_schema())
         completion = await self.client.complete([Message(role="user", content=prompt)], opts)
         cost = self.prices.cost(self.client.price_key, completion.usage)
-        base = {"usage": completion.usage, "cost_usd": cost, "judge_model": self.client.price_key}
+        base: dict[str, Any] = {"usage": completion.usage, "cost_usd": cost, "judge_model": self.client.price_key}
         try:
             verdict = parse_reply(completion.text, Verdict)
         except errors.ModelOutputError as e:

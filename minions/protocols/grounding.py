@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from minions.numbers import Quantity, extract, key_numbers, same_quantity
-from minions.protocols.minions_plan import _same_text
+from minions.protocols.lenient import same_text
 from minions.protocols.result import JobRecord, JobStatus
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def best_supported(records: Sequence[JobRecord], chunk_texts: dict[str, str] | N
     if not groups:
         return None
     def rank(group: list[tuple[JobRecord, str]]) -> tuple[bool, int]:
-        return any(_same_text(r.instruction, question) for r, _ in group), len(group)
+        return any(same_text(r.instruction, question) for r, _ in group), len(group)
     best = max(groups.values(), key=rank)  # max keeps the first of equals: dicts keep insertion order
     return Candidate(answer=(best[0][0].answer or "").strip(), support=len(best),
                      records=[r for r, _ in best], quotes=[q for _, q in best])
@@ -154,7 +154,7 @@ def answer_to_question(records: Sequence[JobRecord], question: str) -> Candidate
     groups: dict[str, list[JobRecord]] = {}
     for r in records:
         if r.answer and r.answer.strip() and r.status in (JobStatus.KEPT, JobStatus.FLAGGED, JobStatus.DROPPED) \
-                and _same_text(r.instruction, question):
+                and same_text(r.instruction, question):
             groups.setdefault(answer_key(r.answer), []).append(r)
     if not groups:
         return None
@@ -164,18 +164,18 @@ def answer_to_question(records: Sequence[JobRecord], question: str) -> Candidate
 
 async def settle(ctx: RunContext, answer: str | None, evidence: Iterable[str | None], *,
                  mode: Literal["flag", "fallback"], evidence_name: str) -> str | None:
-    """The final answer, checked against the local evidence: sets ctx.grounded. An ungrounded answer is
+    """The final answer, checked against the local evidence: sets ctx.state.grounded. An ungrounded answer is
     kept and flagged ("flag"), or replaced by the run's fallback, marked degraded ("fallback", when
     the run has one). Returns the answer to give."""
-    ctx.grounded = shares(answer, evidence, ctx.task)
-    if ctx.grounded:
+    state = ctx.state
+    state.check_grounded(shares(answer, evidence, ctx.task))
+    if state.grounded:
         return answer
-    fallback = ctx.fallback
+    fallback = state.fallback
     if mode == "fallback" and fallback is not None:
-        ctx.degraded_reason = f"the remote's answer is not backed by {evidence_name}; returned {fallback[2]}"
-        await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
-        ctx.citations, ctx.grounded = fallback[1], True
-        return fallback[0]
+        given = state.fall_back(f"the remote's answer is not backed by {evidence_name}; returned {fallback.what}")
+        await ctx.notice(f"degraded answer: {state.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+        return given
     await ctx.notice(f"the answer's figures or content words are not in {evidence_name} (grounded: false): "
                      "check it against the document.")
     return answer

@@ -9,7 +9,6 @@ when that chunk's jobs run back to back, which `expand_jobs` arranges and `run_j
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,76 +18,84 @@ from pydantic import field_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
-from minions.protocols.citations import citation_found as citation_found  # re-exported
-from minions.protocols.citations import match_citation, normalize
+from minions.protocols.base import RunContext
+from minions.protocols.citations import (
+    MAX_CITED_SEGMENTS,
+    match_citation,
+    normalize,
+    numbered,
+    point_citation,
+)
 from minions.protocols.events import JobFinished
-from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
+from minions.protocols.lenient import Lenient, as_text
+from minions.protocols.minions_plan import Job, MinionSConfig
 from minions.protocols.parsing import parse_reply
 from minions.protocols.result import JobRecord, JobStatus
+from minions.protocols.templates import template
 
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
 
-# What the grammar allows the worker to write: either an abstention, `{"answer": null}` — a handful of
-# tokens, closed at once — or an answer that must come with its citation (optional citations let a
-# small model answer and close the object without one, and an uncited answer is dropped unverified).
-# "answer" comes first either way (issue 14: ~166 output tokens per job before, most of them
-# abstaining). Short bounds cap what a rambling small model writes (SmolLM2 fills them on irrelevant
-# chunks); the bounds themselves cost nothing: llama.cpp samples as fast under maxLength 100, 300 or
-# 1000 as unbounded (benchmarks/protocols.py).
-_BOUNDS = {"answer": 100, "citation": 200, "explanation": 100}
+# What the grammar allows the worker to write (issue 19): either an abstention, `{"answer": null}` —
+# closed at once — or the answer first, then the numbers of the chunk's sentences that support it
+# (the chunk is shown with numbered sentences, citations.numbered). The framework copies the quote
+# from the chunk, so it is exact by construction and costs a few tokens instead of a copied quote
+# plus an explanation (~150 output tokens per job before, issue 19's figures). The remote never
+# needed the explanation: it sees the answer and the verified quote. Replies in the older form
+# (citation as a quote, explanation) are still accepted and checked, for other clients and tests.
+_ANSWER_CHARS = 48  # "$1,577 million"; caps a degenerate reply ("2.1.1.1...", SmolLM2 on the 3M chunks)
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "object", "properties": {"answer": {"type": "null"}}, "required": ["answer"],
          "additionalProperties": False},
         {"type": "object",
-         "properties": {k: {"type": "string", "maxLength": n} for k, n in _BOUNDS.items()},
-         "required": ["answer", "citation"], "additionalProperties": False},
+         "properties": {"answer": {"type": "string", "maxLength": _ANSWER_CHARS},
+                        "lines": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
+                                  "maxItems": MAX_CITED_SEGMENTS}},
+         "required": ["answer", "lines"], "additionalProperties": False},
     ],
 }
 
-#: tokens a worker's longest reply under that schema can take (its bounds in characters, ~4 per
-#: token, plus keys and quotes); a smaller local_max_tokens can cut the JSON before the answer
-JOB_REPLY_TOKENS = sum(_BOUNDS.values()) // 4 + 16
+#: tokens a worker's longest reply under that schema can take (the answer's bound in characters,
+#: ~4 per token, plus keys, quotes and three numbers); a smaller local_max_tokens can cut the JSON
+JOB_REPLY_TOKENS = _ANSWER_CHARS // 4 + 24
 
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
 
 
-_MAX_NESTING = 32  # lists nested deeper in a reply field are garbage (parse_reply refuses them first)
-
-
-def _as_text(v: Any, _depth: int = 0) -> Any:
-    """A reply field as text: lists joined, numbers and booleans written out, objects as JSON.
-    Recursion is bounded: nesting deeper than _MAX_NESTING is a ValueError, which pydantic turns
-    into a validation error the model is shown."""
-    if v is None or isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, int | float):
-        return str(v)
-    if _depth >= _MAX_NESTING:
-        raise ValueError(f"value nested more than {_MAX_NESTING} levels deep")
-    if isinstance(v, list):
-        return "; ".join(str(_as_text(x, _depth + 1)) for x in v if x is not None) or None
-    try:
-        return json.dumps(v, ensure_ascii=False)[:MAX_FIELD_CHARS]
-    except (ValueError, RecursionError) as e:  # an object nested past the interpreter's limit
-        raise ValueError(f"unreadable value: {type(v).__name__}") from e
-
-
-class JobOutput(_Lenient):
+class JobOutput(Lenient):
     """A worker's reply. Lenient on types (lists and numbers become text); abstaining is answer=null."""
 
     explanation: str = ""
     citation: str | None = None
     answer: str | None = None
+    lines: list[int] | None = None
 
     @field_validator("explanation", "citation", "answer", mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
-        return _as_text(v)
+        return as_text(v, limit=MAX_FIELD_CHARS)
+
+    @field_validator("lines", mode="before")
+    @classmethod
+    def _numbers(cls, v: Any) -> Any:
+        """Sentence numbers, leniently: a single number, numeric strings ("3", "[3]"); anything else
+        is ignored. Whether they are in range is checked against the chunk (`_judge`)."""
+        if v is None:
+            return None
+        items = v if isinstance(v, list) else [v]
+        out = []
+        for x in items[:16]:
+            if isinstance(x, bool):
+                continue
+            if isinstance(x, int):
+                out.append(x)
+            elif isinstance(x, float) and x.is_integer():
+                out.append(int(x))
+            elif isinstance(x, str) and (d := x.strip().strip("[]() ")).isdigit() and len(d) < 7:
+                out.append(int(d))
+        return out or None
 
     @property
     def abstained(self) -> bool:
@@ -106,7 +113,8 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
     pages = f"page {chunk.page_start}" if chunk.page_start == chunk.page_end \
         else f"pages {chunk.page_start}-{chunk.page_end}"
     return template("minions_worker_chunk.txt").substitute(
-        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=chunk.text_with_header)
+        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages,
+        text=(f"{chunk.header}\n" if chunk.header else "") + numbered(chunk.text))  # the header is not cited
 
 
 def job_suffix(instruction: str, advice: str) -> str:
@@ -126,12 +134,12 @@ def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title:
 
 # --- running jobs -------------------------------------------------------------------------------
 
-async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: dict[str, str],
+async def run_jobs(ctx: RunContext, jobs: Sequence[Job], cfg: MinionSConfig, titles: dict[str, str],
                    shown: set[str], *, finished: list[JobRecord] | None = None) -> list[JobRecord]:
     """Run jobs on the local model, at most `cfg.concurrency` at once, started in the given order
     (asyncio's Semaphore wakes waiters first-in first-out). A job that fails or replies with
     garbage is recorded with its status; only a round where every job fails on the client raises.
-    `shown` holds the ids of chunks already registered in ctx.shown_texts this run; `finished`, if
+    `shown` holds the ids of chunks already registered (ctx.state.show) this run; `finished`, if
     given, receives each record as its job ends (what a cancelled round still has)."""
     rnd = ctx.round
     total = len(jobs)
@@ -152,7 +160,7 @@ async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: di
             prefix = prefixes[job.chunk.id] = job_prefix(job.chunk, titles.get(job.chunk.doc_id, ""))
             if job.chunk.id not in shown:  # register document text once, for redaction of logs
                 shown.add(job.chunk.id)
-                ctx.shown_texts.append(job.chunk.text)
+                ctx.state.show(job.chunk.text)
         return job_messages(job.chunk, job.instruction, job.advice, prefix=prefix)
 
     async def one(k: int, job: Job) -> None:
@@ -202,6 +210,18 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     if rec.answer is None:
         rec.status, rec.note = JobStatus.ABSTAINED, ""
         return
+    if out.lines:  # a pointer: the quote is copied from the chunk, exact by construction
+        quote, how = point_citation(chunk.text, out.lines, rec.answer)
+        if quote is not None:
+            rec.citation = quote[:MAX_FIELD_CHARS]
+            rec.status, rec.note = JobStatus.KEPT, how
+            if (i := chunk.text.find(quote)) >= 0:  # one contiguous quote: its offsets in the document
+                rec.span = (chunk.start + i, chunk.start + i + len(quote))
+            return
+        if not rec.citation:
+            rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
+            rec.note = how
+            return
     if not rec.citation:
         found, how = False, "no citation"
     else:
@@ -214,10 +234,6 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     else:
         rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
         rec.note = "no citation" if how == "no citation" else f"citation {how} in chunk"
-
-
-def verified(rec: JobRecord) -> bool:
-    return rec.verified
 
 
 # --- aggregation for the remote -----------------------------------------------------------------
@@ -238,7 +254,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
     before anything is clipped, so a cut cannot hide personal data from the scrubber."""
     if redact is not None:
         records = [r.model_copy(update={
-            "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation),
+            "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation) if r.explanation else r.explanation,
             "answer": redact(r.answer) if r.answer else r.answer,
             "citation": redact(r.citation) if r.citation else r.citation}) for r in records]
     per_task = max(200, budget // max(1, len(instructions)))
@@ -260,7 +276,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
             flag = " [citation NOT verified]" if r.status is JobStatus.FLAGGED else ""
             line = (f"- [{where}] answer: {_clip(r.answer, _SHOW_ANSWER)}"
                     f" | citation: \"{_clip(r.citation, _SHOW_CITATION)}\"{flag}"
-                    f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}")
+                    + (f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}" if (r.explanation or "").strip() else ""))
             if used + len(line) + 1 > per_task:
                 omitted += 1
                 continue
