@@ -71,12 +71,15 @@ def factory(log: Path | None = None, delay: float = 0.0, fail: str | None = None
 
 
 def main() -> int:
-    from minions.cli import build_parser
+    from functools import partial
+
+    from minions.cli import build_parser, run_parsed
     from minions.cli.batch import run
 
     delay, log = float(sys.argv[1]), sys.argv[2]
     args = build_parser().parse_args(sys.argv[3:])
-    return run(args, factory=factory(None if log == "-" else Path(log), delay))
+    args.func = partial(run, factory=factory(None if log == "-" else Path(log), delay))
+    return run_parsed(args)
 
 
 if __name__ == "__main__":

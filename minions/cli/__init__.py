@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    return run_parsed(args)
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run parsed arguments with the exit codes above (scripts that inject models call this)."""
     from minions.cli.logs import plain_warnings
 
     undo_warnings = plain_warnings()
