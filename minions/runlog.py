@@ -153,6 +153,14 @@ class DriveOutcome:
     stopped: str | None         # why new work stopped early (a cap), None when every unit ran
 
 
+@dataclass
+class _Tally:
+    done: int
+    new: int = 0
+    spent: float = 0.0
+    skipped: int = 0
+
+
 async def drive(units: Iterable[Unit], work: Callable[[Unit], Awaitable[Row]], log: AppendLog[Row], *,
                 concurrency: int, done: int = 0, total: int | None = None,
                 cost_of: Callable[[Row], float | None] | None = None, max_total_usd: float | None = None,
@@ -167,12 +175,12 @@ async def drive(units: Iterable[Unit], work: Callable[[Unit], Awaitable[Row]], l
     total = done + len(pending) if total is None else total
     started = time.monotonic()
     sem = asyncio.Semaphore(concurrency)
-    state = {"done": done, "new": 0, "spent": 0.0, "skipped": 0}
+    state = _Tally(done=done)
     stopped: list[str] = []
 
     def cap() -> tuple[Literal["spend", "time"], str] | None:
-        if max_total_usd is not None and state["spent"] >= max_total_usd:
-            return "spend", (f"spend cap reached: ${state['spent']:.4f} spent of --max-total-usd "
+        if max_total_usd is not None and state.spent >= max_total_usd:
+            return "spend", (f"spend cap reached: ${state.spent:.4f} spent of --max-total-usd "
                              f"${max_total_usd:g}; no new {log.unit} started")
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
             return "time", (f"time cap reached: {time.monotonic() - started:.1f} s of --max-seconds "
@@ -182,26 +190,26 @@ async def drive(units: Iterable[Unit], work: Callable[[Unit], Awaitable[Row]], l
     async def one(unit: Unit) -> None:
         async with sem:
             if (reason := cap()) is not None:
-                state["skipped"] += 1
+                state.skipped += 1
                 if not stopped:
                     stopped.append(reason[1])
                     await emit(on_progress, CapReached(cap=reason[0], message=reason[1]))
                 return
             row = await work(unit)
             log.append(row)
-            state["done"] += 1
-            state["new"] += 1
-            state["spent"] += (cost_of(row) or 0.0) if cost_of else 0.0
+            state.done += 1
+            state.new += 1
+            state.spent += (cost_of(row) or 0.0) if cost_of else 0.0
             if on_row is not None:
                 on_row(unit, row)
-            await emit(on_progress, UnitFinished(row=row, done=state["done"], total=total,
-                                                 spent_usd=state["spent"], elapsed_s=time.monotonic() - started))
+            await emit(on_progress, UnitFinished(row=row, done=state.done, total=total,
+                                                 spent_usd=state.spent, elapsed_s=time.monotonic() - started))
 
     await asyncio.gather(*(one(u) for u in pending))
     reason = stopped[0] if stopped else None
-    if reason and state["skipped"]:
-        reason += f" ({state['skipped']} left for the next run, which resumes where this one stopped)"
-    return DriveOutcome(new_rows=state["new"], spent_usd=state["spent"], not_started=state["skipped"],
+    if reason and state.skipped:
+        reason += f" ({state.skipped} left for the next run, which resumes where this one stopped)"
+    return DriveOutcome(new_rows=state.new, spent_usd=state.spent, not_started=state.skipped,
                         stopped=reason)
 
 

@@ -168,7 +168,7 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
             name, scorer = scorer_for(item)
             return await _run_pair(item, docs, run, protocols[run.id], name, scorer)
 
-        def finished(pair: tuple[EvalItem, RunConfig], _row: ResultRow) -> None:
+        def release(pair: tuple[EvalItem, RunConfig], _row: ResultRow) -> None:
             item = pair[0]
             remaining[id(item)] -= 1
             if remaining[id(item)] == 0:
@@ -180,7 +180,7 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
 
         try:  # the engine `minions batch` shares: bounded concurrency, one fsync'ed row per pair
             outcome = await drive(pending, one, results, concurrency=cfg.concurrency, done=done, total=total,
-                                  on_progress=progress, on_row=finished)
+                                  on_progress=progress, on_row=release)
         finally:
             await clients.aclose()
         new_rows = outcome.new_rows
