@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,12 +155,20 @@ class BatchOutcome:
 
 
 class _Documents:
-    """Loaded documents by path, shared by the questions that read them; loaded off the event loop."""
+    """Loaded documents by path, shared by the questions that read them; loaded off the event loop,
+    and dropped once no pending question needs them (a corpus of filings is large)."""
 
-    def __init__(self, max_chars: int | None):
+    def __init__(self, max_chars: int | None, pending: list[Unit]):
         self.max_chars = max_chars
         self.docs: dict[str, Any] = {}
         self.lock = asyncio.Lock()
+        self.uses = Counter(p for u in pending for p in u.documents)
+
+    def release(self, unit: Unit, _row: Any = None) -> None:
+        for p in unit.documents:
+            self.uses[p] -= 1
+            if self.uses[p] <= 0:
+                self.docs.pop(p, None)
 
     async def get(self, paths: list[str]) -> list[Any]:
         from minions.documents import load
@@ -203,17 +212,17 @@ async def arun_batch(questions: str | Path, documents: list[str | Path], out: st
     units = read_questions(questions, documents)                       # bad input first, before any work
     protocol = build_protocol(settings, factory=factory, prices=prices)  # then bad settings
     wanted = {u.key for u in units}
-    docs = _Documents(max_document_chars)
     with open_output(out) as log:
         warnings = log.describe_problems()
         finished = log.done() & wanted
         pending = [u for u in units if u.key not in finished]
+        docs = _Documents(max_document_chars, pending)
         await emit(on_progress, BatchStarted(total=len(units), done=len(finished), warnings=warnings))
         try:
             outcome: DriveOutcome = await drive(
                 pending, lambda u: _answer(u, protocol, docs), log, concurrency=concurrency, done=len(finished),
                 total=len(units), cost_of=lambda r: r.total_usd, max_total_usd=max_total_usd,
-                max_seconds=max_seconds, on_progress=on_progress)
+                max_seconds=max_seconds, on_progress=on_progress, on_row=docs.release)
         finally:
             for c in {id(c): c for c in (protocol.local, protocol.remote) if c is not None}.values():
                 await c.aclose()

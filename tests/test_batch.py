@@ -146,7 +146,7 @@ def test_a_small_question_set_with_the_embedded_model(tmp_path: Path) -> None:
     questions = write_questions(tmp_path / "q.jsonl", QUESTIONS[:4:2])  # revenue, gross profit (fiscal 2024)
     out = tmp_path / "a.jsonl"
     proc = subprocess.run([sys.executable, "-m", "minions.cli", "batch", str(questions), str(REPORT), "--out",
-                           str(out), "--parallel", "2", "--max-rounds", "1", "--quiet"], cwd=ROOT,
+                           str(out), "--parallel", "2", "--max-rounds", "1", "--tasks-per-round", "1", "--quiet"], cwd=ROOT,
                           capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
