@@ -155,3 +155,24 @@ def test_a_small_question_set_with_the_embedded_model(tmp_path: Path) -> None:
         assert r["error"] is None
         assert r["answer"] or r["flags"]["degraded"] or r["flags"]["grounded"] is False
         assert r["settings"]["local"] == "llamacpp/smollm2" and r["cost_usd"]["remote"] is not None
+
+
+def test_the_cli_renders_progress_with_an_eta_and_the_cap_notice(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from minions.cli.batch import ProgressView
+
+    questions, out = write_questions(tmp_path / "q.jsonl", QUESTIONS[:6]), tmp_path / "a.jsonl"
+    run_batch(questions, [REPORT], out, SETTINGS, concurrency=2, factory=factory())
+    console = Console(record=True, width=120, force_terminal=True)
+    view = ProgressView(console)
+    write_questions(questions, QUESTIONS[:10])
+    try:
+        run_batch(questions, [REPORT], out, SETTINGS, concurrency=1, max_total_usd=0.002, factory=factory(),
+                  on_progress=view)
+    finally:
+        view.close()
+    text = console.export_text()
+    assert "resuming: 6 of 10 already answered" in text and "ETA" in text
+    written = len(_ids(out))
+    assert 6 < written < 10 and "stopping: spend cap reached" in text and f"{written}/10" in text
