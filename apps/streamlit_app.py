@@ -87,7 +87,7 @@ def ask(question: str, protocol: Protocol, docs: list[Document], settings: Setti
         stop.empty()
         failed = error is not None or result is None or result.answer is None
         label = ("Stopped" if result is not None and result.cancelled else
-                 "Failed" if failed else f"Answered in {result.elapsed_s:.1f} s")
+                 "Failed" if failed or result is None else f"Answered in {result.elapsed_s:.1f} s")
         status.update(label=label, state="error" if failed else "complete", expanded=False)
         turn = record(result, error)
         render_turn(turn, len(turns) - 1, {d.id: d.title for d in docs}, {d.id: d for d in docs},

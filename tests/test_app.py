@@ -266,19 +266,21 @@ def test_budget_reached_says_the_budget_stopped_the_run() -> None:
 # --- issue 13: Stop, degraded and ungrounded answers --------------------------------------------
 
 def _minions_backend(synthesis: str, on_job=None):
+    from tests.scripted import schema_title
     from tests.test_protocol_minions import plan
 
-    def reply(msgs, opts):
-        last = msgs[-1].content if msgs else ""  # an Ollama warm-up request has no messages
-        if "<excerpt>" in last:
-            if on_job is not None:
-                on_job()
-            found = "Revenue grew to 120 million dollars in fiscal 2024." in last
-            return json.dumps({"explanation": "stated", "citation": "Revenue grew to 120 million dollars" if found
-                               else None, "answer": "120 million dollars" if found else None})
-        if "plan the workers' jobs" in last:
+    def reply(msgs, opts):  # by the schema asked for: the remote's plan or synthesis, else a worker job
+        title = schema_title(opts)
+        if title == "JobPlan":
             return plan("Find the revenue")
-        return synthesis
+        if title in ("Synthesis", "LastSynthesis"):
+            return synthesis
+        last = msgs[-1].content if msgs else ""  # an Ollama warm-up request has no messages
+        if on_job is not None and "<excerpt>" in last:
+            on_job()
+        found = "Revenue grew to 120 million dollars in fiscal 2024." in last
+        return json.dumps({"explanation": "stated", "citation": "Revenue grew to 120 million dollars" if found
+                           else None, "answer": "120 million dollars" if found else None})
     return ScriptedBackend(reply)
 
 

@@ -109,3 +109,19 @@ def test_clicking_a_citation_shows_its_pdf_page_with_the_quote_highlighted(gatew
 def test_without_pypdfium2_there_is_no_page_image_only_its_text(monkeypatch):
     monkeypatch.setitem(sys.modules, "pypdfium2", None)  # what an install without the app extra has
     assert pdf_page_image(make_pdf(PAGES), 2, QUOTE) is None
+
+
+def test_a_table_row_is_painted_cell_by_cell_on_the_pdf_page():
+    """The table extractor writes a row as one Markdown line, which pdfium's text of the page is not:
+    each cell is found and painted instead."""
+    pytest.importorskip("pypdfium2")
+    from tests.table_pdf import cash_flow_table, table_pages
+    from tests.table_pdf import make_pdf as make_table_pdf
+
+    data = make_table_pdf(table_pages(cash_flow_table(), "columns"))
+    row = next(line for line in load(data, name="cf.pdf").text.splitlines() if "Purchases of property" in line)
+    if not row.startswith("|"):
+        pytest.skip("tables are read as Markdown rows with the pdf-tables extra")
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    image, boxes = pdf_page_image(data, 1, row)
+    assert boxes >= len(cells) == 4 and _yellow(image) > 300

@@ -7,6 +7,7 @@ never shown, logged or exported.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
@@ -33,6 +34,11 @@ from .config import (
 )
 
 
+def _pick(label: str, options: Sequence[str], **kw: Any) -> str:
+    """st.selectbox over given options: never None (its type says it may be)."""
+    return str(st.selectbox(label, options, **kw))
+
+
 def _openai_wire() -> set[str]:
     """Providers that speak the OpenAI format and so take a server URL."""
     return {p.name for p in providers().values() if p.wire == "openai"}
@@ -46,7 +52,7 @@ def _provider(spec: str) -> str | None:
 
 
 def _model_picker(label: str, presets: dict[str, str], role: str) -> str:
-    choice = st.selectbox(label, [*presets, CUSTOM], format_func=lambda s: presets.get(s, s),
+    choice = _pick(label, [*presets, CUSTOM], format_func=lambda s: presets.get(s, s),
                           key=f"{role}_preset")
     if choice != CUSTOM:
         return choice
@@ -109,7 +115,7 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
     """Returns the settings, the typed API keys (env var -> key) and a problem with the protocol."""
     with st.sidebar:
         st.header("Protocol")
-        protocol = st.selectbox("Protocol", PROTOCOL_NAMES, index=PROTOCOL_NAMES.index(DEFAULT_PROTOCOL),
+        protocol = _pick("Protocol", PROTOCOL_NAMES, index=PROTOCOL_NAMES.index(DEFAULT_PROTOCOL),
                                 key="protocol", format_func=lambda p: PROTOCOL_LABELS.get(p, p))
         knobs, problem = _knobs(protocol)
         needs = model_roles(protocol)
@@ -132,7 +138,7 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
                 help="A local model standing in for a cloud model is labelled “stand-in” and priced "
                      "as this model, so the cost panel shows what the cloud would have charged.").strip() or None
         if "remote" in needs and remote_provider not in ("llamacpp", "ollama", None):
-            effort = st.selectbox("Remote reasoning effort", REASONING_CHOICES, key="remote_reasoning",
+            effort = _pick("Remote reasoning effort", REASONING_CHOICES, key="remote_reasoning",
                                   help="For reasoning models (OpenAI gpt-5/o-series, Claude extended "
                                        "thinking). Default keeps planning cheap; models without "
                                        "reasoning refuse any other value.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,11 +117,9 @@ def _pdf_page_image(data: bytes, page: int, quote: str, scale: float) -> tuple[A
         image = pg.render(scale=scale).to_pil().convert("RGBA")
         textpage = pg.get_textpage()
         rects: list[tuple[float, float, float, float]] = []
-        if quote.strip():
-            m = match_citation(quote, textpage.get_text_range())
-            if m.found and m.start is not None and m.end is not None and m.end > m.start:
-                n = textpage.count_rects(m.start, m.end - m.start)
-                rects = [textpage.get_rect(i) for i in range(n)]
+        for start, end in quote_spans(quote, textpage.get_text_range()):
+            n = textpage.count_rects(start, end - start)
+            rects += [textpage.get_rect(i) for i in range(n)]
         overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
         for left, bottom, right, top in rects:  # PDF points, origin bottom-left -> pixels, origin top-left
@@ -129,6 +128,29 @@ def _pdf_page_image(data: bytes, page: int, quote: str, scale: float) -> tuple[A
         return Image.alpha_composite(image, overlay).convert("RGB"), len(rects)
     finally:
         pdf.close()
+
+
+_CELLS = re.compile(r"[ \t]*\|[ \t]*|\n")
+
+
+def quote_spans(quote: str, text: str) -> list[tuple[int, int]]:
+    """Where `quote` (our loader's text) is in `text` (pdfium's text of the same page): the whole
+    quote when it matches; else, for a quote holding table rows (written as Markdown rows by the
+    table extractor, which pdfium's text is not), each cell of 3+ characters found in order."""
+    if not quote.strip():
+        return []
+    m = match_citation(quote, text)
+    if m.found and m.start is not None and m.end is not None and m.end > m.start:
+        return [(m.start, m.end)]
+    spans, pos = [], 0
+    for cell in (c.strip() for c in _CELLS.split(quote)):
+        if len(cell) < 3 or set(cell) <= set("-:| "):
+            continue
+        m = match_citation(cell, text[pos:], fuzzy=False)
+        if m.found and m.start is not None and m.end is not None:
+            spans.append((pos + m.start, pos + m.end))
+            pos += m.end
+    return spans
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -89,8 +89,8 @@ def render_turn(turn: Turn, index: int, titles: dict[str, str], docs: Mapping[st
             st.warning(safe_md(f"Degraded answer: {r.degraded_reason}. It comes from the local model's verified "
                                "work, not from the remote's synthesis."))
         if r.grounded is False:
-            st.warning("Not grounded: this answer shares no figure or content word with what the local model "
-                       "found in the documents. Check it before trusting it.")
+            st.warning("Not grounded: this answer's figures (or, without figures, its words) are not in what "
+                       "the local model found in the documents. Check it before trusting it.")
         if r.answer:
             answer, repeats = without_repeats(r.answer)
             st.markdown(safe_md(answer))
@@ -164,7 +164,7 @@ def details(r: RunResult) -> None:
     n_jobs = sum(len(rnd.jobs) for rnd in r.rounds)
     with st.expander(f"How it was answered: {r.n_rounds} round(s), {n_jobs} local job(s)"):
         for rnd in r.rounds:
-            st.markdown(f"**Round {rnd.round}** · {DECISIONS.get(rnd.decision, rnd.decision) or '—'}")
+            st.markdown(f"**Round {rnd.round}** · {DECISIONS.get(rnd.decision, rnd.decision.value) if rnd.decision else '—'}")
             for i, task in enumerate(plan_tasks(rnd.plan), 1):
                 st.markdown(f"- task {i}: {literal_md(clip(task, 300))}")
             if rnd.jobs:

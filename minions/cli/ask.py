@@ -27,8 +27,10 @@ def budget_flag(text: str) -> float:
 
 
 def add_parser(sub) -> None:
+    from minions.documents.loaders import SUPPORTED
+
     p = sub.add_parser("ask", help="ask a question over documents",
-                       description="Ask a question over one or more documents (PDF, TXT, MD, HTML, DOCX).",
+                       description=f"Ask a question over one or more documents ({SUPPORTED}).",
                        epilog="example: minions ask report.pdf -q 'What was FY2023 revenue?' --protocol minions",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     p.add_argument("paths", nargs="+", metavar="PATH", help="documents to read (each one a file)")
@@ -94,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = build_protocol(args)  # configuration errors first: they are cheaper to find than a bad PDF
     # On the command line every argument is a file: a Path never falls back to being read as text
     # (a typo must not become a 14-character document), and a name holding a newline still loads.
-    docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit)
     live = None if (args.json or args.quiet) else LiveView(err)
+    docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit, on_progress=live)
     interrupted = False
     try:
         result = protocol.run(args.question, docs, on_event=live)
@@ -125,10 +127,11 @@ def run(args: argparse.Namespace) -> int:
     if result.error:
         err.print(f"[red]error ({result.error_type}):[/] {markup(result.error)}")
         if result.answer is None:
-            return 2 if result.error_type in {c.__name__ for c in _config_errors()} else 1
+            kind = errors.error_class(result.error_type)
+            return 2 if kind is not None and issubclass(kind, _config_errors()) else 1
     # A degraded or ungrounded answer still exits 0: see the exit codes in minions/cli/__init__.py.
     return 0 if result.answer is not None else 1
 
 
-def _config_errors():
+def _config_errors() -> tuple[type[errors.MinionsError], ...]:
     return (errors.ConfigError, errors.MissingAPIKeyError, errors.UnknownProviderError, errors.MissingDependencyError)

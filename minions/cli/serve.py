@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from minions import errors
 from minions.cli import ask
@@ -116,7 +116,8 @@ def build_service(args: argparse.Namespace):
     try:
         settings = ServeSettings(default_protocol=args.protocol, knobs=knobs,
                                  max_concurrent=args.max_concurrent, max_queue=args.max_queue,
-                                 timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20), api_key=key,
+                                 timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20),
+                                 api_key=SecretStr(key) if key else None,
                                  max_request_usd=args.max_remote_usd, max_total_usd=args.max_total_usd,
                                  allowed_hosts=_host_names(args.host), ceilings=_ceilings(args))
     except ValidationError as e:

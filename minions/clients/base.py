@@ -222,9 +222,5 @@ class Client(ABC):
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    def batch_sync(self, requests: Iterable[Request], *, concurrency: int = 4
-                   ) -> list[Completion | errors.ClientError]:
-        return run_sync(self.batch(requests, concurrency=concurrency))
-
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections. Safe to call more than once."""

@@ -113,7 +113,7 @@ class CachedClient(Client):
     def max_billed_tokens(self, options: Options) -> int:
         return self.inner.max_billed_tokens(options)
 
-    @property  # type: ignore[override]
+    @property
     def context_window(self) -> int | None:
         return self.inner.context_window
 

@@ -13,7 +13,7 @@ Providers are data: `BUILTIN` below, plus your own without editing the package â
 ($MINIONS_PROVIDERS, else ~/.config/minions/providers.toml):
 
     [providers.myhost]
-    wire = "openai"                       # openai | anthropic | ollama | llamacpp | azure
+    wire = "openai"                       # openai | anthropic | ollama | llamacpp | azure (wires.py)
     base_url = "https://llm.example.com/v1"
     api_key_env = "MYHOST_API_KEY"        # omit for servers that need no key
     # stand_in = true                     # an embedded model that may play the remote offline
@@ -27,14 +27,14 @@ from __future__ import annotations
 import os
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from minions import errors
+from minions.clients import wires
 from minions.clients.base import Client
 
-Wire = Literal["openai", "anthropic", "ollama", "llamacpp", "azure"]
 ENTRY_POINT_GROUP = "minions.providers"
 
 
@@ -44,7 +44,8 @@ class ProviderSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    wire: Wire = "openai"
+    #: a registered wire format (minions.clients.wires): openai | anthropic | ollama | llamacpp | azure | ...
+    wire: str = "openai"
     #: None: the SDK's own default (api.openai.com, api.anthropic.com)
     base_url: str | None = None
     #: an environment variable that overrides base_url (e.g. LEMONADE_API_BASE)
@@ -64,6 +65,13 @@ class ProviderSpec(BaseModel):
     #: tokens of prompt and reply the provider's models take (an OpenAI-compatible server's own
     #: window, which no table knows); None: the client's table of known models, else unknown
     context_window: int | None = Field(None, ge=1)
+
+    @field_validator("wire")
+    @classmethod
+    def _known_wire(cls, v: str) -> str:
+        if v not in wires.wire_names():
+            raise ValueError(f"unknown wire format {v!r}; registered: {', '.join(wires.wire_names())}")
+        return v
 
     @property
     def key_envs(self) -> tuple[str, ...]:
@@ -208,39 +216,6 @@ def get_client(spec: str, **kw: Any) -> Client:
     The client's `stand_in` comes from its provider's entry in the registry."""
     table = providers()
     name, model = parse_spec(spec, table)
-    client = _build(table[name], name, model, kw)
+    client = wires.build(table[name], model, dict(kw))
     client.stand_in = table[name].stand_in
     return client
-
-
-def _build(p: ProviderSpec, name: str, model: str, kw: dict[str, Any]) -> Client:
-    if p.wire == "llamacpp":
-        from minions.clients.llamacpp import LlamaCppClient
-
-        return LlamaCppClient(model, **kw)
-    if p.wire == "ollama":
-        from minions.clients.ollama import OllamaClient
-
-        return OllamaClient(model, **kw)
-    if p.wire == "anthropic":
-        from minions.clients.anthropic import AnthropicClient
-
-        if p.base_url:
-            kw.setdefault("base_url", p.base_url)
-        if p.api_key_env:
-            kw.setdefault("api_key_env", p.api_key_env)
-        return AnthropicClient(model, **kw)
-    if p.wire == "azure":
-        from minions.clients.azure import AzureOpenAIClient
-
-        return AzureOpenAIClient(model, spec=p, **kw)
-    from minions.clients.openai import OpenAIClient
-
-    base_url = (os.environ.get(p.base_url_env) if p.base_url_env else None) or p.base_url
-    if base_url:
-        kw.setdefault("base_url", base_url)
-    kw.setdefault("api_key_env", p.api_key_env)
-    kw.setdefault("provider_name", name)
-    if p.context_window is not None:
-        kw.setdefault("context_window", p.context_window)
-    return OpenAIClient(model, **kw)

@@ -58,6 +58,7 @@ def chunk_document(doc: Document, strategy: ChunkStrategy = "chars", size: int |
     if size < 1 or overlap < 0 or (overlap >= size and strategy in ("chars", "tokens", "pages")):
         raise ConfigError(f"Bad chunk size/overlap for {strategy!r}: need size >= 1 and "
                           f"0 <= overlap < size (got size={size}, overlap={overlap}).")
+    spans: Iterable[tuple[int, int, str | None]]
     if strategy == "chars":
         spans = ((s, e, None) for s, e in _char_spans(doc.text, 0, len(doc.text), size, overlap))
     elif strategy == "tokens":

@@ -54,7 +54,8 @@ def _pypdf_warnings() -> Iterator[list[str]]:
 def read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int | None = None
              ) -> tuple[list[str], dict[str, Any]]:
     """Page texts and metadata. Opens encrypted PDFs with the empty user password or `password`.
-    Stops with DocumentError once the text passes `max_chars` characters."""
+    Stops with DocumentError once the text passes `max_chars` characters. Pages without a text layer
+    come back empty (the loader OCRs them, see minions.documents.ocr)."""
     with _pypdf_warnings() as messages:
         pages, meta = _read_pdf(data, where=where, password=password, max_chars=max_chars)
     _tables_as_markdown(data, pages, meta, password=password)
@@ -132,15 +133,11 @@ def _read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int |
         if max_chars is not None and total > max_chars:
             raise too_big(where, f"over {total:,} characters of text in its first {i + 1} of {n_pages} pages",
                           max_chars, source=where)
-    if not any(p.strip() for p in pages):
-        raise DocumentError(
-            f"{where} has no extractable text in its {n_pages} page(s): it looks scanned (image-only) and "
-            "needs OCR first, e.g. `ocrmypdf in.pdf out.pdf`, then load the OCR'd file.", source=where)
     meta: dict[str, Any] = {"num_pages": n_pages, "encrypted": encrypted}
     if failed:
         meta["warnings"] = [f"{where}: could not extract text from page(s) {failed}; they are left empty."]
     try:
-        title = (reader.metadata or {}).get("/Title")
+        title = reader.metadata.get("/Title") if reader.metadata else None
         if isinstance(title, str) and title.strip():
             meta["pdf_title"] = title.strip()
     except Exception:  # noqa: S110  broken metadata is not worth failing the document over

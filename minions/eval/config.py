@@ -229,8 +229,10 @@ def expand(cfg: SweepConfig) -> list[RunConfig]:
 
         known = set().union(*(_accepted(p)[0] for p in cfg.protocols))
         raise unknown_knobs(unused, known, "the protocols of this sweep (" + ", ".join(cfg.protocols) + ")")
-    seen: set[str] = set()
-    runs = [r for r in runs if not (r.id in seen or seen.add(r.id))]
+    first: dict[str, RunConfig] = {}
+    for r in runs:
+        first.setdefault(r.id, r)
+    runs = list(first.values())
     for r in runs:  # wrong types fail here, before a sweep creates its folder, cache or config.json
         check_knobs(r)
     return runs

@@ -56,7 +56,9 @@ class PairFinished(BaseModel):
     total: int
 
 
-ProgressHandler = Callable[[Any], None | Awaitable[None]]
+#: what `on_progress` is called with: the sweep start, then each finished pair
+SweepEvent = SweepStarted | PairFinished
+ProgressHandler = Callable[[SweepEvent], None | Awaitable[None]]
 
 
 @dataclass

@@ -15,8 +15,9 @@ from minions import errors
 from minions.clients import Client, get_client
 from minions.clients.spec import ProviderSpec, parse_spec, providers
 from minions.cost import PriceTable
-from minions.protocols import Protocol, protocol_class
+from minions.protocols.base import Protocol
 from minions.protocols.knobs import STAND_IN_KNOBS, check_knobs
+from minions.protocols.registry import protocol_class
 from minions.protocols.settings import RunSettings
 
 #: what a stand-in remote (the offline stand-in for a cloud model) is priced as by default

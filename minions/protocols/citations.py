@@ -3,9 +3,10 @@
 A worker's citation is accepted when it appears in its chunk exactly, up to whitespace, case and
 quote marks, or fuzzily (difflib) — a small model misspells, drops a word, writes "were" for "was".
 But a fuzzy match must never turn a different figure into a verified one: in a 10-K the numbers
-are the point. So after any fuzzy match the numbers (with their scale: million is not billion),
-the dates (years, month names) and the negations (not, no, never, n't, without...) of the
-citation and of the matched passage must be the same multiset; any difference rejects. An exact
+are the point. So after any fuzzy match the numbers (read by `minions.numbers` as full amounts:
+million is not billion, "$1.6 billion" is "$1,600 million"), the dates (years, month names) and
+the negations (not, no, never, n't, without...) of the citation and of the matched passage must
+be the same multiset; any difference rejects. An exact
 or normalised substring match must not cut a number in two ("$4" is not in "$42 million").
 """
 
@@ -15,10 +16,10 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from difflib import SequenceMatcher
 
 from minions.documents import Document
+from minions.numbers import extract
 from minions.protocols.result import Citation
 
 #: how citation_found reports a quote that is close in wording but not in numbers, dates or negations
@@ -30,18 +31,6 @@ _QUOTES = "\"'`“”‘’«» "
 _QUOTE_MAP = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'",
                             "`": "'", "´": "'"})
 
-# A number: digits with thousands separators and a decimal part, then an optional scale word or
-# unit right after it ("42 million", "$3.1bn", "12%"). Scale words are matched by their stem so a
-# misspelt "milion" still reads as million.
-_NUMBER = re.compile(
-    r"(?<![\d.,])(\d(?:[\d,]*\d)?(?:\.\d+)?)(?![\d])"
-    r"(?:\s*(%|percent\b|per\s+cent\b|thousands?\b|k\b|mill?i?on?s?\b|mm\b|mn\b|mln\b|m\b|"
-    r"bill?i?on?s?\b|bn\b|b\b|trill?i?on?s?\b|tn\b|t\b|basis\s+points?\b|bps\b))?",
-    re.IGNORECASE)
-_SCALES = (("%", "percent"), ("per", "percent"), ("thous", "thousand"), ("k", "thousand"),
-           ("mi", "million"), ("mm", "million"), ("mn", "million"), ("ml", "million"), ("m", "million"),
-           ("bi", "billion"), ("bn", "billion"), ("b", "billion"), ("tr", "trillion"), ("tn", "trillion"),
-           ("t", "trillion"), ("bas", "bps"), ("bps", "bps"))
 _MONTHS = {m: i for i, names in enumerate((
     ("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
     ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
@@ -57,12 +46,12 @@ def normalize(s: str) -> str:
 
 
 def facts(s: str) -> Counter[str]:
-    """The multiset of what a fuzzy match must not change: numbers with their scale, month names
-    and negation words."""
+    """The multiset of what a fuzzy match must not change: numbers as full amounts with their unit
+    (`Quantity.key`), month names and negation words."""
     s = s.translate(_QUOTE_MAP)
     out: Counter[str] = Counter()
-    for m in _NUMBER.finditer(s):
-        out[f"#{_number(m.group(1))}{_scale(m.group(2))}"] += 1
+    for q in extract(s, labels=True):  # "FY2023" is a date here: a quote must keep it
+        out[f"#{q.key}"] += 1
     for w in _WORD.findall(s.replace("n't", " n't")):
         w = w.casefold()
         if w in _NEGATIONS:
@@ -70,25 +59,6 @@ def facts(s: str) -> Counter[str]:
         elif w in _MONTHS:
             out[f"@{_MONTHS[w]}"] += 1
     return out
-
-
-def _number(digits: str) -> str:
-    plain = digits.replace(",", "")
-    try:
-        value = Decimal(plain)
-    except InvalidOperation:  # pragma: no cover - the pattern only admits digits, commas and one dot
-        return plain
-    return format(value.normalize(), "f") if value else "0"
-
-
-def _scale(word: str | None) -> str:
-    if not word:
-        return ""
-    w = _WS.sub("", word.casefold())
-    for stem, name in _SCALES:
-        if w.startswith(stem) and (len(stem) > 1 or w == stem):
-            return " " + name
-    return " " + w
 
 
 def citation_found(citation: str, text: str, threshold: float = 0.8) -> tuple[bool, str]:

@@ -128,7 +128,9 @@ def _bounds(metadata: Iterable[Any]) -> dict[str, float]:
 @cache
 def surface() -> dict[str, Knob]:
     """Every knob of every protocol, by name, in a stable order (the base knobs first)."""
-    from minions.protocols import PROTOCOL_NAMES, protocol_class
+    from minions.protocols.registry import BUILTIN, protocol_class
+
+    PROTOCOL_NAMES = tuple(BUILTIN)  # noqa: N806  the built-in protocols, as the package lists them
 
     found: dict[str, dict[str, Any]] = {}
     bounds: dict[str, list[dict[str, float]]] = {}
@@ -176,7 +178,7 @@ def unknown_knobs(names: Iterable[str], valid: Iterable[str], where: str) -> Kno
 def check_knobs(protocol: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     """`knobs` (None values dropped) if `protocol`'s Config accepts every name and value; else a
     ConfigError that names the knob, what is wrong and the knobs it has (did-you-mean included)."""
-    from minions.protocols import protocol_class
+    from minions.protocols.registry import protocol_class
 
     given = {k: v for k, v in knobs.items() if v is not None}
     config = protocol_class(protocol).Config
@@ -244,7 +246,7 @@ def knobs_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _annotation(k: Knob) -> Any:
     base: Any = {"int": int, "float": float, "bool": bool, "text": str, "read": str | int}.get(k.kind)
     if k.kind == "choice":
-        base = Literal[k.choices]  # type: ignore[valid-type]
+        base = Literal[k.choices]
     return base | None
 
 

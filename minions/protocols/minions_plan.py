@@ -11,17 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from string import Template
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from minions.documents import Chunk, ChunkStrategy, Document
 from minions.documents.chunking import DEFAULT_SIZES, STRATEGIES
 from minions.documents.hybrid import select_within
 from minions.protocols.base import ProtocolConfig
+from minions.protocols.lenient import Lenient, as_text, same_text
 from minions.protocols.reading import ReadBudget
 
 # Caps on strings the remote writes into a plan: long enough for any sensible task, short enough
@@ -111,11 +109,8 @@ def _to_int(v: Any) -> Any:
 
 def _text(v: Any, limit: int | None = None) -> Any:
     """A model may write a list where we asked for a string; join it rather than fail. Strings are
-    stripped and cut to `limit`."""
-    if isinstance(v, list) and all(isinstance(x, str | int | float) for x in v):
-        v = "; ".join(str(x) for x in v)
-    elif isinstance(v, int | float) and not isinstance(v, bool):
-        v = str(v)
+    stripped and cut to `limit`; objects are left for the schema to refuse."""
+    v = as_text(v, objects="keep")
     if isinstance(v, str):
         v = v.strip()
         if limit is not None:
@@ -127,11 +122,7 @@ def _text(v: Any, limit: int | None = None) -> Any:
 ModelInt = Annotated[int | None, BeforeValidator(_to_int)]
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class PlanTask(_Lenient):
+class PlanTask(Lenient):
     instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS,
                              description="one atomic question a worker answers from ONE chunk")
     advice: str = Field("", max_length=MAX_ADVICE_CHARS, description="what to look for and how to format the answer")
@@ -152,12 +143,12 @@ class PlanTask(_Lenient):
         return "" if v is None else _text(v, MAX_ADVICE_CHARS)
 
 
-class ChunkingChoice(_Lenient):
+class ChunkingChoice(Lenient):
     strategy: ChunkStrategy | None = Field(None, description="chars | tokens | pages | paragraphs | sections")
     size: ModelInt = Field(None, description="chunk size in the strategy's unit")
 
 
-class KeywordFilter(_Lenient):
+class KeywordFilter(Lenient):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS,
                        description="keywords; only the best-matching chunks (BM25) get jobs")
     top_k: ModelInt = Field(None, description="how many chunks to keep")
@@ -168,7 +159,7 @@ class KeywordFilter(_Lenient):
         return _text(v, MAX_QUERY_CHARS)
 
 
-class JobPlan(_Lenient):
+class JobPlan(Lenient):
     """What the remote returns at the decompose step: data, never code."""
 
     tasks: list[PlanTask] = Field(min_length=1, max_length=MAX_TASKS,
@@ -216,13 +207,6 @@ class ResolvedPlan(BaseModel):
 QUESTION_ADVICE = "Answer the question only if this excerpt states the answer; quote the sentence that does."
 
 
-def _same_text(a: str, b: str) -> bool:
-    """Equal once case, punctuation and spacing are ignored (also used by grounding.best_supported)."""
-    def norm(s: str) -> str:
-        return " ".join("".join(ch if ch.isalnum() else " " for ch in s.casefold()).split())
-    return norm(a) == norm(b)
-
-
 def resolve_plan(plan: JobPlan, cfg: MinionSConfig, task: str) -> ResolvedPlan:
     """Clamp every number and string of the remote's plan to the configuration's limits; with
     `ask_question`, put the user's question first among the tasks unless the plan already holds it."""
@@ -232,7 +216,7 @@ def resolve_plan(plan: JobPlan, cfg: MinionSConfig, task: str) -> ResolvedPlan:
         notes.append(f"plan had {len(tasks)} tasks; kept the first {cfg.tasks_per_round} (tasks_per_round)")
         tasks = tasks[: cfg.tasks_per_round]
     question = task.strip()[:MAX_INSTRUCTION_CHARS]
-    if cfg.ask_question and question and not any(_same_text(t.instruction, question) for t in tasks):
+    if cfg.ask_question and question and not any(same_text(t.instruction, question) for t in tasks):
         # On top of tasks_per_round: the question is not the remote's choice to drop.
         tasks = [PlanTask(instruction=question, advice=QUESTION_ADVICE), *tasks]
         notes.append("added the question itself as task 1 (ask_question)")
@@ -354,13 +338,6 @@ def expand_jobs(plan: ResolvedPlan, chunks: Sequence[Chunk], round: int) -> tupl
 
 
 # --- prompts ------------------------------------------------------------------------------------
-
-@cache
-def template(name: str) -> Template:
-    """A prompt template from minions/protocols/prompts/ (string.Template: $name placeholders, so
-    braces in documents or JSON examples need no escaping)."""
-    return Template(resources.files("minions.protocols").joinpath("prompts", name).read_text("utf-8"))
-
 
 def documents_overview(docs: Sequence[Document], chunks: Sequence[Chunk], cfg: MinionSConfig,
                        redact: Callable[[str], str] | None = None) -> str:

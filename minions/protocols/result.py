@@ -9,7 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, computed_field, field_validator
 
 from minions.cost import CostReport, MeterEntry
 from minions.redact import normalize, redact, redact_tree, tree_contains
@@ -70,12 +70,16 @@ class Coverage(BaseModel):
         return f"read {self.chunks_read} of {self.chunks_total} chunks ({self.share:.0%} of the text){docs}"
 
 
+#: the two sides of a run: the remote model and the local one
+Side = Literal["remote", "local"]
+
+
 class TranscriptMessage(BaseModel):
     """One message as the receiving side saw it (after privacy scrubbing, for the remote)."""
 
     round: int
     step: str                                   # "ask", "answer", "decompose", "synthesize", ...
-    to: Literal["remote", "local"]
+    to: Side
     role: Literal["system", "user", "assistant"]
     content: str
 
@@ -118,12 +122,33 @@ class JobRecord(BaseModel):
         return self.status is JobStatus.KEPT
 
 
+class RoundDecision(str, Enum):
+    """How a round ended."""
+
+    FINAL_ANSWER = "final_answer"          # the protocol answered
+    ANOTHER_ROUND = "another_round"        # the remote asked for another round
+    FORCED_ANSWER = "forced_answer"        # the round limit was reached: answered with what it had
+    BUDGET_EXHAUSTED = "budget_exhausted"  # the remote budget stopped the round
+    FAILED = "failed"                      # a step failed for good
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 class RoundRecord(BaseModel):
     round: int
     messages: list[TranscriptMessage] = Field(default_factory=list)
     plan: dict[str, Any] | None = None          # MinionS: the validated job plan
     jobs: list[JobRecord] = Field(default_factory=list)
-    decision: str = ""
+    decision: RoundDecision | None = None      # None while the round runs
+
+    @field_validator("decision", mode="before")
+    @classmethod
+    def _undecided(cls, v: Any) -> Any:
+        return None if v == "" else v  # results written before the enum said "" for "no decision yet"
 
 
 class RunRecord(BaseModel):

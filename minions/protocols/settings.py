@@ -53,7 +53,7 @@ class RunSettings(BaseModel):
     @field_validator("protocol")
     @classmethod
     def _known_protocol(cls, v: str) -> str:
-        from minions.protocols import protocol_class
+        from minions.protocols.registry import protocol_class
 
         protocol_class(v)  # a ConfigError naming the protocols
         return v

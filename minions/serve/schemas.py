@@ -19,6 +19,9 @@ IGNORED_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty
                   "service_tier", "reasoning_effort", "stop")
 
 
+#: why a completion ended: "length" also when the spend cap stopped the run
+FinishReason = Literal["stop", "length"]
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -136,7 +139,7 @@ class AssistantMessage(BaseModel):
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"] = "stop"
+    finish_reason: FinishReason = "stop"
     logprobs: None = None
 
 
@@ -163,7 +166,7 @@ class Delta(BaseModel):
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 
