@@ -19,7 +19,13 @@ from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
 from minions.protocols.base import RunContext
-from minions.protocols.citations import match_citation, normalize
+from minions.protocols.citations import (
+    MAX_CITED_SEGMENTS,
+    match_citation,
+    normalize,
+    numbered,
+    point_citation,
+)
 from minions.protocols.events import JobFinished
 from minions.protocols.lenient import Lenient, as_text
 from minions.protocols.minions_plan import Job, MinionSConfig
@@ -30,27 +36,29 @@ from minions.protocols.templates import template
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
 
-# What the grammar allows the worker to write: either an abstention, `{"answer": null}` — a handful of
-# tokens, closed at once — or an answer that must come with its citation (optional citations let a
-# small model answer and close the object without one, and an uncited answer is dropped unverified).
-# "answer" comes first either way (issue 14: ~166 output tokens per job before, most of them
-# abstaining). Short bounds cap what a rambling small model writes (SmolLM2 fills them on irrelevant
-# chunks); the bounds themselves cost nothing: llama.cpp samples as fast under maxLength 100, 300 or
-# 1000 as unbounded (benchmarks/protocols.py).
-_BOUNDS = {"answer": 100, "citation": 200, "explanation": 100}
+# What the grammar allows the worker to write (issue 19): either an abstention, `{"answer": null}` —
+# closed at once — or the answer first, then the numbers of the chunk's sentences that support it
+# (the chunk is shown with numbered sentences, citations.numbered). The framework copies the quote
+# from the chunk, so it is exact by construction and costs a few tokens instead of a copied quote
+# plus an explanation (~150 output tokens per job before, issue 19's figures). The remote never
+# needed the explanation: it sees the answer and the verified quote. Replies in the older form
+# (citation as a quote, explanation) are still accepted and checked, for other clients and tests.
+_ANSWER_CHARS = 48  # "$1,577 million"; caps a degenerate reply ("2.1.1.1...", SmolLM2 on the 3M chunks)
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "object", "properties": {"answer": {"type": "null"}}, "required": ["answer"],
          "additionalProperties": False},
         {"type": "object",
-         "properties": {k: {"type": "string", "maxLength": n} for k, n in _BOUNDS.items()},
-         "required": ["answer", "citation"], "additionalProperties": False},
+         "properties": {"answer": {"type": "string", "maxLength": _ANSWER_CHARS},
+                        "lines": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
+                                  "maxItems": MAX_CITED_SEGMENTS}},
+         "required": ["answer", "lines"], "additionalProperties": False},
     ],
 }
 
-#: tokens a worker's longest reply under that schema can take (its bounds in characters, ~4 per
-#: token, plus keys and quotes); a smaller local_max_tokens can cut the JSON before the answer
-JOB_REPLY_TOKENS = sum(_BOUNDS.values()) // 4 + 16
+#: tokens a worker's longest reply under that schema can take (the answer's bound in characters,
+#: ~4 per token, plus keys, quotes and three numbers); a smaller local_max_tokens can cut the JSON
+JOB_REPLY_TOKENS = _ANSWER_CHARS // 4 + 24
 
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
@@ -62,11 +70,32 @@ class JobOutput(Lenient):
     explanation: str = ""
     citation: str | None = None
     answer: str | None = None
+    lines: list[int] | None = None
 
     @field_validator("explanation", "citation", "answer", mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
         return as_text(v, limit=MAX_FIELD_CHARS)
+
+    @field_validator("lines", mode="before")
+    @classmethod
+    def _numbers(cls, v: Any) -> Any:
+        """Sentence numbers, leniently: a single number, numeric strings ("3", "[3]"); anything else
+        is ignored. Whether they are in range is checked against the chunk (`_judge`)."""
+        if v is None:
+            return None
+        items = v if isinstance(v, list) else [v]
+        out = []
+        for x in items[:16]:
+            if isinstance(x, bool):
+                continue
+            if isinstance(x, int):
+                out.append(x)
+            elif isinstance(x, float) and x.is_integer():
+                out.append(int(x))
+            elif isinstance(x, str) and (d := x.strip().strip("[]() ")).isdigit() and len(d) < 7:
+                out.append(int(d))
+        return out or None
 
     @property
     def abstained(self) -> bool:
@@ -84,7 +113,8 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
     pages = f"page {chunk.page_start}" if chunk.page_start == chunk.page_end \
         else f"pages {chunk.page_start}-{chunk.page_end}"
     return template("minions_worker_chunk.txt").substitute(
-        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=chunk.text_with_header)
+        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages,
+        text=(f"{chunk.header}\n" if chunk.header else "") + numbered(chunk.text))  # the header is not cited
 
 
 def job_suffix(instruction: str, advice: str) -> str:
@@ -180,6 +210,18 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     if rec.answer is None:
         rec.status, rec.note = JobStatus.ABSTAINED, ""
         return
+    if out.lines:  # a pointer: the quote is copied from the chunk, exact by construction
+        quote, how = point_citation(chunk.text, out.lines, rec.answer)
+        if quote is not None:
+            rec.citation = quote[:MAX_FIELD_CHARS]
+            rec.status, rec.note = JobStatus.KEPT, how
+            if (i := chunk.text.find(quote)) >= 0:  # one contiguous quote: its offsets in the document
+                rec.span = (chunk.start + i, chunk.start + i + len(quote))
+            return
+        if not rec.citation:
+            rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
+            rec.note = how
+            return
     if not rec.citation:
         found, how = False, "no citation"
     else:
@@ -234,7 +276,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
             flag = " [citation NOT verified]" if r.status is JobStatus.FLAGGED else ""
             line = (f"- [{where}] answer: {_clip(r.answer, _SHOW_ANSWER)}"
                     f" | citation: \"{_clip(r.citation, _SHOW_CITATION)}\"{flag}"
-                    f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}")
+                    + (f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}" if (r.explanation or "").strip() else ""))
             if used + len(line) + 1 > per_task:
                 omitted += 1
                 continue
