@@ -77,6 +77,7 @@ def scripted_remote(plans: list[str], decisions: list[str]) -> FunctionClient:
 def excerpt_and_task(msgs: list[Message]) -> tuple[str, str]:
     user = msgs[-1].content
     excerpt = user.split("<excerpt>\n", 1)[1].split("\n</excerpt>", 1)[0]
+    excerpt = re.sub(r"(?m)^\[\d+\] ", "", excerpt)  # the worker sees numbered lines (issue 19)
     task = re.search(r"^Task: (.*)$", user, re.M).group(1)
     return excerpt, task
 

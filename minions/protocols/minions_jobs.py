@@ -29,26 +29,71 @@ MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker'
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
 
 # What the grammar allows the worker to write: either an abstention, `{"answer": null}` — a handful of
-# tokens, closed at once — or an answer that must come with its citation (optional citations let a
-# small model answer and close the object without one, and an uncited answer is dropped unverified).
-# "answer" comes first either way (issue 14: ~166 output tokens per job before, most of them
-# abstaining). Short bounds cap what a rambling small model writes (SmolLM2 fills them on irrelevant
-# chunks); the bounds themselves cost nothing: llama.cpp samples as fast under maxLength 100, 300 or
-# 1000 as unbounded (benchmarks/protocols.py).
-_BOUNDS = {"answer": 100, "citation": 200, "explanation": 100}
+# tokens, closed at once — or an answer first, then the numbers of the excerpt's lines that support it
+# (issue 19). The chunk is shown with numbered lines (`chunk_lines`); the framework copies the quote
+# from the document, so a citation is exact by construction, costs a few tokens instead of a copied
+# sentence, and cannot be fabricated — numbers out of range are dropped (model output is untrusted).
+# The explanation is gone from the grammar (the remote decides from answers and quotes); a reply that
+# carries one, or a copied `citation` (scripted clients, other engines), is still read and checked.
+# Short bounds cap what a rambling small model writes; they cost nothing to sample (benchmarks/protocols.py).
+_ANSWER_CHARS = 100
+MAX_CITED_LINES = 3
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "object", "properties": {"answer": {"type": "null"}}, "required": ["answer"],
          "additionalProperties": False},
         {"type": "object",
-         "properties": {k: {"type": "string", "maxLength": n} for k, n in _BOUNDS.items()},
-         "required": ["answer", "citation"], "additionalProperties": False},
+         "properties": {"answer": {"type": "string", "maxLength": _ANSWER_CHARS},
+                        "lines": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
+                                  "maxItems": MAX_CITED_LINES}},
+         "required": ["answer", "lines"], "additionalProperties": False},
     ],
 }
 
 #: tokens a worker's longest reply under that schema can take (its bounds in characters, ~4 per
-#: token, plus keys and quotes); a smaller local_max_tokens can cut the JSON before the answer
-JOB_REPLY_TOKENS = sum(_BOUNDS.values()) // 4 + 16
+#: token, plus keys, quotes and line numbers); a smaller local_max_tokens can cut the JSON before the answer
+JOB_REPLY_TOKENS = _ANSWER_CHARS // 4 + 8 + 4 * MAX_CITED_LINES
+
+#: a numbered line of an excerpt holds at least this many characters: the chunk's own lines are
+#: joined until they reach it (a 3,000-character 10-K chunk: ~90 lines, ~18 numbered ones), so the
+#: numbers add few prompt tokens and one number points at a sentence or a few table rows
+LINE_CHARS = 160
+
+
+def chunk_lines(text: str) -> list[str]:
+    """The excerpt's numbered lines: its own lines joined in order until each holds LINE_CHARS
+    characters. Their concatenation is the chunk's text, byte for byte (a quote copied from them
+    is in the document)."""
+    out: list[str] = []
+    cur = ""
+    for line in text.splitlines(keepends=True):
+        cur += line
+        if len(cur.strip()) >= LINE_CHARS:
+            out.append(cur)
+            cur = ""
+    if cur:
+        if cur.strip() or not out:
+            out.append(cur)
+        else:
+            out[-1] += cur
+    return out
+
+
+def numbered(text: str) -> str:
+    return "".join(f"[{k}] {line}" for k, line in enumerate(chunk_lines(text), start=1))
+
+
+def quote_lines(text: str, numbers: Sequence[int]) -> str | None:
+    """The quote a worker points at: its lines copied from the chunk, in the chunk's order. None when
+    a number is not one of the chunk's lines or no number is given (untrusted output)."""
+    lines = chunk_lines(text)
+    picked = sorted(set(numbers))
+    if not picked or any(not 1 <= n <= len(lines) for n in picked):
+        return None
+    return _WS_RE.sub(" ", " … ".join(lines[n - 1].strip() for n in picked)).strip()
+
+
+_WS_RE = re.compile(r"[ \t\r\n]+")
 
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
@@ -83,11 +128,34 @@ class JobOutput(_Lenient):
     explanation: str = ""
     citation: str | None = None
     answer: str | None = None
+    lines: list[int] | None = None   # numbers of the excerpt's lines that support the answer
 
     @field_validator("explanation", "citation", "answer", mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
         return _as_text(v)
+
+    @field_validator("lines", mode="before")
+    @classmethod
+    def _numbers(cls, v: Any) -> Any:
+        """Whole numbers only (an int, a digit string, or a list of them, at most 16); anything
+        else is no pointer at all — never an error that would discard the answer."""
+        if v is None:
+            return None
+        items = v if isinstance(v, list) else [v]
+        out = []
+        for x in items[:16]:
+            if isinstance(x, bool):
+                return None
+            if isinstance(x, int):
+                out.append(x)
+            elif isinstance(x, float) and x.is_integer():
+                out.append(int(x))
+            elif isinstance(x, str) and x.strip().lstrip("[").rstrip("]").strip().isdigit():
+                out.append(int(x.strip().lstrip("[").rstrip("]").strip()))
+            else:
+                return None
+        return out or None
 
     @property
     def abstained(self) -> bool:
@@ -105,7 +173,7 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
     pages = f"page {chunk.page_start}" if chunk.page_start == chunk.page_end \
         else f"pages {chunk.page_start}-{chunk.page_end}"
     return template("minions_worker_chunk.txt").substitute(
-        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=chunk.text)
+        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=numbered(chunk.text))
 
 
 def job_suffix(instruction: str, advice: str) -> str:
@@ -196,11 +264,22 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
         rec.status, rec.note = JobStatus.UNPARSEABLE, str(e)[:200]
         return
     rec.explanation = out.explanation[:MAX_FIELD_CHARS]
-    rec.citation = out.citation[:MAX_FIELD_CHARS] if out.citation else None
     rec.answer = None if out.abstained else (out.answer or "")[:MAX_FIELD_CHARS]
     if rec.answer is None:
+        rec.citation = out.citation[:MAX_FIELD_CHARS] if out.citation else None
         rec.status, rec.note = JobStatus.ABSTAINED, ""
         return
+    if out.lines is not None:  # a pointer: the quote is copied from the chunk, exact by construction
+        quote = quote_lines(chunk.text, out.lines)
+        if quote is not None:
+            rec.citation = quote[:MAX_FIELD_CHARS]
+            rec.status, rec.note = JobStatus.KEPT, ""
+            return
+        if not out.citation:
+            rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
+            rec.note = f"cited lines {out.lines[:MAX_CITED_LINES]} not in the excerpt"
+            return
+    rec.citation = out.citation[:MAX_FIELD_CHARS] if out.citation else None
     if not rec.citation:
         found, how = False, "no citation"
     else:
@@ -256,7 +335,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
             flag = " [citation NOT verified]" if r.status is JobStatus.FLAGGED else ""
             line = (f"- [{where}] answer: {_clip(r.answer, _SHOW_ANSWER)}"
                     f" | citation: \"{_clip(r.citation, _SHOW_CITATION)}\"{flag}"
-                    f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}")
+                    + (f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}" if (r.explanation or "").strip() else ""))
             if used + len(line) + 1 > per_task:
                 omitted += 1
                 continue
