@@ -239,6 +239,7 @@ def report(policy: str, condition: str, res: dict, read_share: float) -> dict:
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # figures appear child by child
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chunks", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="4 chunks")
