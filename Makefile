@@ -29,6 +29,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check minions apps tests benchmarks
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/clients.py

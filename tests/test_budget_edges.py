@@ -18,6 +18,7 @@ from minions.cost import Price, PriceTable
 from minions.protocols import get_protocol
 from minions.protocols.budget import budget_usd
 from minions.protocols.build import build_protocol
+from minions.protocols.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = "Northwind Traders annual report. The revenue was $42 million in fiscal 2024."
@@ -84,7 +85,7 @@ def test_string_cap_is_enforced_not_a_type_error():
 
 def test_build_protocol_prices_a_client_object_as_asked_without_changing_it():
     remote = FunctionClient.from_replies(["$42 million"], model="remote")
-    proto = build_protocol("remote-only", local=None, remote=remote, remote_price_as="openai/gpt-4o")
+    proto = build_protocol(RunSettings(protocol="remote-only", local=None, remote=remote, price_as="openai/gpt-4o"))
     result = proto.run(TASK, DOC)
     assert result.error is None and result.answer == "$42 million"
     cost = result.cost.role("remote").cost_usd
@@ -93,16 +94,16 @@ def test_build_protocol_prices_a_client_object_as_asked_without_changing_it():
     assert remote.price_as is None and len(remote.calls) == 1   # the caller's client: unchanged, and used
     assert proto.remote.price_key == "openai/gpt-4o"
     # The budget applies with that price: a cap below one call's worst case stops before the call.
-    capped = build_protocol("remote-only", local=None, remote=remote, remote_price_as="openai/gpt-4o",
-                            max_remote_usd=1e-6).run(TASK, DOC)
+    capped = build_protocol(RunSettings(protocol="remote-only", local=None, remote=remote, price_as="openai/gpt-4o",
+                                        max_remote_usd=1e-6)).run(TASK, DOC)
     assert capped.budget_exhausted and len(remote.calls) == 1
 
 
 def test_build_protocol_leaves_a_client_alone_without_remote_price_as():
     remote = FunctionClient.from_replies(["x"], model="remote", price_as="openai/gpt-4o-mini")
-    assert build_protocol("remote-only", local=None, remote=remote).remote is remote
-    assert build_protocol("remote-only", local=None, remote=remote, remote_price_as="openai/gpt-4o-mini").remote \
-        is remote
+    assert build_protocol(RunSettings(protocol="remote-only", local=None, remote=remote)).remote is remote
+    assert build_protocol(RunSettings(protocol="remote-only", local=None, remote=remote,
+                                      price_as="openai/gpt-4o-mini")).remote is remote
 
 
 # --- overshoot: a remote returning more than max_tokens --------------------------------------------

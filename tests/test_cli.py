@@ -126,15 +126,16 @@ def _gateway_cli(gateway, tmp_path, *extra: str, **popen):
 
 def _backend(synthesize):
     from tests.gateway import ScriptedBackend
+    from tests.scripted import schema_title
     from tests.test_protocol_minions import honest_local, plan
 
-    async def reply(msgs, opts):
-        last = msgs[-1].content
-        if "<excerpt>" in last:
-            return honest_local(msgs, opts)
-        if "plan the workers' jobs" in last:
+    async def reply(msgs, opts):  # by the schema asked for: the remote's plan or synthesis, else a worker job
+        title = schema_title(opts)
+        if title == "JobPlan":
             return plan("Find the revenue")
-        return await synthesize(msgs, opts)
+        if title in ("Synthesis", "LastSynthesis"):
+            return await synthesize(msgs, opts)
+        return honest_local(msgs, opts)
     return ScriptedBackend(reply)
 
 
@@ -155,18 +156,22 @@ def test_ctrl_c_prints_the_partial_result_and_its_cost_then_exits_130(gateway, t
     import signal
     import threading
 
+    # No timeout races the machine: the child signals readiness (its synthesis request reaches the
+    # gateway), the remote holds that request until the test ends, and the child's exit is awaited.
+    # HANG_GUARD only ends a test that would otherwise hang; it is not a speed limit.
+    HANG_GUARD = 900
     in_synthesis, release = threading.Event(), threading.Event()
 
     async def slow(_m, _o):  # the remote "thinks" until the test is over
         in_synthesis.set()
-        await asyncio.to_thread(release.wait, 60)
+        await asyncio.to_thread(release.wait, HANG_GUARD)
         return '{"decision": "provide_final_answer", "explanation": "", "answer": "too late"}'
     gateway.backend = _backend(slow)
     proc = _gateway_cli(gateway, tmp_path)
     try:
-        assert in_synthesis.wait(60), "the run never reached the synthesis"
+        assert in_synthesis.wait(HANG_GUARD), "the run never reached the synthesis"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=HANG_GUARD)
     finally:
         release.set()
         proc.kill()

@@ -227,9 +227,9 @@ def test_missing_file(missing: str) -> None:
 
 
 def test_unsupported_suffix_lists_supported(tmp_path: Path) -> None:
-    path = tmp_path / "sheet.xlsx"
-    path.write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(DocumentError, match="Unsupported file type '.xlsx'") as err:
+    path = tmp_path / "sheet.xls"  # the binary Excel format before 2007 (.xlsx is supported)
+    path.write_bytes(b"\xd0\xcf\x11\xe0 not really")
+    with pytest.raises(DocumentError, match="Unsupported file type '.xls'") as err:
         load(path)
     assert str(path) in str(err.value) and ".pdf" in str(err.value) and ".docx" in str(err.value)
     with pytest.raises(DocumentError, match="Unsupported"):

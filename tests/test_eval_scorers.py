@@ -9,7 +9,6 @@ import pytest
 from minions.clients import FunctionClient
 from minions.cost import PriceTable
 from minions.errors import ConfigError
-from minions.eval.numbers import extract, same_quantity
 from minions.eval.scorers import (
     Contains,
     FinanceBenchMatch,
@@ -21,6 +20,7 @@ from minions.eval.scorers import (
     option_letter,
     token_f1,
 )
+from minions.numbers import extract, same_quantity
 
 
 async def fb(answer: str, gold: str) -> float:
@@ -168,9 +168,25 @@ async def test_judge_unparseable_verdict_scores_zero_with_a_reason() -> None:
     assert score.value == 0 and "unparseable" in score.detail and score.usage is not None
 
 
-def test_get_scorer() -> None:
-    assert isinstance(get_scorer("financebench"), FinanceBenchMatch)
-    assert isinstance(get_scorer("numeric"), FinanceBenchMatch)
+@pytest.mark.parametrize("name,right,wrong,gold,method", [
+    ("financebench", "It was $1,600 million", "It was $1.6 million", "$1.6 billion", "numeric"),
+    ("numeric", "0.654", "0.70", "65.4%", "numeric"),
+    ("longhealth", "The answer is D", "C: Doxorubicin", "Vincristine", "option"),
+    ("option", "D", "A", "Vincristine", "option"),
+    ("qasper", "the BERT base model", "a recurrent network", "BERT base", "f1"),
+    ("f1", "BERT base", "LSTM", "BERT base", "f1"),
+    ("contains", "They used BERT base here.", "They used BERT large.", "BERT base", "contains"),
+])
+async def test_get_scorer_returns_a_scorer_that_scores_by_its_rule(name, right, wrong, gold, method) -> None:
+    class Item:
+        metadata = {"options": OPTIONS, "correct_letter": "D"}
+    scorer = get_scorer(name)
+    good, bad = await scorer.score(right, gold, Item()), await scorer.score(wrong, gold, Item())
+    assert good.method == bad.method == method
+    assert good.value > bad.value and bad.value < 0.5 <= good.value
+
+
+def test_get_scorer_refuses_what_it_cannot_build() -> None:
     with pytest.raises(ConfigError, match="judge model"):
         get_scorer("judge")
     with pytest.raises(ConfigError, match="Unknown scorer"):

@@ -51,8 +51,11 @@ def test_grid_expands_per_protocol_and_knobs_go_where_accepted() -> None:
 
 
 def test_config_errors_name_the_problem() -> None:
-    with pytest.raises(ConfigError, match="No protocol has the knob.*tasks_per_rund"):
+    with pytest.raises(ConfigError, match="Unknown knob 'tasks_per_rund' \\(did you mean 'tasks_per_round'"):
         expand(validate_config({"datasets": ["sample"], "protocols": ["minions"], "knobs": {"tasks_per_rund": 2}}))
+    # issue 18: a knob no protocol of the sweep takes was dropped silently (knobs {}); now it is refused
+    with pytest.raises(ConfigError, match="Unknown knob 'top_k'.*protocols of this sweep \\(minions\\)"):
+        expand(validate_config({"datasets": ["sample"], "protocols": ["minions"], "knobs": {"top_k": 2}}))
     with pytest.raises(ConfigError, match="Protocol 'rag' has no knob 'max_rounds'"):
         expand(validate_config({"datasets": ["sample"], "protocols": ["rag"], "grid": {"rag": {"max_rounds": [1]}}}))
     with pytest.raises(ConfigError, match="non-empty list"):

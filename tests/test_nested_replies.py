@@ -14,12 +14,14 @@ from minions.clients.base import Message
 from minions.clients.function import FunctionClient
 from minions.documents import Document
 from minions.protocols import get_protocol
+from minions.protocols.lenient import as_text
 from minions.protocols.minion import RemoteDecision
 from minions.protocols.minions import LastSynthesis, Synthesis
-from minions.protocols.minions_jobs import JobOutput, _as_text
+from minions.protocols.minions_jobs import MAX_FIELD_CHARS, JobOutput
 from minions.protocols.minions_plan import JobPlan
 from minions.protocols.parsing import MAX_NESTING, nested_too_deep, parse_reply
 from minions.protocols.result import JobStatus
+from tests.scripted import by_schema
 
 DOC = Document.from_pages(["Northwind Traders annual report.",
                            "Financial results. The revenue was $42 million in fiscal 2024."], id="nw", title="Northwind")
@@ -48,16 +50,7 @@ def job(value: str) -> str:
 
 def remote_for(decisions: list[str]) -> FunctionClient:
     """Plans with PLAN; answers the i-th synthesis (or its retry) with decisions[i] (last repeats)."""
-    state = {"n": 0}
-
-    def reply(msgs: list[Message], _opts) -> str:
-        if "plan the workers' jobs" in msgs[1].content:
-            return PLAN
-        i = min(state["n"], len(decisions) - 1)
-        state["n"] += 1
-        return decisions[i]
-
-    return FunctionClient(reply, model="remote")
+    return by_schema({"JobPlan": [PLAN], ("Synthesis", "LastSynthesis"): decisions}, model="remote")
 
 
 SCHEMAS = [Synthesis, LastSynthesis, JobOutput, RemoteDecision, JobPlan]
@@ -99,7 +92,7 @@ def test_property_nested_values_never_escape_untyped(depth, kind, cut):
     for i in range(depth):
         obj = [obj] if kind == "list" or (kind == "mixed" and i % 2 == 0) else {"a": obj}
     try:
-        out = _as_text(obj)
+        out = as_text(obj, limit=MAX_FIELD_CHARS)
     except ValueError:
         assert nested_too_deep(obj)
     else:
@@ -161,7 +154,7 @@ def test_property_minions_run_with_nested_replies_returns_typed_results(remote_d
         assert result.error_type == "ModelOutputError" and "nested" in result.error
     else:  # shallow: lists are joined, objects kept as their JSON text
         assert result.error is None
-        assert result.answer == _as_text(json.loads(nested(remote_depth, kind))).strip()
+        assert result.answer == as_text(json.loads(nested(remote_depth, kind))).strip()
     jobs = result.rounds[0].jobs
     assert len(jobs) == 2
     assert all(j.status is JobStatus.UNPARSEABLE for j in jobs) == (local_depth + 1 > MAX_NESTING)

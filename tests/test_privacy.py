@@ -15,6 +15,7 @@ from minions.cost import Price, PriceTable
 from minions.documents import Document
 from minions.protocols import get_protocol
 from minions.protocols.privacy import Scrubber, luhn_ok
+from tests.scripted import by_schema
 
 PRICES = PriceTable({"function/remote": Price(input=1.0, output=2.0), "function/local": Price(input=0.0, output=0.0)})
 
@@ -127,12 +128,10 @@ def _minion_remote():
 
 
 def _minions_remote():
-    def reply(messages: list[Message], _opts) -> str:
-        if "plan the workers' jobs" in messages[-1].content:
-            return json.dumps({"tasks": [{"instruction": "Who is the patient and what is the diagnosis?"}]})
-        return json.dumps({"decision": "provide_final_answer", "explanation": "from the jobs",
-                           "answer": "Seasonal allergies."})
-    return FunctionClient(reply, model="remote")
+    return by_schema({
+        "JobPlan": [json.dumps({"tasks": [{"instruction": "Who is the patient and what is the diagnosis?"}]})],
+        ("Synthesis", "LastSynthesis"): [json.dumps({"decision": "provide_final_answer", "explanation": "from the jobs",
+                                                     "answer": "Seasonal allergies."})]}, model="remote")
 
 
 def _minions_local(messages: list[Message], _opts) -> str:

@@ -21,6 +21,7 @@ from minions.documents import Document, chunk_documents, load_many
 from minions.protocols import get_protocol
 from minions.protocols.minion import MinionConfig, reply_limit
 from minions.protocols.privacy import Scrubber, luhn_ok
+from tests.scripted import by_schema
 
 NAMES = ["Maria Gonzalez"]
 
@@ -101,21 +102,20 @@ def named_files(tmp_path):
 def test_minions_overview_and_plans_use_aliases_and_map_them_back(named_files):
     seen_overview = {}
 
-    def remote(msgs: list[Message], _o) -> str:
+    def plan(msgs: list[Message], _o) -> str:
         user = msgs[-1].content
-        if "plan the workers' jobs" in user:
-            seen_overview["text"] = user
-            alias = re.search(r"- (private-doc-\d+): \"\[NAME\] medical record\"", user).group(1)
-            return json.dumps({"tasks": [{"instruction": "What allergy is reported?", "advice": "quote it"}],
-                               "chunking": {"strategy": "chars", "size": 3000}, "chunk_ids": [f"{alias}#0"]})
-        return json.dumps({"decision": "provide_final_answer", "explanation": "see private-doc-1#0",
-                           "answer": "Seasonal allergies (private-doc-1#0)."})
+        seen_overview["text"] = user
+        alias = re.search(r"- (private-doc-\d+): \"\[NAME\] medical record\"", user).group(1)
+        return json.dumps({"tasks": [{"instruction": "What allergy is reported?", "advice": "quote it"}],
+                           "chunking": {"strategy": "chars", "size": 3000}, "chunk_ids": [f"{alias}#0"]})
 
     def local(msgs: list[Message], _o) -> str:
         return json.dumps({"explanation": "stated", "citation": "The patient reported seasonal allergies",
                            "answer": "seasonal allergies"})
 
-    client = FunctionClient(remote, model="remote")
+    client = by_schema({"JobPlan": plan, ("Synthesis", "LastSynthesis"): [json.dumps(
+        {"decision": "provide_final_answer", "explanation": "see private-doc-1#0",
+         "answer": "Seasonal allergies (private-doc-1#0)."})]}, model="remote")
     result = get_protocol("minions", FunctionClient(local, model="local"), client, privacy=Scrubber(NAMES),
                           max_rounds=1).run("Which allergy does Maria Gonzalez have?", named_files)
     assert result.error is None, result.error
@@ -136,20 +136,17 @@ def test_aliases_in_the_remotes_own_notes_never_come_back_as_real_ids(named_file
     # An alias across the 1,000-character bound Synthesis cuts these fields to.
     notes = "x" * 989 + " private-doc-2#0 holds it."
 
-    def remote(msgs: list[Message], _o) -> str:
-        user = msgs[-1].content
-        if "plan the workers' jobs" in user:
-            return json.dumps({"tasks": [{"instruction": "What is the budget?", "advice": ""}],
-                               "chunk_ids": ["private-doc-2#0"]})
-        if "Round 1 of 2" in user:
-            return json.dumps({"decision": "request_additional_info", "explanation": "more",
-                               "feedback": notes, "scratchpad": notes})
-        return json.dumps({"decision": "provide_final_answer", "explanation": "e", "answer": "$2.1 million"})
+    client = by_schema({
+        "JobPlan": [json.dumps({"tasks": [{"instruction": "What is the budget?", "advice": ""}],
+                                "chunk_ids": ["private-doc-2#0"]})],
+        "Synthesis": [json.dumps({"decision": "request_additional_info", "explanation": "more",  # round 1 of 2
+                                  "feedback": notes, "scratchpad": notes})],
+        "LastSynthesis": [json.dumps({"decision": "provide_final_answer", "explanation": "e",
+                                      "answer": "$2.1 million"})]}, model="remote")
 
     local = FunctionClient(lambda m, o: json.dumps({"explanation": "stated", "answer": "$2.1 million",
                                                     "citation": "The budget for the clinic renovation is $2.1 million"}),
                            model="local")
-    client = FunctionClient(remote, model="remote")
     result = get_protocol("minions", local, client, privacy=Scrubber(NAMES), max_rounds=2,
                           strategy="scratchpad").run("What is the budget?", named_files)
     assert result.error is None and result.answer == "$2.1 million"
@@ -184,7 +181,7 @@ def test_minions_worker_answer_clipped_for_the_remote_is_scrubbed_first():
     answer = "x" * 385 + " card " + CARD + " paid"
     plan = json.dumps({"tasks": [{"instruction": "How was the deposit paid?", "advice": ""}]})
     final = json.dumps({"decision": "provide_final_answer", "explanation": "e", "answer": "by card"})
-    remote = FunctionClient(lambda m, o: plan if "plan the workers' jobs" in m[1].content else final, model="remote")
+    remote = by_schema({"JobPlan": [plan], ("Synthesis", "LastSynthesis"): [final]}, model="remote")
     local = FunctionClient(lambda m, o: json.dumps({"explanation": "e", "answer": answer,
                                                     "citation": "The deposit was paid by card " + CARD}), model="local")
     result = get_protocol("minions", local, remote, privacy=Scrubber(), max_rounds=1).run("How?", [doc])
@@ -301,20 +298,17 @@ def test_property_generated_personal_data_never_reaches_the_remote(items, glue, 
     doc = Document.from_text(f"Record. {planted} End of record.", id="rec")
     local_reply = f"The record says {planted}."
 
-    def remote(msgs: list[Message], _o) -> str:
-        user = msgs[-1].content
-        if "plan the workers' jobs" in user:
-            return json.dumps({"tasks": [{"instruction": "List what the record says.", "advice": ""}]})
-        if protocol in ("minion", "minions"):
-            return json.dumps({"decision": "provide_final_answer", "explanation": "e", "answer": "done"})
-        return "done"
 
     def local(msgs: list[Message], _o) -> str:
         if protocol == "minions":
             return json.dumps({"explanation": local_reply, "citation": planted, "answer": local_reply})
         return local_reply
 
-    client = FunctionClient(remote, model="remote")
+    client = by_schema({
+        "JobPlan": [json.dumps({"tasks": [{"instruction": "List what the record says.", "advice": ""}]})],
+        ("Synthesis", "LastSynthesis", "RemoteDecision"): [
+            json.dumps({"decision": "provide_final_answer", "explanation": "e", "answer": "done"})]},
+        text=["done"], model="remote")
     knobs = {"max_rounds": 1} if protocol in ("minion", "minions") else {}
     result = get_protocol(protocol, FunctionClient(local, model="local"), client, privacy=Scrubber(names),
                           **knobs).run(f"What does the record say about {planted}?", [doc])

@@ -11,9 +11,11 @@ from minions.clients.function import FunctionClient
 from minions.cost import Price, PriceTable
 from minions.documents import Document
 from minions.protocols import get_protocol
-from minions.protocols.baselines import RAG, LocalOnly, RemoteOnly, format_documents, render
+from minions.protocols.baselines import RAG, LocalOnly, RemoteOnly
+from minions.protocols.context import format_documents
 from minions.protocols.events import FinalAnswer, MessageSent, Notice, RoundDone
 from minions.protocols.result import RunResult
+from minions.protocols.templates import render
 
 PRICES = PriceTable({"function/remote": Price(input=1.0, output=2.0), "function/local": Price(input=0.0, output=0.0)})
 TASK = "What was total revenue in fiscal 2024?"

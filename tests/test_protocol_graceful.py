@@ -11,11 +11,11 @@ import pytest
 from minions import errors
 from minions.clients.function import FunctionClient
 from minions.protocols import CancelToken, get_protocol
+from minions.protocols.citations import citation_found
 from minions.protocols.events import RoundDone
-from minions.protocols.grounding import answer_key, best_supported, numbers, shares, support, words
+from minions.protocols.grounding import answer_key, best_supported, figures, shares, support, words
 from minions.protocols.minion import Minion
 from minions.protocols.minions import LastSynthesis, MinionS, Synthesis
-from minions.protocols.minions_jobs import citation_found
 from minions.protocols.result import JobRecord, JobStatus
 from tests.test_protocol_minions import final, honest_local, make_doc, plan, scripted_remote
 
@@ -39,7 +39,7 @@ def test_failing_synthesis_returns_the_verified_job_answer_degraded_with_its_cit
     assert "ModelOutputError" in res.degraded_reason and "backed with a quote" in res.degraded_reason
     assert [c.chunk_id for c in res.citations] == ["nw#1"] and "$42 million" in res.citations[0].text
     # round 1: the empty final became a request for another round; round 2 (last): two invalid replies
-    assert [r.decision for r in res.rounds] == ["another_round", ""]
+    assert [r.decision for r in res.rounds] == ["another_round", None]
     synth = [e for e in res.calls if e.step == "synthesize"]
     assert len(synth) == 3 and all(e.round == 2 for e in synth[1:])
     summary = res.summary()
@@ -117,7 +117,8 @@ def test_the_question_is_not_added_twice_or_when_turned_off():
 # --- grounded answers -------------------------------------------------------------------------------
 
 def test_grounding_compares_claims_not_the_questions_words():
-    assert numbers("$1,577.00 and 12%") == {"1577", "12"} and "revenue" in words("Revenues grew")
+    assert [q.key for q in figures("$1,577.00 and 12% in 2023")] == ["1577", "12%"]
+    assert "revenue" in words("Revenues grew")
     assert shares("$42 million", ["The revenue was $42 million in fiscal 2024."], TASK)
     assert shares("42.0 million dollars", ["answer: $42 million"], TASK)
     assert not shares("Revenue in fiscal 2024 was $99 million", ["The revenue was $42 million in fiscal 2024."], TASK)
@@ -159,7 +160,7 @@ def test_ungrounded_fallback_returns_the_most_supported_verified_answer():
     res = minions(FunctionClient(honest_local), remote, max_rounds=1, ungrounded_answer="fallback").run(
         TASK, [make_doc()])
     assert res.answer == "$42 million" and res.grounded and res.degraded and res.error is None
-    assert "shares nothing" in res.degraded_reason
+    assert "not backed" in res.degraded_reason
 
 
 def test_minion_flags_an_answer_that_shares_nothing_with_the_workers_replies():
@@ -274,16 +275,23 @@ async def test_real_worker_answer_survives_a_remote_that_cannot_synthesize():
 
 def test_an_embedded_stand_in_remote_prefers_grounded_answers_unless_told_otherwise():
     from minions.protocols.build import build_protocol
+    from minions.protocols.settings import RunSettings
 
     def factory(role, spec, kw):
         return FunctionClient(lambda m, o: "x", model=spec.split("/", 1)[1], **kw)
-    stand_in = build_protocol("minions", local="llamacpp/smollm2", remote="llamacpp/smollm2", client_factory=factory)
-    assert stand_in.config.ungrounded_answer == "fallback"
-    told = build_protocol("minions", local="llamacpp/smollm2", remote="llamacpp/smollm2", client_factory=factory,
-                          knobs={"ungrounded_answer": "flag"})
-    assert told.config.ungrounded_answer == "flag"
-    cloud = build_protocol("minion", local="llamacpp/smollm2", remote="openai/gpt-4o-mini", client_factory=factory)
-    assert cloud.config.ungrounded_answer == "flag"
+
+    def build(protocol, remote, **knobs):
+        return build_protocol(RunSettings(protocol=protocol, local="llamacpp/smollm2", remote=remote, knobs=knobs),
+                              factory=factory)
+    stand_in = build("minions", "llamacpp/smollm2")
+    assert stand_in.config.ungrounded_answer == "fallback" and stand_in.remote.stand_in
+    assert build("minions", "llamacpp/smollm2", ungrounded_answer="flag").config.ungrounded_answer == "flag"
+    cloud = build("minion", "openai/gpt-4o-mini")
+    assert cloud.config.ungrounded_answer == "flag" and not cloud.remote.stand_in
+    # A Client object carries its own stand-in status (the server builds its clients once, as objects):
+    # the same knobs follow, not a spec string's prefix.
+    as_object = build_protocol(RunSettings(protocol="minion", local=stand_in.local, remote=stand_in.remote))
+    assert (as_object.config.ungrounded_answer, as_object.config.first_question) == ("fallback", "task")
 
 
 def test_with_nothing_checkable_the_workers_answer_to_the_question_beats_an_ungrounded_synthesis():

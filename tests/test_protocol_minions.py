@@ -25,11 +25,13 @@ from minions.clients.base import Message
 from minions.clients.function import FunctionClient
 from minions.cost import Price, PriceTable
 from minions.documents import Document, chunk_documents
+from minions.protocols.citations import citation_found
 from minions.protocols.events import JobFinished, JobsPlanned, RoundDone
 from minions.protocols.minions import JobPlan, MinionS
-from minions.protocols.minions_jobs import citation_found, job_messages, job_prefix
+from minions.protocols.minions_jobs import job_messages, job_prefix
 from minions.protocols.minions_plan import MinionSConfig, resolve_plan
 from minions.protocols.result import JobStatus, RunResult
+from tests.scripted import by_schema
 
 SENTINEL = "ZEBRA-SENTINEL-7741"
 PAGES = [
@@ -61,17 +63,9 @@ def more(feedback: str = "look for capital expenditure", scratchpad: str | None 
 
 
 def scripted_remote(plans: list[str], decisions: list[str]) -> FunctionClient:
-    """Answers the i-th decompose with plans[i] and the i-th synthesis with decisions[i] (last repeats)."""
-    state = {"plan": 0, "decide": 0}
-
-    def reply(msgs: list[Message], _opts) -> str:
-        text = msgs[-1].content
-        key, items = ("plan", plans) if "plan the workers' jobs" in text or "not valid" in text else ("decide", decisions)
-        i = min(state[key], len(items) - 1)
-        state[key] += 1
-        return items[i]
-
-    return FunctionClient(reply, model="scripted-remote")
+    """Answers the i-th plan it is asked for with plans[i] and the i-th synthesis with decisions[i]
+    (last repeats), by the schema asked for (see tests/scripted.py)."""
+    return by_schema({"JobPlan": plans, ("Synthesis", "LastSynthesis"): decisions})
 
 
 def excerpt_and_task(msgs: list[Message]) -> tuple[str, str]:

@@ -276,7 +276,9 @@ def gated_remote(gate: threading.Event) -> FunctionClient:
     return FunctionClient(reply, model="remote")
 
 
-def wait_for(predicate, what: str, timeout: float = 20.0) -> None:
+def wait_for(predicate, what: str, timeout: float = 180.0) -> None:
+    # Polls until the condition holds; the ceiling only turns a hang into a failure, so it is far
+    # above any loaded machine's wait (a 20 s ceiling failed once at load average 8).
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -51,6 +51,8 @@ def test_pointer_reply_copies_the_quote_from_the_chunk():
     assert "Purchases of property, plant and equipment" in rec.citation and "(1,577)" in rec.citation
     # the copied quote is the chunk's own text (whitespace collapsed)
     assert re.sub(r"\s+", " ", chunk_lines(TABLE)[0]).strip() == rec.citation
+    a, b = rec.span  # offsets into the document (the chunk starts at 0 here)
+    assert TABLE[a:b] == chunk_lines(TABLE)[0].strip()
     two = judge({"answer": "x", "lines": [2, 1, 1]})
     assert two.verified and two.citation.startswith("Cash flows") and " … " in two.citation
 

@@ -18,6 +18,8 @@ from minions.clients.spec import providers
 from minions.protocols import Protocol, protocol_class
 from minions.protocols.build import STAND_IN_PRICE
 from minions.protocols.build import build_protocol as build
+from minions.protocols.knobs import Knob, for_protocol
+from minions.protocols.settings import RunSettings
 
 EMBEDDED = "llamacpp/smollm2"
 CUSTOM = "Other (type a spec)"
@@ -53,40 +55,22 @@ def key_envs() -> dict[str, str]:
     return {p.name: p.api_key_env for p in providers().values() if p.api_key_env}
 
 
-class Knob(BaseModel):
-    name: str        # the protocol Config field
-    label: str
-    kind: type = int
-    min: int = 1
-    max: int = 100_000
-    help: str = ""
-    optional: bool = False   # an int knob whose None ("no limit") is shown as 0
-
-
-# The main knobs; each protocol shows those its Config declares, with its own defaults.
-KNOBS = [
-    Knob(name="max_rounds", label="Max rounds", max=20),
-    Knob(name="tasks_per_round", label="Tasks per round", max=50),
-    Knob(name="samples_per_task", label="Samples per task", max=16),
-    Knob(name="chunk_size", label="Chunk size", min=100, help="in the chunking strategy's unit (characters)"),
-    Knob(name="max_jobs_per_round", label="Max local jobs per round (0 = no cap)", min=0, max=1000, optional=True),
-    Knob(name="read", label="Read per round", kind=str,
-         help="How much of the documents the local model reads: all, a number of tokens, or a share like 30%. "
-              "Empty: what it reads in local_time_budget seconds at its measured speed."),
-    Knob(name="retrieval", label="Retrieval: BM25-filter chunks first", kind=bool),
-    Knob(name="retrieval_top_k", label="Chunks kept by retrieval", max=1000),
-    Knob(name="top_k", label="Chunks retrieved", max=1000),
-    Knob(name="local_max_tokens", label="Local max tokens", max=8192),
-    Knob(name="remote_max_tokens", label="Remote max tokens", max=16384),
-]
+#: knobs shown first; every other knob of the protocol's Config is under "More knobs"
+MAIN_KNOBS = ("max_rounds", "tasks_per_round", "samples_per_task", "chunk_size", "max_jobs_per_round", "read",
+              "retrieval", "retrieval_top_k", "top_k", "local_max_tokens", "remote_max_tokens")
+#: knobs with a widget of their own (the remote reasoning effort, shown for cloud remotes) or set by
+#: the app itself (multi_turn: follow-ups continue the conversation)
+OWN_WIDGET = ("remote_reasoning", "multi_turn")
 
 
 def knobs_for(protocol: str) -> list[tuple[Knob, Any]]:
-    """(knob, default) for every main knob the protocol accepts. Raises ImportError if it is missing."""
+    """(knob, default) for every knob the protocol's Config declares, from the one knob surface
+    (protocols/knobs.py): main knobs first. Raises ImportError if the protocol is missing."""
     cls = protocol_class(protocol)
-    fields = cls.Config.model_fields
+    knobs = for_protocol(protocol)
     unused = set() if "local" in cls.needs else {"local_max_tokens"}
-    return [(k, fields[k.name].default) for k in KNOBS if k.name in fields and k.name not in unused]
+    order = [n for n in MAIN_KNOBS if n in knobs] + [n for n in knobs if n not in MAIN_KNOBS]
+    return [(knobs[n], knobs[n].defaults[protocol]) for n in order if n not in unused and n not in OWN_WIDGET]
 
 
 def model_roles(protocol: str) -> tuple[str, ...]:
@@ -103,13 +87,14 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     protocol: str = DEFAULT_PROTOCOL
-    knobs: dict[str, int | bool | str] = {}
+    knobs: dict[str, int | float | bool | str] = {}
     local: str | None = EMBEDDED  # None: the protocol reads nothing locally
     remote: str = EMBEDDED
     remote_price_as: str | None = STAND_IN_PRICE
     remote_base_url: str | None = None
     ollama_host: str | None = None
     max_remote_usd: float | None = None
+    reasoning: str | None = None
 
     def fingerprint(self, secrets: Mapping[str, str]) -> str:
         """Changes when settings or keys change: then the protocol (and its clients) is rebuilt."""
@@ -117,6 +102,15 @@ class Settings(BaseModel):
         for env in sorted(secrets):
             h.update(f"\0{env}\0{secrets[env]}".encode())
         return h.hexdigest()
+
+    def run_settings(self) -> RunSettings:
+        """The recipe's input (protocols/build.py), as every other door builds it."""
+        knobs = dict(self.knobs)
+        if "multi_turn" in for_protocol(self.protocol):
+            knobs["multi_turn"] = True  # follow-ups continue the same conversation
+        return RunSettings(protocol=self.protocol, local=self.local or None, remote=self.remote,
+                           price_as=self.remote_price_as, base_url=self.remote_base_url, ollama_host=self.ollama_host,
+                           max_remote_usd=self.max_remote_usd, reasoning=self.reasoning, knobs=knobs)
 
 
 def key_env(spec: str) -> str | None:
@@ -130,38 +124,17 @@ def key_env(spec: str) -> str | None:
 EmbeddedFactory = Callable[[str, str | None], Client]
 
 
-def make_client(spec: str, settings: Settings, secrets: Mapping[str, str], *, role: str,
-                embedded: EmbeddedFactory | None = None, price_as: str | None = None) -> Client:
-    """One client. `embedded(spec, price_as)` may return a shared llama.cpp client (loaded once).
-    `price_as` comes from protocols/build.py, which prices an embedded remote the same everywhere."""
-    provider, _ = parse_spec(spec)
-    price_as = price_as if role == "remote" else None
-    if provider == "llamacpp" and embedded is not None:
-        return embedded(spec, price_as)
-    kw: dict[str, Any] = {}
-    if price_as:
-        kw["price_as"] = price_as
-    if provider == "ollama" and settings.ollama_host:
-        kw["host"] = settings.ollama_host
-    if role == "remote" and settings.remote_base_url and provider not in ("ollama", "llamacpp"):
-        kw["base_url"] = settings.remote_base_url
-    env = key_envs().get(provider)
-    if env and secrets.get(env):
-        kw["api_key"] = secrets[env]
-    return get_client(spec, **kw)
-
-
 def build_protocol(settings: Settings, secrets: Mapping[str, str], *,
                    embedded: EmbeddedFactory | None = None) -> Protocol:
-    """The protocol the settings describe. Raises typed minions errors (missing key, bad spec, ...)."""
-    def factory(role: str, spec: str, kw: dict[str, Any]) -> Client:
-        return make_client(spec, settings, secrets, role=role, embedded=embedded, price_as=kw.get("price_as"))
+    """The protocol the settings describe, through the one recipe. `embedded(spec, price_as)` may
+    return a shared llama.cpp client (loaded once). Raises typed minions errors (missing key, ...)."""
+    def factory(_role: str, spec: str, kw: dict[str, Any]) -> Client:
+        wire = providers().get(parse_spec(spec)[0])
+        if embedded is not None and wire is not None and wire.wire == "llamacpp":
+            return embedded(spec, kw.get("price_as"))
+        return get_client(spec, **kw)
 
-    knobs = dict(settings.knobs)
-    knobs["multi_turn"] = True  # follow-ups continue the same conversation (protocols that support it)
-    return build(settings.protocol, local=settings.local or None, remote=settings.remote, knobs=knobs,
-                 remote_price_as=settings.remote_price_as, client_factory=factory,
-                 max_remote_usd=settings.max_remote_usd)
+    return build(settings.run_settings(), factory=factory, secrets=secrets)
 
 
 def native_multi_turn(protocol: Protocol) -> bool:

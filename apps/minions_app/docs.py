@@ -10,13 +10,14 @@ import streamlit as st
 
 from minions.documents import Document, load
 from minions.documents.loaders import KINDS
-from minions.errors import DocumentError
+from minions.errors import DocumentError, MissingDependencyError
 
 from .fmt import safe_md
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "datasets" / "sample"
 UPLOAD_TYPES = sorted({s.lstrip(".") for s in KINDS})
 SAMPLE, UPLOAD = "Bundled sample", "Upload files"
+FILES = "doc_files"  # session key: document id -> (file name, bytes) of the documents on the page
 
 
 def list_samples(folder: Path = SAMPLES_DIR) -> list[Path]:
@@ -37,8 +38,8 @@ def load_files(files: Iterable[tuple[str, bytes]], cache: MutableMapping[str, Do
             before(name, i, len(todo))
         try:
             cache[_key(name, data)] = load(data, name=name)
-        except DocumentError as e:
-            problems.append(str(e))
+        except (DocumentError, MissingDependencyError) as e:  # a format whose extra is not installed
+            problems.append(f"{name}: {e}" if isinstance(e, MissingDependencyError) else str(e))
     docs = [cache[k] for k in (_key(n, d) for n, d in files) if k in cache]
     return _unique_ids(docs), problems
 
@@ -61,8 +62,9 @@ def _unique_ids(docs: list[Document]) -> list[Document]:
 
 
 def describe(doc: Document) -> str:
-    n = len(doc.pages)
-    return f"{doc.title} · {n} page{'s' if n != 1 else ''} · {len(doc.text):,} characters"
+    n, ocr = len(doc.pages), len(doc.ocr_pages)
+    return (f"{doc.title} · {n} page{'s' if n != 1 else ''} · {len(doc.text):,} characters"
+            + (f" · {ocr} page{'s' if ocr != 1 else ''} read by OCR" if ocr else ""))
 
 
 def render() -> list[Document]:
@@ -75,7 +77,7 @@ def render() -> list[Document]:
                                     accept_multiple_files=True, key="uploads")
         files = [(f.name, f.getvalue()) for f in uploaded or []]
     elif samples:
-        name = st.selectbox("Sample", [p.name for p in samples], key="sample")
+        name = str(st.selectbox("Sample", [p.name for p in samples], key="sample"))  # never None: options given
         files = [(name, (SAMPLES_DIR / name).read_bytes())]
     else:
         st.info(f"No bundled samples in {SAMPLES_DIR}: upload files instead.")
@@ -99,4 +101,8 @@ def render() -> list[Document]:
         st.error(f"Could not read a file: {safe_md(p)}")
     for d in docs:
         st.caption("📄 " + safe_md(describe(d)))
+    # The files behind the documents, for the source view (a PDF's page is shown as rendered). Same
+    # order as `docs`: load_files keeps the files that loaded, in order.
+    loaded = [(n, data) for n, data in files if _key(n, data) in cache]
+    st.session_state[FILES] = {d.id: f for d, f in zip(docs, loaded, strict=False)}
     return docs

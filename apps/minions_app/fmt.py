@@ -60,6 +60,31 @@ def saving(rep: CostReport) -> tuple[str, str | None]:
     return usd(est - spent), (f"{ratio:.1f}× cheaper" if ratio else "no remote spend")
 
 
+_PARAGRAPHS = re.compile(r"\n[ \t]*\n")
+
+
+def without_repeats(text: str) -> tuple[str, int]:
+    """The answer with paragraphs that repeat an earlier one word for word (up to whitespace) left
+    out, and how many were. Small models loop ("X.\n\nX."); the reader sees each paragraph once,
+    and the run log keeps the reply as written."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for para in _PARAGRAPHS.split(text):
+        key = " ".join(para.split())
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(para)
+    return "\n\n".join(kept), len(_PARAGRAPHS.split(text)) - len(kept)
+
+
+def citation_label(c: Citation, titles: dict[str, str] | None = None, n: int = 160) -> str:
+    """A citation as a short one-line label (a button's): document, pages and the quote's start."""
+    name = (titles or {}).get(c.doc_id, c.doc_id)
+    where = ", ".join(x for x in (clip(name, 60), pages_label(c.page_start, c.page_end)) if x)
+    return literal_md(f"{where} — “{clip(c.text, n)}”")
+
+
 def citation_line(c: Citation, titles: dict[str, str] | None = None) -> str:
     """One Markdown line for a citation: document, pages, quoted text (escaped)."""
     name = (titles or {}).get(c.doc_id, c.doc_id)

@@ -81,7 +81,7 @@ class LiveView:
 
 
 def run_live(protocol: Protocol, task: str, docs: list[Document], view: LiveView, *,
-             cancel: CancelToken | None = None, on_stopped: Callable[[RunResult], None] | None = None,
+             cancel: CancelToken | None = None, on_stopped: Callable[[RunResult], object] | None = None,
              poll_s: float = 0.5, grace_s: float = 600.0) -> RunResult:
     """Run the protocol, rendering its events as they arrive; returns the RunResult or raises what
     the run raised (typed minions errors are usually inside the result instead). If the script is

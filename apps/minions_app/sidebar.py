@@ -7,6 +7,8 @@ never shown, logged or exported.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import streamlit as st
 
@@ -14,11 +16,13 @@ from minions import errors
 from minions.clients import parse_spec
 from minions.clients.spec import providers
 from minions.protocols import PROTOCOL_NAMES
+from minions.protocols.knobs import Knob
 
 from .config import (
     CUSTOM,
     DEFAULT_PROTOCOL,
     LOCAL_PRESETS,
+    MAIN_KNOBS,
     PROTOCOL_LABELS,
     REASONING_CHOICES,
     REMOTE_PRESETS,
@@ -28,6 +32,11 @@ from .config import (
     knobs_for,
     model_roles,
 )
+
+
+def _pick(label: str, options: Sequence[str], **kw: Any) -> str:
+    """st.selectbox over given options: never None (its type says it may be)."""
+    return str(st.selectbox(label, options, **kw))
 
 
 def _openai_wire() -> set[str]:
@@ -43,7 +52,7 @@ def _provider(spec: str) -> str | None:
 
 
 def _model_picker(label: str, presets: dict[str, str], role: str) -> str:
-    choice = st.selectbox(label, [*presets, CUSTOM], format_func=lambda s: presets.get(s, s),
+    choice = _pick(label, [*presets, CUSTOM], format_func=lambda s: presets.get(s, s),
                           key=f"{role}_preset")
     if choice != CUSTOM:
         return choice
@@ -51,34 +60,54 @@ def _model_picker(label: str, presets: dict[str, str], role: str) -> str:
                          placeholder="provider/model, e.g. ollama/llama3.2:3b").strip()
 
 
-def _knobs(protocol: str) -> tuple[dict[str, int | bool | str], str | None]:
-    from minions.protocols.reading import ReadBudget
+def _widget(knob: Knob, default: Any, key: str) -> tuple[Any, str | None]:
+    """One knob's widget, from its type, bounds, choices and description (protocols/knobs.py).
+    Returns (value or None for "the protocol's default", a problem with what was typed)."""
+    label = knob.name.replace("_", " ").capitalize()
+    help_ = knob.description or None
+    if knob.kind == "bool":
+        return st.checkbox(label, value=bool(default), key=key, help=help_), None
+    if knob.kind == "choice":
+        return st.selectbox(label, knob.choices, index=knob.choices.index(default), key=key, help=help_), None
+    if knob.kind in ("int", "float"):
+        num = int if knob.kind == "int" else float
+        lo = knob.minimum
+        hi = knob.maximum
+        if knob.optional and default is None:  # 0 shows "none" (no cap / auto)
+            n = st.number_input(f"{label} (0 = none)", min_value=num(0), max_value=None if hi is None else num(hi),
+                                value=num(0), key=key, help=help_)
+            return (None if n == 0 else num(n)), None
+        n = st.number_input(label, min_value=None if lo is None else num(lo),
+                            max_value=None if hi is None else num(hi), value=num(default), key=key, help=help_,
+                            **({"step": 1} if num is int else {"format": "%g"}))
+        return num(n), None
+    text = st.text_input(label, value="" if default is None else str(default), key=key, placeholder="auto",
+                         help=help_).strip()
+    if not text:
+        return None, None
+    try:
+        return knob.parse_text(text), None
+    except ValueError as e:
+        return None, f"{knob.name}: {e}"
 
+
+def _knobs(protocol: str) -> tuple[dict[str, int | float | bool | str], str | None]:
+    """A widget per knob of the protocol's Config (main ones first, the rest under "More knobs");
+    each protocol keeps its own values (keys per protocol)."""
     try:
         knobs = knobs_for(protocol)
     except ImportError as e:
         return {}, f"The {protocol} protocol is not available in this installation ({e})."
-    values: dict[str, int | bool | str] = {}
+    values: dict[str, int | float | bool | str] = {}
     problem = None
+    more = st.expander("More knobs")
     for knob, default in knobs:
-        key = f"knob.{protocol}.{knob.name}"  # per protocol: each keeps its own defaults
-        if knob.kind is bool:
-            values[knob.name] = st.checkbox(knob.label, value=bool(default), key=key, help=knob.help or None)
-        elif knob.kind is str:
-            text = st.text_input(knob.label, value="" if default is None else str(default), key=key,
-                                 placeholder="auto", help=knob.help or None).strip()
-            if text:
-                try:
-                    ReadBudget.parse(text)
-                    values[knob.name] = text
-                except ValueError as e:
-                    problem = str(e)
-        elif knob.optional or (isinstance(default, int) and not isinstance(default, bool)):
-            start = 0 if default is None else default
-            n = int(st.number_input(knob.label, min_value=min(knob.min, start), max_value=max(knob.max, start),
-                                    value=start, step=1, key=key, help=knob.help or None))
-            if not (knob.optional and n == 0):
-                values[knob.name] = n
+        area = st.container() if knob.name in MAIN_KNOBS else more
+        with area:
+            value, why = _widget(knob, default, f"knob.{protocol}.{knob.name}")
+        problem = problem or why
+        if value is not None and value != default:
+            values[knob.name] = value
     return values, problem
 
 
@@ -86,7 +115,7 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
     """Returns the settings, the typed API keys (env var -> key) and a problem with the protocol."""
     with st.sidebar:
         st.header("Protocol")
-        protocol = st.selectbox("Protocol", PROTOCOL_NAMES, index=PROTOCOL_NAMES.index(DEFAULT_PROTOCOL),
+        protocol = _pick("Protocol", PROTOCOL_NAMES, index=PROTOCOL_NAMES.index(DEFAULT_PROTOCOL),
                                 key="protocol", format_func=lambda p: PROTOCOL_LABELS.get(p, p))
         knobs, problem = _knobs(protocol)
         needs = model_roles(protocol)
@@ -101,7 +130,7 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
         if "remote" not in needs:
             st.caption("This protocol does not call the remote model; it prices the remote-only estimate.")
         remote_provider, providers = _provider(remote), {_provider(local or ""), _provider(remote)}
-        price_as, base_url, host = None, None, None
+        price_as, base_url, host, reasoning = None, None, None, None
         if remote_provider in ("llamacpp", "ollama"):
             price_as = st.text_input(
                 "Price the remote as", value=STAND_IN_PRICE if remote_provider == "llamacpp" else "",
@@ -109,12 +138,12 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
                 help="A local model standing in for a cloud model is labelled “stand-in” and priced "
                      "as this model, so the cost panel shows what the cloud would have charged.").strip() or None
         if "remote" in needs and remote_provider not in ("llamacpp", "ollama", None):
-            effort = st.selectbox("Remote reasoning effort", REASONING_CHOICES, key="remote_reasoning",
+            effort = _pick("Remote reasoning effort", REASONING_CHOICES, key="remote_reasoning",
                                   help="For reasoning models (OpenAI gpt-5/o-series, Claude extended "
                                        "thinking). Default keeps planning cheap; models without "
                                        "reasoning refuse any other value.")
             if effort != "default":
-                knobs["remote_reasoning"] = effort
+                reasoning = effort
         if remote_provider in _openai_wire():
             base_url = st.text_input("Remote server URL (optional)", key="base_url",
                                      placeholder="e.g. http://localhost:8000/v1 for vLLM").strip() or None
@@ -138,5 +167,6 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
                 st.caption(f"⚠️ {env} is not set: set it before starting the app, or paste it above.")
 
     settings = Settings(protocol=protocol, knobs=knobs, local=local, remote=remote, remote_price_as=price_as,
-                        remote_base_url=base_url, ollama_host=host, max_remote_usd=budget or None)
+                        remote_base_url=base_url, ollama_host=host, max_remote_usd=budget or None,
+                        reasoning=reasoning)
     return settings, secrets, problem

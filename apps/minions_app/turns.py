@@ -3,16 +3,19 @@ answer, its citations, the cost panel (overall and per round), how it was answer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
+from minions.documents import Document
 from minions.errors import MinionsError
-from minions.protocols.result import RunResult
+from minions.protocols.result import Citation, RunResult
 
 from .fmt import (
     DECISIONS,
+    citation_label,
     citation_line,
     clip,
     jobs_table,
@@ -23,7 +26,9 @@ from .fmt import (
     saving,
     tokens,
     usd,
+    without_repeats,
 )
+from .sources import render_source
 
 # What to do about an error, in the app's terms (library messages name the library's fix).
 HINTS = {
@@ -64,7 +69,10 @@ class Turn:
         return self.result.answer if self.result else None
 
 
-def render_turn(turn: Turn, index: int, titles: dict[str, str]) -> None:
+def render_turn(turn: Turn, index: int, titles: dict[str, str], docs: Mapping[str, Document] | None = None,
+                files: Mapping[str, tuple[str, bytes]] | None = None) -> None:
+    """One finished turn. `docs` (by id) and `files` (id -> file name and bytes) let a click on a
+    citation show its page; without them the citations are listed only."""
     if turn.error:
         st.error(turn.error)
     r = turn.result
@@ -81,20 +89,51 @@ def render_turn(turn: Turn, index: int, titles: dict[str, str]) -> None:
             st.warning(safe_md(f"Degraded answer: {r.degraded_reason}. It comes from the local model's verified "
                                "work, not from the remote's synthesis."))
         if r.grounded is False:
-            st.warning("Not grounded: this answer shares no figure or content word with what the local model "
-                       "found in the documents. Check it before trusting it.")
+            st.warning("Not grounded: this answer's figures (or, without figures, its words) are not in what "
+                       "the local model found in the documents. Check it before trusting it.")
         if r.answer:
-            st.markdown(safe_md(r.answer))
+            answer, repeats = without_repeats(r.answer)
+            st.markdown(safe_md(answer))
+            if repeats:
+                st.caption(f"The model repeated {repeats} paragraph(s) word for word; each is shown once "
+                           "(the run log keeps its reply as written).")
         elif not (r.error or turn.error):
             st.warning("The models did not produce an answer. Try more rounds or another protocol.")
         if r.citations:
-            st.markdown("**Sources**\n\n" + "\n".join("- " + citation_line(c, titles) for c in r.citations[:8]))
+            sources(r.citations[:MAX_SOURCES], index, titles, docs or {}, files or {})
         if r.rounds_exhausted:
             st.caption("Reached the round limit: the remote answered with what it had.")
         cost_panel(r)
         details(r)
     st.download_button("Download run log (JSON)", data=turn.log, file_name=f"minions-run-{index + 1}.json",
                        mime="application/json", key=f"log.{index}", on_click="ignore")
+
+
+MAX_SOURCES = 8
+OPEN_SOURCE = "source_open"  # session key: the citation whose page is shown ("src.<turn>.<i>")
+
+
+def _toggle_source(key: str) -> None:
+    st.session_state[OPEN_SOURCE] = None if st.session_state.get(OPEN_SOURCE) == key else key
+
+
+def sources(citations: list[Citation], index: int, titles: dict[str, str], docs: Mapping[str, Document],
+            files: Mapping[str, tuple[str, bytes]]) -> None:
+    """The citations, each a button that shows (or hides) its page with the quote highlighted."""
+    if not docs:
+        st.markdown("**Sources**\n\n" + "\n".join("- " + citation_line(c, titles) for c in citations))
+        return
+    st.markdown("**Sources** · click one to see it on its page")
+    for i, c in enumerate(citations):
+        key = f"src.{index}.{i}"
+        shown = st.session_state.get(OPEN_SOURCE) == key
+        st.button(("▾ " if shown else "▸ ") + citation_label(c, titles), key=key, type="tertiary",
+                  on_click=_toggle_source, args=(key,),
+                  help="Hide the page" if shown else "Show this quote on its page, highlighted")
+        if shown:
+            with st.container(border=True, key=f"source.{index}.{i}"):
+                name, data = files.get(c.doc_id, ("", None))
+                render_source(docs.get(c.doc_id), c, data, name)
 
 
 def cost_panel(r: RunResult) -> None:
@@ -125,7 +164,7 @@ def details(r: RunResult) -> None:
     n_jobs = sum(len(rnd.jobs) for rnd in r.rounds)
     with st.expander(f"How it was answered: {r.n_rounds} round(s), {n_jobs} local job(s)"):
         for rnd in r.rounds:
-            st.markdown(f"**Round {rnd.round}** · {DECISIONS.get(rnd.decision, rnd.decision) or '—'}")
+            st.markdown(f"**Round {rnd.round}** · {DECISIONS.get(rnd.decision, rnd.decision.value) if rnd.decision else '—'}")
             for i, task in enumerate(plan_tasks(rnd.plan), 1):
                 st.markdown(f"- task {i}: {literal_md(clip(task, 300))}")
             if rnd.jobs:

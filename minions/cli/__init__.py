@@ -1,4 +1,6 @@
-"""The `minions` command. It mirrors the library: ask → get_protocol(...).run, eval → minions.eval.
+"""The `minions` command. Every command that runs a protocol builds it with the library's one recipe
+(`minions.protocols.build`, from a `RunSettings`): ask → build_protocol(settings).run, serve and mcp →
+the same recipe once per request, eval → minions.eval.
 
 Exit codes: 0 success · 1 the run failed (model/server error, no answer) · 2 bad usage or
 configuration (unknown provider, missing API key or package, unreadable file) · 130 interrupted
@@ -37,16 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="minions", description="Answer questions over long documents with a "
                                 "local model reading and a remote model planning.", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     ask.add_parser(sub)
     models.add_parser(sub)
     serve.add_parsers(sub)
     app = sub.add_parser("app", help="start the Streamlit app", description="Start the document Q&A app "
-                         "(same as: streamlit run apps/streamlit_app.py).", epilog="example: minions app --port 8502")
+                         "(same as: streamlit run apps/streamlit_app.py).", epilog="example: minions app --port 8502",
+                         allow_abbrev=False)
     app.add_argument("--port", type=int, default=8501)
     app.set_defaults(func=app_command)
     sub.add_parser("eval", help="cost/quality sweeps (same as python -m minions.eval)", add_help=False)
+    for command in sub.choices.values():  # --max-round must not quietly mean --max-rounds
+        command.allow_abbrev = False
     return p
 
 

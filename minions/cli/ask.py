@@ -15,42 +15,24 @@ from minions.cli.safe_text import markup
 DEFAULT_LOCAL = "llamacpp/smollm2"
 DEFAULT_REMOTE = "llamacpp/smollm2"
 
-# CLI flag -> protocol config field. Each protocol takes the ones its Config declares.
-KNOBS = {
-    "max_rounds": int, "tasks_per_round": int, "samples_per_task": int, "chunk_size": int,
-    "chunk_strategy": str, "max_jobs_per_round": int, "local_max_tokens": int, "remote_max_tokens": int,
-    "retrieval_top_k": int, "top_k": int, "concurrency": int, "strategy": str, "remote_reasoning": str,
-    "ungrounded_answer": str, "read": str, "local_time_budget": float,
-}
-KNOB_HELP = {
-    "read": "MinionS: how much of the documents the local model reads per round: all, N (tokens) or P%% "
-            "(default: what it reads in --local-time-budget seconds at its measured speed)",
-    "local_time_budget": "MinionS: seconds of local reading per round when --read is not given (default 120)",
-    "remote_reasoning": "reasoning effort of a remote reasoning model (OpenAI gpt-5/o-series reasoning_effort, "
-                        "Claude extended thinking): none, minimal, low, medium, high — which ones depends on "
-                        "the model; default: low where the model takes it",
-    "ungrounded_answer": "Minion/MinionS: when the answer shares nothing with what the local model found, "
-                         "'flag' it (grounded=false) or 'fallback' to the best verified local answer "
-                         "(default: fallback for an embedded remote, flag otherwise)",
-}
-CHOICES = {"ungrounded_answer": ["flag", "fallback"]}
 
-
-def _read_budget(text: str) -> str:
-    from minions.protocols.reading import ReadBudget
+def budget_flag(text: str) -> float:
+    """A dollar cap flag, read as the library reads one (`budget_usd`): finite and >= 0."""
+    from minions.protocols.budget import budget_usd
 
     try:
-        ReadBudget.parse(text)
-    except ValueError as e:
+        return budget_usd(text)  # type: ignore[return-value]
+    except errors.ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-    return text
 
 
 def add_parser(sub) -> None:
+    from minions.documents.loaders import SUPPORTED
+
     p = sub.add_parser("ask", help="ask a question over documents",
-                       description="Ask a question over one or more documents (PDF, TXT, MD, HTML, DOCX).",
+                       description=f"Ask a question over one or more documents ({SUPPORTED}).",
                        epilog="example: minions ask report.pdf -q 'What was FY2023 revenue?' --protocol minions",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     p.add_argument("paths", nargs="+", metavar="PATH", help="documents to read (each one a file)")
     p.add_argument("-q", "--question", required=True)
     add_model_args(p)
@@ -65,8 +47,10 @@ def add_parser(sub) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """The model, knob and spending flags `ask`, `serve` and `mcp` share (read by `build_protocol`)."""
+    """The model, knob and spending flags `ask`, `serve` and `mcp` share (read into a RunSettings).
+    The knob flags are generated from the protocols' Config classes (protocols/knobs.py)."""
     from minions.protocols import PROTOCOL_NAMES
+    from minions.protocols.knobs import add_flags
 
     p.add_argument("--protocol", choices=PROTOCOL_NAMES, default="minions")
     p.add_argument("--local", default=DEFAULT_LOCAL, help="local model spec, e.g. ollama/llama3.2:3b")
@@ -74,35 +58,29 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remote-price-as", default=None, metavar="SPEC",
                    help="price the remote as this model (default openai/gpt-4o when the remote is embedded)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server URL for the remote")
-    for knob, typ in KNOBS.items():
-        p.add_argument("--" + knob.replace("_", "-"), type=_read_budget if knob == "read" else typ, default=None,
-                       help=argparse.SUPPRESS if knob in ("top_k",) else KNOB_HELP.get(knob),
-                       choices=CHOICES.get(knob))
-    p.add_argument("--retrieval", action="store_true", help="MinionS: BM25-filter chunks before local jobs")
-    p.add_argument("--max-remote-usd", type=float, default=None, help="stop before remote spend exceeds this")
+    p.add_argument("--max-remote-usd", type=budget_flag, default=None, help="stop before remote spend exceeds this")
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")
     p.add_argument("--private-name", action="append", default=[], metavar="NAME",
                    help="a name to scrub (repeatable; implies --privacy)")
+    add_flags(p)
+
+
+def settings_from_args(args: argparse.Namespace, **over):
+    """The flags as a RunSettings (the one recipe's input)."""
+    from minions.protocols.knobs import knobs_from_args
+    from minions.protocols.settings import RunSettings
+
+    return RunSettings(**{
+        "protocol": args.protocol, "local": args.local, "remote": args.remote, "price_as": args.remote_price_as,
+        "base_url": args.base_url, "privacy": args.privacy, "private_names": tuple(args.private_name),
+        "max_remote_usd": args.max_remote_usd, "knobs": knobs_from_args(args),
+        "store_text": not getattr(args, "no_store_text", False), **over})
 
 
 def build_protocol(args: argparse.Namespace):
     from minions.protocols.build import build_protocol as build
 
-    privacy = None
-    if args.privacy or args.private_name:
-        from minions.protocols.privacy import Scrubber
-
-        privacy = Scrubber(names=args.private_name)
-    return build(args.protocol, local=args.local, remote=args.remote, remote_price_as=args.remote_price_as,
-                 remote_kw={"base_url": args.base_url} if args.base_url else None, knobs=knobs_from_args(args),
-                 max_remote_usd=args.max_remote_usd, privacy=privacy, store_text=not args.no_store_text)
-
-
-def knobs_from_args(args: argparse.Namespace) -> dict:
-    """Every protocol knob the flags set (None: not given, the protocol's default applies)."""
-    knobs = {k: getattr(args, k) for k in KNOBS}
-    knobs["retrieval"] = True if args.retrieval else None
-    return knobs
+    return build(settings_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = build_protocol(args)  # configuration errors first: they are cheaper to find than a bad PDF
     # On the command line every argument is a file: a Path never falls back to being read as text
     # (a typo must not become a 14-character document), and a name holding a newline still loads.
-    docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit)
     live = None if (args.json or args.quiet) else LiveView(err)
+    docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit, on_progress=live)
     interrupted = False
     try:
         result = protocol.run(args.question, docs, on_event=live)
@@ -149,10 +127,11 @@ def run(args: argparse.Namespace) -> int:
     if result.error:
         err.print(f"[red]error ({result.error_type}):[/] {markup(result.error)}")
         if result.answer is None:
-            return 2 if result.error_type in {c.__name__ for c in _config_errors()} else 1
+            kind = errors.error_class(result.error_type)
+            return 2 if kind is not None and issubclass(kind, _config_errors()) else 1
     # A degraded or ungrounded answer still exits 0: see the exit codes in minions/cli/__init__.py.
     return 0 if result.answer is not None else 1
 
 
-def _config_errors():
+def _config_errors() -> tuple[type[errors.MinionsError], ...]:
     return (errors.ConfigError, errors.MissingAPIKeyError, errors.UnknownProviderError, errors.MissingDependencyError)

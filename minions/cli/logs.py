@@ -64,7 +64,7 @@ class _Stderr(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):  # noqa: ANN201
         return sys.stderr
 
@@ -74,7 +74,8 @@ class _Stderr(logging.StreamHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
         try:
-            sys.__stderr__.write(f"logging failed for a {record.levelname} record of {record.name}\n")
+            if sys.__stderr__ is not None:  # None under pythonw: nowhere to say it
+                sys.__stderr__.write(f"logging failed for a {record.levelname} record of {record.name}\n")
         except Exception:  # noqa: BLE001  nowhere left to say it
             pass
 

@@ -26,7 +26,7 @@ def embedded_models() -> list[dict]:
     from minions import errors
     from minions.clients.llamacpp import PACKAGED_MODELS, packaged_model_path
 
-    found = []
+    found: list[dict] = []
     for name in PACKAGED_MODELS:
         try:
             path = packaged_model_path(name)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from minions.cli.safe_text import markup, plain
+from minions.documents.ocr import OcrProgress
 from minions.protocols.events import FinalAnswer, JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
 from minions.protocols.result import RunResult
 
@@ -25,7 +26,7 @@ class LiveView:
     def __init__(self, console: Console, *, max_chars: int = 600):
         self.console, self.max_chars = console, max_chars
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def __call__(self, event) -> None:
         if isinstance(event, MessageSent):
@@ -57,14 +58,21 @@ class LiveView:
             self.console.print(f"[yellow]{event.level}:[/] {markup(event.message)}")
         elif isinstance(event, FinalAnswer):
             self._stop_progress()
+        elif isinstance(event, OcrProgress):
+            if event.done == 0:
+                self._start_progress(event.total, f"  OCR {event.source[-40:]}")
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, completed=event.done)
+            if event.done == event.total:
+                self._stop_progress()
 
     def close(self) -> None:
         """Stop any progress bar (e.g. after Ctrl-C), so what is printed next is not overwritten."""
         self._stop_progress()
 
-    def _start_progress(self, total: int) -> None:
+    def _start_progress(self, total: int, label: str = "  local jobs") -> None:
         self._stop_progress()
-        self._progress = Progress(TextColumn("  local jobs"), BarColumn(), MofNCompleteColumn(),
+        self._progress = Progress(TextColumn(markup(label).replace("{", "{{").replace("}", "}}")), BarColumn(), MofNCompleteColumn(),
                                   console=self.console, transient=True)
         self._progress.start()
         self._task = self._progress.add_task("jobs", total=total)
@@ -121,8 +129,8 @@ def flag_lines(result: RunResult) -> list[str]:
     if result.degraded:
         lines.append(f"Degraded answer: {result.degraded_reason}.")
     if result.grounded is False:
-        lines.append("Not grounded: the answer shares no figure or content word with what the local model "
-                     "found in the documents. Check it before trusting it.")
+        lines.append("Not grounded: the answer's figures (or, without figures, its words) are not in what the "
+                     "local model found in the documents. Check it before trusting it.")
     return lines
 
 

@@ -1,5 +1,6 @@
 """`minions serve` (OpenAI-compatible HTTP) and `minions mcp` (MCP): the model and knob flags of
-`minions ask`, plus serving limits. Clients are built once, at start, with `ask.build_protocol`."""
+`minions ask`, plus serving limits. Clients are built once, at start, by the one recipe
+(`protocols/build.py`), which also builds each request's protocol."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from minions import errors
 from minions.cli import ask
@@ -26,7 +27,7 @@ def add_parsers(sub) -> None:
                        "(minions, minion, rag, ...). Documents: the paths given here (by id), file parts, or "
                        "POST /v1/files. GET /metrics for Prometheus.",
                        epilog="example: minions serve report.pdf --port 8000 --remote openai/gpt-4o-mini",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     p.add_argument("paths", nargs="*", metavar="DOC", help="corpus documents (addressable by id)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=8000)
@@ -40,7 +41,7 @@ def add_parsers(sub) -> None:
                        description="An MCP server with the tools ask(question, documents, protocol) and "
                        "list_documents(), and the corpus documents as resources. Paths are confined to --root.",
                        epilog="example: minions mcp --root ~/reports --remote openai/gpt-4o-mini",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     m.add_argument("paths", nargs="*", metavar="DOC", help="corpus documents (addressable by id)")
     m.add_argument("--root", action="append", default=None, metavar="DIR",
                    help="directory the ask tool may read documents from (repeatable; default: the current "
@@ -58,7 +59,7 @@ def _limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=int, default=16, help="runs waiting for a slot; beyond: 429 Retry-After")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request, queue wait included")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (413 beyond)")
-    p.add_argument("--max-total-usd", type=float, default=None,
+    p.add_argument("--max-total-usd", type=ask.budget_flag, default=None,
                    help="remote spend cap for the server's life (--max-remote-usd caps each request)")
     _ceiling_flags(p)
     p.add_argument("--allow-public", action="store_true",
@@ -96,32 +97,34 @@ def _ceilings(args: argparse.Namespace):
 
 
 def build_service(args: argparse.Namespace):
-    """Clients from the flags (through `minions ask`'s recipe), the corpus, and the limits."""
+    """The flags as a RunSettings, clients built once from it by the one recipe (both models, for
+    every protocol the server offers), the corpus, and the limits."""
     from minions.documents import load_many
+    from minions.protocols import PROTOCOL_NAMES
+    from minions.protocols.build import build_clients
+    from minions.protocols.knobs import knobs_from_args, split_knobs
     from minions.serve.service import ServeSettings, Service
 
     key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
     _check_exposure(args, key)  # before any model is loaded
-    default = ask.build_protocol(args)  # configuration errors first, as in `ask`
-    local, remote = default.local, default.remote
-    if local is None or remote is None:  # the default protocol needs one side: try the other for the rest
-        try:
-            both = ask.build_protocol(argparse.Namespace(**{**vars(args), "protocol": "minions"}))
-            local, remote = local or both.local, remote or both.remote
-        except errors.ConfigError:
-            pass
+    knobs = knobs_from_args(args)
+    split_knobs(PROTOCOL_NAMES, knobs)  # configuration errors first, before a model loads
+    # Server-wide knobs live in ServeSettings (each protocol takes its own); the budget is per request.
+    run = ask.settings_from_args(args, knobs={}, max_remote_usd=None)
+    local, remote = build_clients(run, roles=("local", "remote"))
+    run = run.model_copy(update={"local": local, "remote": remote})
     try:
-        settings = ServeSettings(default_protocol=args.protocol, knobs=ask.knobs_from_args(args),
+        settings = ServeSettings(default_protocol=args.protocol, knobs=knobs,
                                  max_concurrent=args.max_concurrent, max_queue=args.max_queue,
-                                 timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20), api_key=key,
+                                 timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20),
+                                 api_key=SecretStr(key) if key else None,
                                  max_request_usd=args.max_remote_usd, max_total_usd=args.max_total_usd,
                                  allowed_hosts=_host_names(args.host), ceilings=_ceilings(args))
     except ValidationError as e:
         first = e.errors()[0]
         flag = FLAGS.get(str(first["loc"][0]), str(first["loc"][0]))
         raise errors.ConfigError(f"{flag}: {first['msg']}.") from None
-    return Service(settings, local=local, remote=remote, corpus=load_many(args.paths), privacy=default.privacy,
-                   prices=default.prices, store_text=default.store_text)
+    return Service(settings, local=local, remote=remote, corpus=load_many(args.paths), run=run)
 
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]

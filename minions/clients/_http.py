@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -176,7 +176,7 @@ def malformed(provider: str, model: str, cause: object) -> errors.MalformedRespo
         provider=provider, model=model)
 
 
-async def gather_all(calls: list[Awaitable[T]]) -> list[T]:
+async def gather_all(calls: Sequence[Awaitable[T]]) -> list[T]:
     """Like asyncio.gather, but the first failure cancels the calls still running."""
     tasks = [asyncio.ensure_future(c) for c in calls]
     try:

@@ -6,11 +6,13 @@ model or not) follow that name, so name deployments after their model (e.g. "gpt
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minions import errors
 from minions.clients.openai import OpenAIClient
-from minions.clients.spec import ProviderSpec
+
+if TYPE_CHECKING:  # the type only: spec.py reaches this module through the wire registry
+    from minions.clients.spec import ProviderSpec
 
 
 class AzureOpenAIClient(OpenAIClient):

@@ -123,13 +123,18 @@ class Client(ABC):
     supports_json_schema: ClassVar[bool] = True
     #: this client's API keys: it removes them from its errors, protocols from their results
     secrets: tuple[str, ...] = ()
+    #: an embedded model that, as the remote, stands in for a cloud model (offline): it is priced as
+    #: one and gets the stand-in knob defaults. Set by `get_client` from the provider registry.
+    stand_in: bool = False
 
     def __init__(self, model: str, *, retry: RetryPolicy | None = None, price_as: str | None = None,
-                 context_window: int | None = None, seed: int | None = None):
+                 context_window: int | None = None, seed: int | None = None, stand_in: bool | None = None):
         self.model = model
         self.retry = retry or RetryPolicy()
         #: price this client as another model (the embedded model standing in for a cloud one)
         self.price_as = price_as
+        if stand_in is not None:
+            self.stand_in = stand_in
         self.context_window = context_window
         self._rng = random.Random(seed)
 
@@ -216,10 +221,6 @@ class Client(ABC):
                     return e
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
-
-    def batch_sync(self, requests: Iterable[Request], *, concurrency: int = 4
-                   ) -> list[Completion | errors.ClientError]:
-        return run_sync(self.batch(requests, concurrency=concurrency))
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release connections. Safe to call more than once."""

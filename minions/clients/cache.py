@@ -102,6 +102,7 @@ class CachedClient(Client):
         self.provider = inner.provider  # type: ignore[misc]  # same spec as the inner client
         self.supports_json_schema = inner.supports_json_schema  # type: ignore[misc]
         self.secrets = inner.secrets
+        self.stand_in = inner.stand_in
         self.hits = 0
         self.misses = 0  # calls that reached the model
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
@@ -112,7 +113,7 @@ class CachedClient(Client):
     def max_billed_tokens(self, options: Options) -> int:
         return self.inner.max_billed_tokens(options)
 
-    @property  # type: ignore[override]
+    @property
     def context_window(self) -> int | None:
         return self.inner.context_window
 

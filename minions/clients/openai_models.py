@@ -15,6 +15,7 @@ deployment named `gpt-5-mini` get the rules of their family.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -49,7 +50,7 @@ class Family(BaseModel):
 
 
 _LMH = ("low", "medium", "high")
-_REASONING = {"max_tokens_field": "max_completion_tokens", "temperature": False, "stop": False, "reasoning": True}
+_REASONING: dict[str, Any] = {"max_tokens_field": "max_completion_tokens", "temperature": False, "stop": False, "reasoning": True}
 
 FAMILIES: tuple[Family, ...] = (
     # gpt-5-chat is the non-reasoning chat model of the gpt-5 generation.

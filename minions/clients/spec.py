@@ -13,9 +13,10 @@ Providers are data: `BUILTIN` below, plus your own without editing the package â
 ($MINIONS_PROVIDERS, else ~/.config/minions/providers.toml):
 
     [providers.myhost]
-    wire = "openai"                       # openai | anthropic | ollama | llamacpp | azure
+    wire = "openai"                       # openai | anthropic | ollama | llamacpp | azure (wires.py)
     base_url = "https://llm.example.com/v1"
     api_key_env = "MYHOST_API_KEY"        # omit for servers that need no key
+    # stand_in = true                     # an embedded model that may play the remote offline
 
 or an entry point in the group `minions.providers` that loads a `ProviderSpec` (or a list of them).
 Unknown fields are errors, and a user's provider may replace a built-in one of the same name.
@@ -26,14 +27,14 @@ from __future__ import annotations
 import os
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from minions import errors
+from minions.clients import wires
 from minions.clients.base import Client
 
-Wire = Literal["openai", "anthropic", "ollama", "llamacpp", "azure"]
 ENTRY_POINT_GROUP = "minions.providers"
 
 
@@ -43,7 +44,8 @@ class ProviderSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    wire: Wire = "openai"
+    #: a registered wire format (minions.clients.wires): openai | anthropic | ollama | llamacpp | azure | ...
+    wire: str = "openai"
     #: None: the SDK's own default (api.openai.com, api.anthropic.com)
     base_url: str | None = None
     #: an environment variable that overrides base_url (e.g. LEMONADE_API_BASE)
@@ -54,6 +56,8 @@ class ProviderSpec(BaseModel):
     prices: str | None = None
     #: runs on the user's machine (tokens cost nothing)
     local: bool = False
+    #: an embedded model that, as the remote, is the offline stand-in for a cloud model (`Client.stand_in`)
+    stand_in: bool = False
     #: Azure: the variables naming the resource endpoint and the API version
     endpoint_env: str | None = None
     api_version_env: str | None = None
@@ -61,6 +65,13 @@ class ProviderSpec(BaseModel):
     #: tokens of prompt and reply the provider's models take (an OpenAI-compatible server's own
     #: window, which no table knows); None: the client's table of known models, else unknown
     context_window: int | None = Field(None, ge=1)
+
+    @field_validator("wire")
+    @classmethod
+    def _known_wire(cls, v: str) -> str:
+        if v not in wires.wire_names():
+            raise ValueError(f"unknown wire format {v!r}; registered: {', '.join(wires.wire_names())}")
+        return v
 
     @property
     def key_envs(self) -> tuple[str, ...]:
@@ -76,7 +87,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
     _p("anthropic", wire="anthropic", api_key_env="ANTHROPIC_API_KEY", prices="anthropic",
        description="Anthropic"),
     _p("ollama", wire="ollama", local=True, description="Ollama server (OLLAMA_HOST)"),
-    _p("llamacpp", wire="llamacpp", local=True, description="llama.cpp in-process (GGUF)"),
+    _p("llamacpp", wire="llamacpp", local=True, stand_in=True, description="llama.cpp in-process (GGUF)"),
     _p("gemini", base_url="https://generativelanguage.googleapis.com/v1beta/openai/", api_key_env="GEMINI_API_KEY",
        prices="google", description="Google Gemini (OpenAI-compatible endpoint)"),
     _p("deepseek", base_url="https://api.deepseek.com", api_key_env="DEEPSEEK_API_KEY", prices="deepseek",
@@ -201,37 +212,10 @@ def parse_spec(spec: str, table: dict[str, ProviderSpec] | None = None) -> tuple
 
 def get_client(spec: str, **kw: Any) -> Client:
     """Build the client a spec names. Keyword arguments go to the client's constructor
-    (api_key, base_url, host, price_as, retry, context_window, reasoning_effort, ...)."""
+    (api_key, base_url, host, price_as, retry, context_window, reasoning_effort, ...).
+    The client's `stand_in` comes from its provider's entry in the registry."""
     table = providers()
     name, model = parse_spec(spec, table)
-    p = table[name]
-    if p.wire == "llamacpp":
-        from minions.clients.llamacpp import LlamaCppClient
-
-        return LlamaCppClient(model, **kw)
-    if p.wire == "ollama":
-        from minions.clients.ollama import OllamaClient
-
-        return OllamaClient(model, **kw)
-    if p.wire == "anthropic":
-        from minions.clients.anthropic import AnthropicClient
-
-        if p.base_url:
-            kw.setdefault("base_url", p.base_url)
-        if p.api_key_env:
-            kw.setdefault("api_key_env", p.api_key_env)
-        return AnthropicClient(model, **kw)
-    if p.wire == "azure":
-        from minions.clients.azure import AzureOpenAIClient
-
-        return AzureOpenAIClient(model, spec=p, **kw)
-    from minions.clients.openai import OpenAIClient
-
-    base_url = (os.environ.get(p.base_url_env) if p.base_url_env else None) or p.base_url
-    if base_url:
-        kw.setdefault("base_url", base_url)
-    kw.setdefault("api_key_env", p.api_key_env)
-    kw.setdefault("provider_name", name)
-    if p.context_window is not None:
-        kw.setdefault("context_window", p.context_window)
-    return OpenAIClient(model, **kw)
+    client = wires.build(table[name], model, dict(kw))
+    client.stand_in = table[name].stand_in
+    return client

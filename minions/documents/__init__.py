@@ -1,4 +1,5 @@
-"""Documents: loading (PDF, text, Markdown, HTML, DOCX), chunking with provenance, retrieval.
+"""Documents: loading (PDF with OCR of scanned pages, text, Markdown, HTML, DOCX, XLSX, CSV, PPTX, EPUB, ODT,
+RTF: see `SUPPORTED`), chunking with provenance, retrieval.
 
     doc = load("acme-10k.pdf")                       # or bytes with name=, or a string of text
     chunks = chunk_document(doc, "chars", size=3000)  # each chunk knows doc id, pages, offsets
@@ -17,11 +18,12 @@ from minions.documents.embeddings import EmbeddingIndex
 from minions.documents.hybrid import HybridIndex, Retriever
 from minions.documents.loaders import SUPPORTED, load, load_many, unique_ids
 from minions.documents.model import Chunk, Document, PageSpan
+from minions.documents.ocr import OcrProgress
 from minions.documents.retrieval import BM25Index, ScoredChunk
 
 __all__ = [
     "STRATEGIES", "SUPPORTED", "BM25Index", "Chunk", "ChunkStrategy", "Document", "EmbeddingIndex",
-    "HybridIndex", "PageSpan", "Retriever", "ScoredChunk", "chunk_document", "chunk_documents", "load", "load_many",
+    "HybridIndex", "OcrProgress", "PageSpan", "Retriever", "ScoredChunk", "chunk_document", "chunk_documents", "load", "load_many",
     "unique_ids",
 ]
 

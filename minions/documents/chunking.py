@@ -5,6 +5,10 @@ every chunker finds its cut points with str.rfind / compiled regexes (C loops, n
 Python loops) and maps offsets to pages by bisecting over the page starts.
 
 Every chunk is whitespace-trimmed and never empty, and `doc.text[chunk.start:chunk.end] == chunk.text`.
+
+Markdown tables (PDF statements, see minions.documents.pdf_tables) are cut only between rows, and a
+chunk that starts inside a table below its header carries that header in `Chunk.header`
+(`Chunk.text_with_header` is what a model should read), so every chunk of a table has its years.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def chunk_document(doc: Document, strategy: ChunkStrategy = "chars", size: int |
     if size < 1 or overlap < 0 or (overlap >= size and strategy in ("chars", "tokens", "pages")):
         raise ConfigError(f"Bad chunk size/overlap for {strategy!r}: need size >= 1 and "
                           f"0 <= overlap < size (got size={size}, overlap={overlap}).")
+    spans: Iterable[tuple[int, int, str | None]]
     if strategy == "chars":
         spans = ((s, e, None) for s, e in _char_spans(doc.text, 0, len(doc.text), size, overlap))
     elif strategy == "tokens":
@@ -81,6 +86,7 @@ def _build(doc: Document, spans: Iterable[tuple[int, int, str | None]]) -> list[
     def page(offset: int) -> int:
         return numbers[max(bisect_right(starts, offset) - 1, 0)]
 
+    tables = _tables(text)
     chunks: list[Chunk] = []
     for start, end, section in spans:
         piece = text[start:end]
@@ -99,8 +105,70 @@ def _build(doc: Document, spans: Iterable[tuple[int, int, str | None]]) -> list[
         # model_construct: the fields are computed here, not user input, and this runs ~10^4 times.
         chunks.append(Chunk.model_construct(
             id=f"{doc.id}#{i}", doc_id=doc.id, index=i, text=body, start=start, end=end,
-            page_start=page(start), page_end=page(end - 1), section=section))
+            page_start=page(start), page_end=page(end - 1), section=section,
+            header=_header_for(text, tables, start) if tables else None))
     return chunks
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+_TABLE_RULE = re.compile(r"\|(?: ?:?-{3,}:? ?\|)+[ \t]*$", re.M)
+
+
+def _tables(text: str) -> list[tuple[int, int, int]]:
+    """Markdown tables as (start of the header row, end of the rule line, end of the last row)."""
+    out: list[tuple[int, int, int]] = []
+    pos = text.find("| ---")
+    while pos >= 0:
+        line = text.rfind("\n", 0, pos) + 1
+        m = _TABLE_RULE.match(text, line)
+        head = text.rfind("\n", 0, max(line - 1, 0)) + 1 if line else -1
+        if m and line and head < line and text.startswith("|", head):
+            rule_end = m.end()
+            end = rule_end
+            while True:  # the rows: the following lines that start with "|"
+                nxt = end + 1
+                if nxt >= len(text) or text[nxt] != "|":
+                    break
+                eol = text.find("\n", nxt)
+                end = len(text) if eol < 0 else eol
+            out.append((head, rule_end, end))
+            pos = text.find("| ---", end)
+        else:
+            eol = text.find("\n", pos)
+            pos = -1 if eol < 0 else text.find("| ---", eol)
+    return out
+
+
+def _header_for(text: str, tables: list[tuple[int, int, int]], start: int) -> str | None:
+    """The header row and rule of the table `start` falls in below its header, else None."""
+    i = bisect_right(tables, (start, len(text) + 1, 0)) - 1
+    if i >= 0:
+        head, rule_end, end = tables[i]
+        if rule_end < start < end:
+            return text[head:rule_end]
+    return None
+
+
+def _next_row(text: str, pos: int, hi: int) -> int:
+    """`pos`, or if it falls inside a table row, the start of the next line when that is <= hi."""
+    line = text.rfind("\n", 0, pos) + 1
+    if line < pos and text.startswith("|", line):
+        eol = text.find("\n", pos, hi)
+        if eol >= 0:
+            return eol + 1
+    return pos
+
+
+def _row_start(text: str, pos: int, lo: int) -> int:
+    """`pos`, or the start of the table row (a line starting with "|") that `pos` would cut, if that
+    start is after `lo`."""
+    if pos >= len(text) or text[pos - 1:pos] == "\n":
+        return pos
+    line = text.rfind("\n", 0, pos) + 1
+    if line > lo and text.startswith("|", line):
+        return line
+    return pos
 
 
 # --- characters ------------------------------------------------------------------------------
@@ -109,8 +177,12 @@ def _break_before(text: str, pos: int, end: int) -> int:
     """A cut point <= end: just after the last line break, else space, in the final tenth."""
     lo = max(pos + 1, end - max((end - pos) // 10, 1))
     cut = text.rfind("\n", lo, end)
-    if cut < 0:
-        cut = text.rfind(" ", lo, end)
+    if cut >= 0:
+        return cut + 1
+    row = _row_start(text, end, pos)  # never through a table row, if the row can move whole
+    if row != end:
+        return row
+    cut = text.rfind(" ", lo, end)
     return cut + 1 if cut >= 0 else end
 
 
@@ -123,10 +195,14 @@ def _char_spans(text: str, lo: int, hi: int, size: int, overlap: int) -> Iterato
         end = _break_before(text, pos, pos + size)
         yield pos, end
         nxt = end - overlap
-        if overlap and nxt > 0 and not text[nxt - 1].isspace():
-            # Start the overlap at a word boundary when one is close.
-            m = _WHITESPACE.search(text, nxt, min(end, nxt + max(overlap // 10, 1)))
-            nxt = m.end() if m else nxt
+        if overlap and nxt > 0:
+            row = _next_row(text, nxt, end)  # inside a table row: start at the next row
+            if row != nxt:
+                nxt = row
+            elif not text[nxt - 1].isspace():
+                # Start the overlap at a word boundary when one is close.
+                m = _WHITESPACE.search(text, nxt, min(end, nxt + max(overlap // 10, 1)))
+                nxt = m.end() if m else nxt
         pos = max(nxt, pos + 1)
 
 
@@ -167,8 +243,41 @@ def _token_spans(text: str, size: int, overlap: int) -> Iterator[tuple[int, int,
         raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
         char_of_byte = np.append(np.cumsum((raw & 0xC0) != 0x80) - 1, len(text))
         char_bounds = char_of_byte[bounds]
+    if "| ---" in text:  # Markdown tables: windows of `size` tokens that end between rows
+        yield from _row_token_spans(text, len(ids), size, overlap, _char_of_token_end(text, byte_end))
+        return
     for s, e in char_bounds.tolist():
         yield s, e, None
+
+
+def _char_of_token_end(text: str, byte_end: np.ndarray) -> np.ndarray:
+    """The character offset after each token."""
+    if text.isascii():
+        return byte_end
+    raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    char_of_byte = np.append(np.cumsum((raw & 0xC0) != 0x80) - 1, len(text))
+    return char_of_byte[byte_end]
+
+
+def _row_token_spans(text: str, n_tok: int, size: int, overlap: int, ends: np.ndarray
+                     ) -> Iterator[tuple[int, int, None]]:
+    """Greedy token windows (at most about `size` tokens) whose cuts never fall inside a table row."""
+    pos = 0
+    ends_list = ends.tolist()
+    while pos < len(text):
+        first = bisect_right(ends_list, pos)  # the first token ending after pos
+        last = first + size - 1
+        if last >= n_tok - 1:
+            yield pos, len(text), None
+            return
+        end = _row_start(text, int(ends_list[last]), pos)
+        yield pos, end, None
+        if overlap:
+            k = bisect_right(ends_list, end) - 1 - overlap
+            nxt = _next_row(text, int(ends_list[k]), end) if k >= first else end
+        else:
+            nxt = end
+        pos = max(nxt, pos + 1)
 
 
 # --- pages, paragraphs, sections -------------------------------------------------------------

@@ -54,12 +54,30 @@ def _pypdf_warnings() -> Iterator[list[str]]:
 def read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int | None = None
              ) -> tuple[list[str], dict[str, Any]]:
     """Page texts and metadata. Opens encrypted PDFs with the empty user password or `password`.
-    Stops with DocumentError once the text passes `max_chars` characters."""
+    Stops with DocumentError once the text passes `max_chars` characters. Pages without a text layer
+    come back empty (the loader OCRs them, see minions.documents.ocr)."""
     with _pypdf_warnings() as messages:
         pages, meta = _read_pdf(data, where=where, password=password, max_chars=max_chars)
+    _tables_as_markdown(data, pages, meta, password=password)
     if messages:
         meta.setdefault("warnings", []).extend(f"{where}: pypdf: {m}" for m in messages)
     return pages, meta
+
+
+def _tables_as_markdown(data: bytes, pages: list[str], meta: dict[str, Any], *, password: str | None) -> None:
+    """Pages holding tables re-read with one Markdown row per table row (the `pdf-tables` extra;
+    without it pypdf's text stays). See minions.documents.pdf_tables."""
+    from minions.documents import pdf_tables
+
+    found = pdf_tables.table_pages(data, pages, password=password)
+    for i, text in found.items():
+        pages[i] = text
+    if found:
+        meta["table_pages"] = sorted(i + 1 for i in found)
+    elif pdf_tables.backend() is None and pdf_tables.enabled() and any(map(pdf_tables.looks_tabular, pages)):
+        meta.setdefault("warnings", []).append(
+            "This PDF has tables, read without their columns: install the pdf-tables extra "
+            "(pip install 'minions[pdf-tables]') to keep each table row on one line under its headers.")
 
 
 def _safety_limit(where: str, exc: Exception, page: int | None = None) -> DocumentError:
@@ -115,15 +133,11 @@ def _read_pdf(data: bytes, *, where: str, password: str | None, max_chars: int |
         if max_chars is not None and total > max_chars:
             raise too_big(where, f"over {total:,} characters of text in its first {i + 1} of {n_pages} pages",
                           max_chars, source=where)
-    if not any(p.strip() for p in pages):
-        raise DocumentError(
-            f"{where} has no extractable text in its {n_pages} page(s): it looks scanned (image-only) and "
-            "needs OCR first, e.g. `ocrmypdf in.pdf out.pdf`, then load the OCR'd file.", source=where)
     meta: dict[str, Any] = {"num_pages": n_pages, "encrypted": encrypted}
     if failed:
         meta["warnings"] = [f"{where}: could not extract text from page(s) {failed}; they are left empty."]
     try:
-        title = (reader.metadata or {}).get("/Title")
+        title = reader.metadata.get("/Title") if reader.metadata else None
         if isinstance(title, str) and title.strip():
             meta["pdf_title"] = title.strip()
     except Exception:  # noqa: S110  broken metadata is not worth failing the document over

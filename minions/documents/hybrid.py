@@ -129,12 +129,13 @@ class HybridIndex:
             self._terms = [Counter(w for w in _WORD.findall(c.text.lower()) if w not in _STOP) for c in self.chunks]
             self._df = Counter(w for t in self._terms for w in t)
         n, asked = len(self.chunks), set(_WORD.findall(query.lower()))
-        weight: Counter[str] = Counter()
+        weight: dict[str, float] = {}
         for i in hits.tolist():
             for w, tf in self._terms[i].items():
                 if w not in asked:
-                    weight[w] += (1 + math.log(tf)) * math.log(n / self._df[w])
-        return [w for w, score in weight.most_common(FEEDBACK_TERMS) if score > 0]
+                    weight[w] = weight.get(w, 0.0) + (1 + math.log(tf)) * math.log(n / self._df[w])
+        best = sorted(weight.items(), key=lambda kv: kv[1], reverse=True)[:FEEDBACK_TERMS]  # as Counter.most_common
+        return [w for w, score in best if score > 0]
 
     def _lexical(self, query: str) -> np.ndarray:
         bm25 = _order(self.bm25.scores(query), matched_only=True)
@@ -181,7 +182,7 @@ def _owners(chunks: list[Chunk], passages: list[Chunk]) -> list[np.ndarray]:
     return out
 
 
-def complete(order: Sequence[int], n: int) -> list[int]:
+def complete(order: Sequence[int] | np.ndarray, n: int) -> list[int]:
     """`order` followed by the positions it leaves out, in document order (BM25 ranks only the chunks
     sharing a term with the query; a budget may reach past them)."""
     listed = [int(i) for i in order]

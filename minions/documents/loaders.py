@@ -15,22 +15,34 @@ import io
 import os
 import re
 import stat
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from minions.documents import formats
+from minions.documents import formats, ocr, office
 from minions.documents.limits import MARKUP_BYTES_PER_CHAR, TEXT_BYTES_PER_CHAR, max_document_chars, too_big
 from minions.documents.model import Document, content_id, default_title, slug
+from minions.documents.ocr import ProgressHandler
 from minions.errors import DocumentError
 
+#: The loader registry: every suffix a document may have, and its kind. Every door (the CLI, the app's
+#: uploader, serve's file parts, the MCP file listing) takes its accepted types from here.
 KINDS: dict[str, str] = {".pdf": "pdf", ".txt": "text", ".text": "text", ".md": "markdown",
-                         ".markdown": "markdown", ".html": "html", ".htm": "html", ".docx": "docx"}
+                         ".markdown": "markdown", ".html": "html", ".htm": "html", ".docx": "docx",
+                         ".xlsx": "xlsx", ".xlsm": "xlsx", ".csv": "csv", ".tsv": "tsv", ".pptx": "pptx",
+                         ".epub": "epub", ".odt": "odt", ".rtf": "rtf"}
 SUPPORTED = ", ".join(KINDS)
+#: Kinds read page by page (a PDF page, a sheet or N rows of one, a slide, a book's chapter).
+_PAGED = {"xlsx": office.read_xlsx, "pptx": office.read_pptx, "epub": office.read_epub, "odt": office.read_odt}
+#: Text-based kinds read into pages (decoded as text files are first).
+_TEXT_PAGED = ("csv", "tsv", "rtf")
+#: Zip-based kinds, told apart by their members' names when bytes come without a file name.
+_ZIP_MARKERS = (("word/", "docx"), ("xl/", "xlsx"), ("ppt/", "pptx"), ("META-INF/container.xml", "epub"),
+                ("content.xml", "odt"))
 # Suffixes that make a short string look like a file the user meant, not text to read.
-_DOC_SUFFIXES = set(KINDS) | {".doc", ".rtf", ".odt", ".csv", ".tsv", ".json", ".xml", ".xls", ".xlsx",
-                              ".ppt", ".pptx", ".epub", ".rst", ".log", ".png", ".jpg", ".jpeg", ".tif",
-                              ".tiff", ".zip"}
+_DOC_SUFFIXES = set(KINDS) | {".doc", ".json", ".xml", ".xls", ".ppt", ".rst", ".log", ".png", ".jpg", ".jpeg",
+                              ".tif", ".tiff", ".zip"}
 _SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 _MAX_PATH = 1024
 _MD_TITLE = re.compile(r"^#[ \t]+(.+)$", re.M)
@@ -43,28 +55,31 @@ Source = str | Path | bytes
 
 
 def load(source: Source, *, name: str | None = None, password: str | None = None,
-         max_chars: int | None = None) -> Document:
+         max_chars: int | None = None, on_progress: ProgressHandler | None = None) -> Document:
     """Load one document.
 
-    source: a path (str or Path) to a .pdf/.txt/.md/.markdown/.html/.htm/.docx file; raw bytes, with
+    source: a path (str or Path) to a file of a type in `SUPPORTED` (.pdf, .docx, .xlsx, .csv, ...); raw bytes, with
     `name` (e.g. "report.pdf") telling the type; or a string of text. A string that is not an existing
     file but looks like a path ("reports/q3.pdf") raises DocumentError rather than being read as text;
     a short one-line string loaded as text carries a warning saying so. A Path is always a file.
     password: for password-protected PDFs.
     max_chars: refuse documents with more characters of text (default: see `max_document_chars`).
+    on_progress: called with an `OcrProgress` event after each scanned PDF page is OCR'd (the
+    `ocr` extra); the pages read that way are marked `PageSpan.ocr`.
     """
     limit = max_document_chars(max_chars)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _load_bytes(bytes(source), name=name, password=password, limit=limit)
+        return _load_bytes(bytes(source), name=name, password=password, limit=limit, on_progress=on_progress)
     if isinstance(source, os.PathLike):
-        return _load_path(Path(source), password=password, limit=limit)
+        return _load_path(Path(source), password=password, limit=limit, on_progress=on_progress)
     if not isinstance(source, str):
         raise DocumentError(f"Cannot load a {type(source).__name__}: pass a file path, bytes or a string of "
                             "text.", source=repr(source)[:80])
     if _exists(source):
-        return _load_path(Path(source).expanduser(), password=password, limit=limit)
+        return _load_path(Path(source).expanduser(), password=password, limit=limit, on_progress=on_progress)
     if looks_like_path(source):  # meant as a file, so say it is missing rather than index its name
-        return _load_path(Path(source.strip()).expanduser(), password=password, limit=limit, from_string=True)
+        return _load_path(Path(source.strip()).expanduser(), password=password, limit=limit, from_string=True,
+                          on_progress=on_progress)
     if not source or source.isspace():  # (not strip(): that would copy a long text)
         raise DocumentError("The text to load is empty: pass a non-empty string, a file path or bytes.",
                             source="<text>")
@@ -83,10 +98,11 @@ def load(source: Source, *, name: str | None = None, password: str | None = None
 
 
 def load_many(sources: Iterable[Source], *, password: str | None = None,
-              max_chars: int | None = None) -> list[Document]:
+              max_chars: int | None = None, on_progress: ProgressHandler | None = None) -> list[Document]:
     """Load several documents; ids are made unique ("report", "report-2", ...) within the call.
     `max_chars` applies to each document."""
-    return unique_ids(load(source, password=password, max_chars=max_chars) for source in sources)
+    return unique_ids(load(source, password=password, max_chars=max_chars, on_progress=on_progress)
+                      for source in sources)
 
 
 def unique_ids(documents: Iterable[Document]) -> list[Document]:
@@ -124,7 +140,8 @@ def _exists(text: str) -> bool:
 
 # --- paths and bytes -------------------------------------------------------------------------
 
-def _load_path(path: Path, *, password: str | None, limit: int, from_string: bool = False) -> Document:
+def _load_path(path: Path, *, password: str | None, limit: int, from_string: bool = False,
+               on_progress: ProgressHandler | None = None) -> Document:
     where = str(path)
     try:
         st = path.stat()
@@ -142,7 +159,7 @@ def _load_path(path: Path, *, password: str | None, limit: int, from_string: boo
         raise DocumentError(f"Cannot read {where}: {exc.strerror or exc}. Check its permissions.",
                             source=where) from exc
     return _parse(holder, kind, source=where, stem=path.stem, password=password, size=len(holder[0]),
-                  limit=limit)
+                  limit=limit, on_progress=on_progress)
 
 
 def _check_regular(st: os.stat_result, where: str) -> None:
@@ -182,23 +199,37 @@ def _stat_error(path: Path, exc: OSError, *, from_string: bool) -> DocumentError
 
 def _check_size(size: int, kind: str, *, where: str, limit: int) -> None:
     """Refuse, before reading, a file that cannot fit the character limit."""
-    per_char = {"text": TEXT_BYTES_PER_CHAR, "markdown": TEXT_BYTES_PER_CHAR,
-                "html": MARKUP_BYTES_PER_CHAR}.get(kind)
+    per_char = {"text": TEXT_BYTES_PER_CHAR, "markdown": TEXT_BYTES_PER_CHAR, "csv": TEXT_BYTES_PER_CHAR, "tsv": TEXT_BYTES_PER_CHAR,
+                "html": MARKUP_BYTES_PER_CHAR, "rtf": MARKUP_BYTES_PER_CHAR}.get(kind)
     if per_char and size > per_char * limit:
         raise too_big(where, f"{size:,} bytes of {kind}", limit, source=where)
 
 
-def _load_bytes(data: bytes, *, name: str | None, password: str | None, limit: int) -> Document:
+def _load_bytes(data: bytes, *, name: str | None, password: str | None, limit: int,
+                on_progress: ProgressHandler | None = None) -> Document:
     label = f"<bytes{': ' + name if name else ''}>"
     if name:
         kind = _kind(name, label)
-    else:  # sniff the two binary formats; anything else is text
-        kind = "pdf" if data[:1024].lstrip().startswith(b"%PDF") else \
-            "docx" if data.startswith(b"PK\x03\x04") and b"word/" in data[:4096] else "text"
+    else:  # sniff the binary formats; anything else is text
+        kind = _sniff(data)
     _check_size(len(data), kind, where=label, limit=limit)
     stem = Path(name).stem if name else None
     return _parse([data], kind, source="<bytes>", stem=stem, password=password, size=len(data), label=label,
-                  limit=limit)
+                  limit=limit, on_progress=on_progress)
+
+
+def _sniff(data: bytes) -> str:
+    if data[:1024].lstrip().startswith(b"%PDF"):
+        return "pdf"
+    if data.startswith(b"{\\rtf"):
+        return "rtf"
+    if data.startswith(b"PK\x03\x04"):
+        try:
+            names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return "text"  # refused as binary data
+        return next((kind for marker, kind in _ZIP_MARKERS if any(n.startswith(marker) for n in names)), "text")
+    return "text"
 
 
 def _kind(name: str, where: str) -> str:
@@ -211,7 +242,7 @@ def _kind(name: str, where: str) -> str:
 
 
 def _parse(holder: list[bytes], kind: str, *, source: str, stem: str | None, password: str | None, size: int,
-           limit: int, label: str | None = None) -> Document:
+           limit: int, label: str | None = None, on_progress: ProgressHandler | None = None) -> Document:
     """Parse the bytes in `holder` (a one-item list, emptied once they are no longer needed, so a
     large text file is never held as bytes and text and a copy at once)."""
     where = label or source
@@ -223,13 +254,30 @@ def _parse(holder: list[bytes], kind: str, *, source: str, stem: str | None, pas
     meta: dict[str, Any] = {"format": kind, "size_bytes": size, "warnings": warnings}
     title: str | None = None
     fallback_id = "" if stem and slug(stem) else content_id(data)
+    doc_id = (slug(stem) if stem else "") or fallback_id
     if kind == "pdf":
         pages, pdf_meta = formats.read_pdf(data, where=where, password=password, max_chars=limit)
         warnings.extend(pdf_meta.pop("warnings", []))
         meta.update(pdf_meta)
-        title = pdf_meta.get("pdf_title")
-        doc_id = (slug(stem) if stem else "") or fallback_id
-        return Document.from_pages(pages, id=doc_id, title=title or stem or None, source=source, metadata=meta)
+        ocred = ocr.ocr_pages(data, pages, where=where, password=password, on_progress=on_progress,
+                              warnings=warnings)
+        _check_pages(pages, kind, where=where, source=source, limit=limit)
+        return Document.from_pages(pages, id=doc_id, title=pdf_meta.get("pdf_title") or stem or None, source=source,
+                                   metadata=meta, ocr_pages=ocred)
+    if kind in _PAGED or kind in _TEXT_PAGED:
+        if kind in _PAGED:
+            pages, title = _PAGED[kind](data, where=where, max_chars=limit)
+        else:
+            text = check_text(_normalize_newlines(decode_text(data, where=where, warnings=warnings)), where=where,
+                              source=source, warnings=warnings)
+            pages, title = office.read_rtf(text, where=where) if kind == "rtf" else office.read_csv(
+                text, where=where, name=stem or "table", max_chars=limit, delimiter="\t" if kind == "tsv" else None)
+        holder.clear()
+        del data
+        pages = [_normalize_newlines(p).strip() for p in pages]
+        _check_pages(pages, kind, where=where, source=source, limit=limit)
+        return Document.from_pages([p for p in pages if p], id=doc_id, title=title or stem or None, source=source,
+                                   metadata=meta)
     if kind == "docx":
         text, title = formats.read_docx(io.BytesIO(data), where=where, max_chars=limit)
     elif kind == "html":
@@ -249,9 +297,20 @@ def _parse(holder: list[bytes], kind: str, *, source: str, stem: str | None, pas
     if not text or text.isspace():
         raise DocumentError(f"{where} has no text ({kind}): check that it is the file you meant.",
                             source=source)
-    doc_id = (slug(stem) if stem else "") or fallback_id
     return Document.from_text(text, id=doc_id, title=title or stem or default_title(text, doc_id),
                               source=source, metadata=meta)
+
+
+def _check_pages(pages: list[str], kind: str, *, where: str, source: str, limit: int) -> None:
+    """A paged document must have some text, and no more than the limit."""
+    total = sum(len(p) for p in pages)
+    if total > limit:
+        raise too_big(where, f"{total:,} characters of text", limit, source=source)
+    if not any(p.strip() for p in pages):
+        what = f"in its {len(pages)} page(s)" if kind == "pdf" else f"({kind})"
+        raise DocumentError(f"{where} has no text {what}: check that it is the file you meant"
+                            + (" (a scanned page with no text found by OCR is blank or unreadable)" if kind == "pdf"
+                               else "") + ".", source=source)
 
 
 def check_text(text: str, *, where: str, source: str, warnings: list[str]) -> str:

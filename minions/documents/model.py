@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from bisect import bisect_right
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
@@ -18,11 +19,13 @@ _TITLE_MAX = 80
 
 
 class PageSpan(BaseModel):
-    """One page: its 1-based number and its [start, end) character offsets into `Document.text`."""
+    """One page: its 1-based number and its [start, end) character offsets into `Document.text`.
+    `ocr`: the page had no text layer and its text was read by OCR (check it before quoting it)."""
 
     number: int
     start: int
     end: int
+    ocr: bool = False
 
 
 class Document(BaseModel):
@@ -61,14 +64,16 @@ class Document(BaseModel):
 
     @classmethod
     def from_pages(cls, pages: list[str], id: str | None = None, title: str | None = None,
-                   source: str = "<text>", metadata: dict[str, Any] | None = None) -> Document:
-        """Join page texts with a blank line; page i (0-based) becomes PageSpan number i + 1."""
+                   source: str = "<text>", metadata: dict[str, Any] | None = None,
+                   ocr_pages: Collection[int] = ()) -> Document:
+        """Join page texts with a blank line; page i (0-based) becomes PageSpan number i + 1.
+        `ocr_pages`: 1-based numbers of the pages whose text came from OCR."""
         spans: list[PageSpan] = []
         pos = 0
         for i, page in enumerate(pages):
             if i:
                 pos += len(PAGE_SEPARATOR)
-            spans.append(PageSpan(number=i + 1, start=pos, end=pos + len(page)))
+            spans.append(PageSpan(number=i + 1, start=pos, end=pos + len(page), ocr=i + 1 in ocr_pages))
             pos += len(page)
         text = PAGE_SEPARATOR.join(pages)
         doc_id = id or content_id(text)
@@ -88,6 +93,11 @@ class Document(BaseModel):
         """First and last page touched by the character range [start, end)."""
         return self.page_of(start), self.page_of(max(start, end - 1))
 
+    @property
+    def ocr_pages(self) -> list[int]:
+        """Numbers of the pages read by OCR (scanned pages with no text layer)."""
+        return [p.number for p in self.pages if p.ocr]
+
     def page_text(self, number: int) -> str:
         for span in self.pages:
             if span.number == number:
@@ -96,7 +106,11 @@ class Document(BaseModel):
 
 
 class Chunk(BaseModel):
-    """A contiguous piece of one document. Invariant: doc.text[start:end] == text."""
+    """A contiguous piece of one document. Invariant: doc.text[start:end] == text.
+
+    `header`: when the chunk starts inside a Markdown table below its header, that header row and
+    its rule line, repeated from above (not part of `text`); `text_with_header` is what to show a model.
+    """
 
     id: str
     doc_id: str
@@ -107,6 +121,11 @@ class Chunk(BaseModel):
     page_start: int
     page_end: int
     section: str | None = None
+    header: str | None = None
+
+    @property
+    def text_with_header(self) -> str:
+        return f"{self.header}\n{self.text}" if self.header else self.text
 
     @property
     def pages(self) -> range:

@@ -8,6 +8,7 @@ chunk in rank_bm25 (see benchmarks/documents.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -38,7 +39,7 @@ def plural_stem(word: str) -> str:
     return word
 
 
-def bm25_tokenizer():
+def bm25_tokenizer() -> Any:  # a bm25s Tokenizer (bm25s is imported when used)
     """A fresh bm25s Tokenizer configured as BM25Index uses it (each index owns its vocabulary)."""
     from bm25s.tokenization import Tokenizer
 

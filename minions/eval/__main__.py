@@ -40,7 +40,7 @@ def _pairs(items: list[str] | None, flag: str, *, lists: bool = False) -> dict[s
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minions.eval", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--config", help="TOML sweep config (see evals/offline.toml)")
     p.add_argument("--name", help="sweep name (default run dir: runs/NAME)")
     p.add_argument("--dataset", action="append", help="financebench | longhealth | qasper | sample (repeatable)")

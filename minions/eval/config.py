@@ -14,7 +14,8 @@
     [grid.minions]                           # only for one protocol
     chunk_size = [1500, 3000]
 
-A knob no protocol in the sweep accepts is an error (typos should not silently do nothing).
+A knob no protocol in the sweep accepts is an error (typos should not silently do nothing). Knobs
+are the fields of the protocols' Config classes, checked by protocols/knobs.py as every door does.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from minions import errors
+
+if TYPE_CHECKING:
+    from minions.protocols.settings import RunSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -139,9 +143,14 @@ class RunConfig(BaseModel):
         data = self.model_dump(exclude={"label"})
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode(), usedforsecurity=False).hexdigest()[:10]
 
-    @property
-    def is_remote_only(self) -> bool:
-        return self.protocol == "remote-only"
+    def settings(self) -> RunSettings:
+        """This configuration as the recipe's input (budget and protocol validated)."""
+        from minions.protocols.settings import RunSettings
+
+        level = {k: v for k, v in self.knobs.items() if k in PROTOCOL_LEVEL_KNOBS}
+        knobs = {k: v for k, v in self.knobs.items() if k not in PROTOCOL_LEVEL_KNOBS}
+        return RunSettings(protocol=self.protocol, local=self.local, remote=self.remote,
+                           price_as=self.remote_price_as, knobs=knobs, **level)
 
 
 def load_config(path: str | Path, **overrides: Any) -> SweepConfig:
@@ -215,39 +224,32 @@ def expand(cfg: SweepConfig) -> list[RunConfig]:
                             remote_price_as=cfg.remote_price_as if remote else None, knobs=dict(sorted(knobs.items())))
             run.label = _label(run, varied, multi_local=len(cfg.local) > 1, multi_remote=len(cfg.remote) > 1)
             runs.append(run)
-    unused = (set(fixed) | set(grid)) - used
-    if unused:  # knobs for protocols not in this sweep are fine (`--protocol rag` on a full config); typos are not
-        from minions.protocols import PROTOCOL_NAMES
+    if unused := (set(fixed) | set(grid)) - used:  # it would silently do nothing: a typo, or the wrong sweep
+        from minions.protocols.knobs import unknown_knobs
 
-        known = set().union(*(_accepted(p)[0] for p in PROTOCOL_NAMES))
-        if unused - known:
-            raise errors.ConfigError(f"No protocol has the knob(s) {', '.join(sorted(unused - known))}; check the "
-                                     f"spelling. Knobs: {', '.join(sorted(known))}.")
-    seen: set[str] = set()
-    runs = [r for r in runs if not (r.id in seen or seen.add(r.id))]
+        known = set().union(*(_accepted(p)[0] for p in cfg.protocols))
+        raise unknown_knobs(unused, known, "the protocols of this sweep (" + ", ".join(cfg.protocols) + ")")
+    first: dict[str, RunConfig] = {}
+    for r in runs:
+        first.setdefault(r.id, r)
+    runs = list(first.values())
     for r in runs:  # wrong types fail here, before a sweep creates its folder, cache or config.json
         check_knobs(r)
     return runs
 
 
-class _ProtocolKnobs(BaseModel):
-    """The knobs that are `Protocol.__init__` arguments rather than Config fields."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    max_remote_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
-    store_text: bool = True
-
-
 def check_knobs(run: RunConfig) -> None:
-    """Validate a configuration's knob values against its protocol, as building it would."""
-    from minions.protocols import protocol_class
+    """Validate a configuration's knob values against its protocol, as building it would (the one
+    validator, protocols/knobs.py, and the one budget type)."""
+    from minions.protocols.knobs import check_knobs as check
 
-    config = protocol_class(run.protocol).Config
     try:
-        _ProtocolKnobs.model_validate(run.knobs)
-        config.model_validate({k: v for k, v in run.knobs.items() if k not in PROTOCOL_LEVEL_KNOBS})
-    except ValidationError as e:
+        settings = run.settings()
+        check(settings.protocol, settings.protocol_knobs())
+    except errors.ConfigError as e:
+        raise errors.ConfigError(f"Configuration {run.label!r}: {e} Fix the value in [knobs] or [grid] "
+                                 "(or --knob/--grid).") from None
+    except ValidationError as e:  # store_text of the wrong type
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}"
                              for err in e.errors())
         raise errors.ConfigError(f"Configuration {run.label!r}: {problems}. Fix the value in [knobs] or "

@@ -173,14 +173,14 @@ def load_financebench(path: str | Path | None = None, *, context: str = "full", 
         pdfs = root / "pdfs"
         available = {p.stem for p in pdfs.glob("*.pdf")} if pdfs.is_dir() else set()
 
-        def loader_for(name: str) -> Callable[[], list[Document]]:
-            return lambda: [load(pdfs / f"{name}.pdf").model_copy(update={"id": name})]
+        def loader_for(name: str, pages: list[int] | None = None) -> Callable[[], list[Document]]:
+            return lambda: [load(pdfs / f"{name}.pdf").model_copy(update={"id": name})]  # pages: prepared copy only
     items, skipped = [], 0
     for r in rows:
         if r["doc_name"] not in available:
             skipped += 1
             continue
-        meta = {k: r.get(k) for k in ("company", "doc_name", "question_type", "question_reasoning",
+        meta: dict[str, Any] = {k: r.get(k) for k in ("company", "doc_name", "question_type", "question_reasoning",
                                       "justification")}
         meta["evidence_pages"] = sorted({e.get("evidence_page_num") for e in r.get("evidence") or []
                                          if e.get("evidence_page_num") is not None})
@@ -217,7 +217,7 @@ def load_longhealth(path: str | Path | None = None) -> LoadedDataset:
             items.append(EvalItem(
                 id=f"{pid}-q{q.get('No', i + 1)}", dataset="longhealth", question=q["question"],
                 gold=options.get(letter, correct) if letter else correct, scorer="longhealth",
-                loader=lambda docs=docs: docs, task=f"{q['question']}\n\n{listed}\n\n{LONGHEALTH_HINT}",
+                loader=_constant(docs), task=f"{q['question']}\n\n{listed}\n\n{LONGHEALTH_HINT}",
                 metadata={"patient": pid, "options": options, "correct_letter": letter,
                           "answer_location": list((q.get("answer_location") or {}).keys())}))
     return LoadedDataset("longhealth", root, items)
@@ -332,3 +332,8 @@ def load_dataset(name: str, path: str | Path | None = None, *, limit: int | None
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _constant(docs: list[Document]) -> Callable[[], list[Document]]:
+    """A loader for documents already in memory."""
+    return lambda: docs

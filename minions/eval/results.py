@@ -57,6 +57,8 @@ class ResultRow(BaseModel):
     degraded: bool = False                       # answered from local work after a remote step failed
     grounded: bool | None = None                 # False: the answer shares nothing with local evidence
     read_share: float | None = None              # share of the documents' characters read (RunResult.coverage)
+    #: what ran (RunResult.settings): resolved knobs, models, stand-in status, price sources
+    settings: dict[str, Any] | None = None
     finished_at: float = Field(default_factory=time.time)
 
     @property

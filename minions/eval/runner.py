@@ -27,14 +27,14 @@ from minions._sync import run_sync
 from minions.clients.base import Client, Usage
 from minions.clients.cache import CachedClient, CacheStats, LMCache
 from minions.cost import PriceTable
-from minions.eval.config import PROTOCOL_LEVEL_KNOBS, RunConfig, SweepConfig, expand
+from minions.eval.config import RunConfig, SweepConfig, expand
 from minions.eval.datasets import EvalItem, LoadedDataset, load_dataset
 from minions.eval.report import Summary, summarize, write_reports
 from minions.eval.results import ResultRow, ResultsFile
 from minions.eval.scorers import Scorer, get_scorer
 from minions.protocols import Protocol
 from minions.protocols.base import protocol_secrets
-from minions.protocols.build import build_protocol, default_price_as
+from minions.protocols.build import build_protocol
 from minions.protocols.events import emit
 from minions.redact import env_secrets, redact
 
@@ -55,7 +55,9 @@ class PairFinished(BaseModel):
     total: int
 
 
-ProgressHandler = Callable[[Any], None | Awaitable[None]]
+#: what `on_progress` is called with: the sweep start, then each finished pair
+SweepEvent = SweepStarted | PairFinished
+ProgressHandler = Callable[[SweepEvent], None | Awaitable[None]]
 
 
 @dataclass
@@ -197,18 +199,14 @@ def run_sweep(cfg: SweepConfig, **kw: Any) -> SweepOutcome:
 
 
 def _build(run: RunConfig, clients: _Clients, prices: PriceTable) -> Protocol:
-    """Through protocols/build.py, as the CLI and the app do: an embedded remote is priced the same
-    (as STAND_IN_PRICE unless remote_price_as says otherwise) wherever it runs."""
+    """Through the one recipe (protocols/build.py), as every door: a stand-in remote is priced the
+    same (as STAND_IN_PRICE unless remote_price_as says otherwise) and gets the same knobs."""
     def factory(_role: str, spec: str, kw: dict[str, Any]) -> Client:
         return clients.get(spec, kw.get("price_as"))
 
-    level = {k: v for k, v in run.knobs.items() if k in PROTOCOL_LEVEL_KNOBS}
-    knobs = {k: v for k, v in run.knobs.items() if k not in PROTOCOL_LEVEL_KNOBS}
     try:
-        return build_protocol(run.protocol, local=run.local, remote=run.remote,
-                              remote_price_as=run.remote_price_as, knobs=knobs, client_factory=factory,
-                              prices=prices, **level)
-    except (TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        return build_protocol(run.settings(), factory=factory, prices=prices)
+    except errors.ConfigError as e:
         raise errors.ConfigError(f"Configuration {run.label!r}: {e}") from e
 
 
@@ -217,7 +215,7 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
     started = time.perf_counter()
     base: dict[str, Any] = {"dataset": item.dataset, "item_id": item.id, "config_id": run.id, "config": run.label,
                             "protocol": run.protocol, "knobs": run.knobs, "local": run.local, "remote": run.remote,
-                            "remote_price_as": default_price_as(run.remote, run.remote_price_as) if run.remote else None,
+                            "remote_price_as": protocol.remote.price_as if run.remote and protocol.remote else None,
                             "question": item.question, "gold": item.gold,
                             "scorer": scorer_name}
     try:
@@ -242,7 +240,8 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
                      remote_stand_in=result.cost.remote_stand_in, rounds=result.n_rounds, latency_s=latency,
                      error=result.error, error_type=result.error_type, budget_exhausted=result.budget_exhausted,
                      rounds_exhausted=result.rounds_exhausted, degraded=result.degraded, grounded=result.grounded,
-                     read_share=result.coverage.share if result.coverage else None)
+                     read_share=result.coverage.share if result.coverage else None,
+                     settings=result.settings.model_dump(mode="json") if result.settings else None)
 
 
 __all__ = ["ClientsFactory", "PairFinished", "SweepOutcome", "SweepStarted", "Usage", "arun_sweep", "run_sweep"]

@@ -1,6 +1,6 @@
 """Scorers: how an answer is checked against a gold answer. Each returns a `Score` in [0, 1].
 
-    financebench  numeric-aware match (rules in `minions.eval.numbers`), yes/no polarity, else
+    financebench  numeric-aware match (rules in `minions.numbers`), yes/no polarity, else
                   gold-token recall ≥ 0.8 for free-text golds (use `judge` for those in earnest).
                   Lenient by design: an answer listing several figures is credited if one matches.
     longhealth    option accuracy: the answer is mapped to a letter (or an option's text)
@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from minions import errors
 from minions.clients.base import Client, Message, Options, Usage
 from minions.cost import PriceTable
-from minions.eval.numbers import extract, key_numbers, same_quantity
+from minions.numbers import extract, key_numbers, same_quantity
 from minions.protocols.parsing import parse_reply
 
 
@@ -88,7 +88,7 @@ def polarity(text: str, *, head_words: int | None = None) -> str | None:
 
 
 class FinanceBenchMatch:
-    """See the module docstring of `minions.eval.numbers` for the numeric rule and tolerance."""
+    """See the module docstring of `minions.numbers` for the numeric rule and tolerance."""
 
     def __init__(self, rel_tol: float = 0.01, text_recall: float = 0.8):
         self.rel_tol, self.text_recall = rel_tol, text_recall
@@ -195,7 +195,7 @@ class JudgeScorer:
         opts = Options(max_tokens=self.max_tokens, temperature=0.0, json_schema=Verdict.model_json_schema())
         completion = await self.client.complete([Message(role="user", content=prompt)], opts)
         cost = self.prices.cost(self.client.price_key, completion.usage)
-        base = {"usage": completion.usage, "cost_usd": cost, "judge_model": self.client.price_key}
+        base: dict[str, Any] = {"usage": completion.usage, "cost_usd": cost, "judge_model": self.client.price_key}
         try:
             verdict = parse_reply(completion.text, Verdict)
         except errors.ModelOutputError as e:

@@ -4,29 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from minions import errors
-from minions.protocols.base import CancelToken, Protocol, ProtocolConfig, RunContext
+from minions.clients.base import Client
+from minions.protocols.base import Protocol, ProtocolConfig, RunContext
+from minions.protocols.gateway import CancelToken
+from minions.protocols.registry import BUILTIN, protocol_class, register_protocol
 from minions.protocols.result import Citation, JobRecord, JobStatus, RoundRecord, RunResult
 
-PROTOCOL_NAMES = ("minion", "minions", "remote-only", "local-only", "rag")
+#: the built-in protocols (every registered one: registry.protocol_names())
+PROTOCOL_NAMES = tuple(BUILTIN)
 
 
-def protocol_class(name: str) -> type[Protocol]:
-    if name == "minion":
-        from minions.protocols.minion import Minion
-        return Minion
-    if name == "minions":
-        from minions.protocols.minions import MinionS
-        return MinionS
-    if name in ("remote-only", "local-only", "rag"):
-        from minions.protocols import baselines
-        return {"remote-only": baselines.RemoteOnly, "local-only": baselines.LocalOnly, "rag": baselines.RAG}[name]
-    raise errors.ConfigError(f"Unknown protocol {name!r}; choose one of: {', '.join(PROTOCOL_NAMES)}")
+def get_protocol(name: str, local: str | Client | None = None, remote: str | Client | None = None,
+                 **kw: Any) -> Protocol:
+    """The library's door, through the one recipe (`protocols/build.py`): models are specs
+    ("provider/model") or Clients; keywords are knobs or RunSettings fields (see build.get_protocol)."""
+    from minions.protocols.build import get_protocol as build
 
-
-def get_protocol(name: str, local: Any = None, remote: Any = None, **kw: Any) -> Protocol:
-    return protocol_class(name)(local, remote, **kw)
+    return build(name, local, remote, **kw)
 
 
 __all__ = ["PROTOCOL_NAMES", "CancelToken", "Citation", "JobRecord", "JobStatus", "Protocol", "ProtocolConfig", "RoundRecord",
-           "RunContext", "RunResult", "get_protocol", "protocol_class"]
+           "RunContext", "RunResult", "get_protocol", "protocol_class",
+           "register_protocol"]

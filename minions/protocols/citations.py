@@ -3,9 +3,10 @@
 A worker's citation is accepted when it appears in its chunk exactly, up to whitespace, case and
 quote marks, or fuzzily (difflib) — a small model misspells, drops a word, writes "were" for "was".
 But a fuzzy match must never turn a different figure into a verified one: in a 10-K the numbers
-are the point. So after any fuzzy match the numbers (with their scale: million is not billion),
-the dates (years, month names) and the negations (not, no, never, n't, without...) of the
-citation and of the matched passage must be the same multiset; any difference rejects. An exact
+are the point. So after any fuzzy match the numbers (read by `minions.numbers` as full amounts:
+million is not billion, "$1.6 billion" is "$1,600 million"), the dates (years, month names) and
+the negations (not, no, never, n't, without...) of the citation and of the matched passage must
+be the same multiset; any difference rejects. An exact
 or normalised substring match must not cut a number in two ("$4" is not in "$42 million").
 """
 
@@ -13,8 +14,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from decimal import Decimal, InvalidOperation
+from collections.abc import Sequence
+from dataclasses import dataclass
 from difflib import SequenceMatcher
+
+from minions.documents import Document
+from minions.numbers import extract
+from minions.protocols.result import Citation
 
 #: how citation_found reports a quote that is close in wording but not in numbers, dates or negations
 CHANGED = "altered (other numbers, dates or negations)"
@@ -25,18 +31,6 @@ _QUOTES = "\"'`“”‘’«» "
 _QUOTE_MAP = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "‚": "'",
                             "`": "'", "´": "'"})
 
-# A number: digits with thousands separators and a decimal part, then an optional scale word or
-# unit right after it ("42 million", "$3.1bn", "12%"). Scale words are matched by their stem so a
-# misspelt "milion" still reads as million.
-_NUMBER = re.compile(
-    r"(?<![\d.,])(\d(?:[\d,]*\d)?(?:\.\d+)?)(?![\d])"
-    r"(?:\s*(%|percent\b|per\s+cent\b|thousands?\b|k\b|mill?i?on?s?\b|mm\b|mn\b|mln\b|m\b|"
-    r"bill?i?on?s?\b|bn\b|b\b|trill?i?on?s?\b|tn\b|t\b|basis\s+points?\b|bps\b))?",
-    re.IGNORECASE)
-_SCALES = (("%", "percent"), ("per", "percent"), ("thous", "thousand"), ("k", "thousand"),
-           ("mi", "million"), ("mm", "million"), ("mn", "million"), ("ml", "million"), ("m", "million"),
-           ("bi", "billion"), ("bn", "billion"), ("b", "billion"), ("tr", "trillion"), ("tn", "trillion"),
-           ("t", "trillion"), ("bas", "bps"), ("bps", "bps"))
 _MONTHS = {m: i for i, names in enumerate((
     ("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
     ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
@@ -52,12 +46,12 @@ def normalize(s: str) -> str:
 
 
 def facts(s: str) -> Counter[str]:
-    """The multiset of what a fuzzy match must not change: numbers with their scale, month names
-    and negation words."""
+    """The multiset of what a fuzzy match must not change: numbers as full amounts with their unit
+    (`Quantity.key`), month names and negation words."""
     s = s.translate(_QUOTE_MAP)
     out: Counter[str] = Counter()
-    for m in _NUMBER.finditer(s):
-        out[f"#{_number(m.group(1))}{_scale(m.group(2))}"] += 1
+    for q in extract(s, labels=True):  # "FY2023" is a date here: a quote must keep it
+        out[f"#{q.key}"] += 1
     for w in _WORD.findall(s.replace("n't", " n't")):
         w = w.casefold()
         if w in _NEGATIONS:
@@ -67,57 +61,96 @@ def facts(s: str) -> Counter[str]:
     return out
 
 
-def _number(digits: str) -> str:
-    plain = digits.replace(",", "")
-    try:
-        value = Decimal(plain)
-    except InvalidOperation:  # pragma: no cover - the pattern only admits digits, commas and one dot
-        return plain
-    return format(value.normalize(), "f") if value else "0"
-
-
-def _scale(word: str | None) -> str:
-    if not word:
-        return ""
-    w = _WS.sub("", word.casefold())
-    for stem, name in _SCALES:
-        if w.startswith(stem) and (len(stem) > 1 or w == stem):
-            return " " + name
-    return " " + w
-
-
 def citation_found(citation: str, text: str, threshold: float = 0.8) -> tuple[bool, str]:
     """Is `citation` in `text`? Exact, then normalised (whitespace, case, quote marks), then fuzzy
     (difflib ratio of the best window >= threshold, with the same numbers, dates and negations).
     A quote elided with "..." must match part by part. Returns (found, how)."""
+    m = match_citation(citation, text, threshold)
+    return m.found, m.how
+
+
+@dataclass(frozen=True)
+class CitationMatch:
+    """How a citation matched, and where: `text[start:end]` is the passage it matched (for an elided
+    quote, from its first part to its last). start/end are None when it was not found."""
+
+    found: bool
+    how: str
+    start: int | None = None
+    end: int | None = None
+
+
+def match_citation(citation: str, text: str, threshold: float = 0.8, *, fuzzy: bool = True) -> CitationMatch:
+    """`citation_found` with the matched span's character offsets into `text`: exact matches slice
+    to the quote itself, normalised and fuzzy ones to the original text they matched (mapped back
+    through the normalisation, so collapsed whitespace and case folding are undone exactly)."""
     cite = citation.strip().strip(_QUOTES).rstrip(".,;:").strip(_QUOTES)  # quotes end sentences early
     if not cite:
-        return False, "empty"
-    if _contains(text, cite):
-        return True, "exact"
-    norm_text = normalize(text)
+        return CitationMatch(False, "empty")
+    i = _find(text, cite)
+    if i is not None:
+        return CitationMatch(True, "exact", i, i + len(cite))
+    norm_text = normalize(text)  # the offsets map (3x slower to build) only once a match is found
     parts = [p for p in (normalize(x) for x in _ELLIPSIS.split(cite)) if p]
-    if parts and all(_contains(norm_text, p) for p in parts):
-        return True, "normalised"
-    fuzzy = [_fuzzy_match(p, norm_text, threshold) for p in parts]
-    if fuzzy and all(f is True for f in fuzzy):
-        return True, "fuzzy"
-    if fuzzy and all(f is not None for f in fuzzy):
-        return False, CHANGED  # close wording, other numbers, dates or negations: a made-up quote
-    return False, "not found"
+    spans: list[tuple[int, int] | None] = []
+    pos = 0
+    for p in parts:  # in order when they occur in order, else anywhere
+        k = _find(norm_text, p, pos)
+        k = _find(norm_text, p) if k is None else k
+        spans.append(None if k is None else (k, k + len(p)))
+        pos = k + len(p) if k is not None else pos
+    if parts and all(spans):
+        return _mapped(True, "normalised", spans, text)
+    close = [_fuzzy_match(p, norm_text, threshold) for p in parts] if fuzzy else []
+    if close and all(isinstance(f, tuple) for f in close):
+        return _mapped(True, "fuzzy", close, text)
+    if close and all(f is not None for f in close):
+        return CitationMatch(False, CHANGED)  # close wording, other numbers, dates or negations: a made-up quote
+    return CitationMatch(False, "not found")
 
 
-def _contains(text: str, part: str) -> bool:
-    """`part` occurs in `text` somewhere that does not cut a number in two."""
-    i = text.find(part)
+def _mapped(found: bool, how: str, spans: Sequence[object], text: str) -> CitationMatch:
+    """A match over the normalised text, its span mapped back to the original text's offsets."""
+    where = normalize_with_offsets(text)[1]
+    pairs = [s for s in spans if isinstance(s, tuple)]
+    lo, hi = min(s for s, _ in pairs), max(e for _, e in pairs)
+    return CitationMatch(found, how, where[lo], where[hi - 1] + 1)
+
+
+def normalize_with_offsets(text: str) -> tuple[str, list[int]]:
+    """`normalize(text)`, and for each of its characters the offset in `text` it came from (a
+    collapsed whitespace run maps to the run's first character; casefold's expansions, ß -> ss,
+    map every output character to their one source)."""
+    out: list[str] = []
+    where: list[int] = []
+    for m in _RUNS.finditer(text.translate(_QUOTE_MAP)):
+        piece = m.group()
+        if piece[0].isspace():
+            if out and m.end() < len(text):  # inner runs become one space; leading and trailing go
+                out.append(" ")
+                where.append(m.start())
+            continue
+        for k, ch in enumerate(piece, m.start()):
+            folded = ch.casefold()
+            out.append(folded)
+            where.extend([k] * len(folded))
+    return "".join(out), where
+
+
+_RUNS = re.compile(r"\s+|\S+")
+
+
+def _find(text: str, part: str, start: int = 0) -> int | None:
+    """Where `part` first occurs in `text` (from `start`) somewhere that does not cut a number in two."""
+    i = text.find(part, start)
     if i < 0:
-        return False
+        return None
     spans = _number_spans(text)
     while i >= 0:
         if not (_cuts(spans, i) or _cuts(spans, i + len(part))):
-            return True
+            return i
         i = text.find(part, i + 1)
-    return False
+    return None
 
 
 _DIGITS = re.compile(r"\d(?:[\d,.]*\d)?")
@@ -132,10 +165,11 @@ def _cuts(spans: list[tuple[int, int]], k: int) -> bool:
     return any(s < k < e for s, e in spans)
 
 
-def _fuzzy_match(cite: str, text: str, threshold: float, max_anchors: int = 8) -> bool | None:
-    """True: some window of `text` about as long as `cite` matches it with difflib ratio >= threshold
-    and holds the same facts (see `facts`). False: windows match by ratio, but none with the same
-    facts. None: no window matches. Windows are anchored at the longest blocks the two share (a few
+def _fuzzy_match(cite: str, text: str, threshold: float,
+                 max_anchors: int = 8) -> tuple[int, int] | bool | None:
+    """(start, end) of the passage matched: some window of `text` about as long as `cite` matches
+    it with difflib ratio >= threshold and holds the same facts (see `facts`). False: windows match
+    by ratio, but none with the same facts. None: no window matches. Windows are anchored at the longest blocks the two share (a few
     ms for a 3,000-char chunk)."""
     n = len(cite)
     if n < 8 or n > 2000 or not text:
@@ -155,13 +189,14 @@ def _fuzzy_match(cite: str, text: str, threshold: float, max_anchors: int = 8) -
             sm = SequenceMatcher(None, text[lo:hi], cite, autojunk=False)
             if sm.quick_ratio() < threshold or sm.ratio() < threshold:
                 continue
-            if facts(_aligned(text, lo, sm)) == want:
-                return True
+            start, end = _aligned(text, lo, sm)
+            if facts(text[start:end]) == want:
+                return start, end
             close = True
     return False if close else None
 
 
-def _aligned(text: str, lo: int, sm: SequenceMatcher) -> str:
+def _aligned(text: str, lo: int, sm: SequenceMatcher) -> tuple[int, int]:
     """The passage of `text` the citation lines up with: from the first to the last matching block
     of the window, widened to whole words and numbers so an edge never splits "2023" or "million"."""
     matched = [b for b in sm.get_matching_blocks() if b.size]
@@ -176,4 +211,44 @@ def _aligned(text: str, lo: int, sm: SequenceMatcher) -> str:
         start -= 1
     while end < len(text) and text[end].isalnum():
         end += 1
-    return text[start:end]
+    return start, end
+
+
+#: above this many characters of a citation's pages, only exact and normalised matches place it
+#: (difflib over a whole long page-less document costs seconds; worker quotes come placed already)
+_FUZZY_PLACE_MAX = 60_000
+
+
+def place_citations(citations: Sequence[Citation], documents: Sequence[Document],
+                    threshold: float = 0.8) -> list[Citation]:
+    """Each citation with its character offsets into its document's text and the page they start
+    on (see `Citation.start`), found within the pages it names. A citation placed already (a
+    worker's quote, where it was verified) only gets its page; one not found keeps None."""
+    docs = {d.id: d for d in documents}
+    out = []
+    for c in citations:
+        doc = docs.get(c.doc_id)
+        if doc is None:
+            out.append(c)
+            continue
+        start, end = c.start, c.end
+        if start is None or end is None or not 0 <= start <= end <= len(doc.text):
+            start, end = _place(c, doc, threshold)
+        if start is None or end is None:
+            out.append(c.model_copy(update={"start": None, "end": None, "page": None}))
+        else:
+            out.append(c.model_copy(update={"start": start, "end": end, "page": doc.page_of(start)}))
+    return out
+
+
+def _place(c: Citation, doc: Document, threshold: float) -> tuple[int | None, int | None]:
+    lo, hi = 0, len(doc.text)
+    spans = {p.number: p for p in doc.pages}
+    first, last = spans.get(c.page_start or 0), spans.get(c.page_end or c.page_start or 0)
+    if first is not None and last is not None and first.start <= last.end:
+        lo, hi = first.start, last.end
+    region = doc.text[lo:hi]
+    m = match_citation(c.text, region, threshold, fuzzy=len(region) <= _FUZZY_PLACE_MAX)
+    if not m.found or m.start is None or m.end is None:
+        return None, None
+    return lo + m.start, lo + m.end

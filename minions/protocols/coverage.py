@@ -21,9 +21,12 @@ class ReadLog:
         self.chunks_total = 0
         self.why = ""
 
-    def chunks(self, chunks: Iterable[Chunk], total: int) -> None:
-        """`chunks` were read, out of `total` at this chunking (the largest total is reported)."""
+    def chunks(self, chunks: Iterable[Chunk], total: int, why: str | None = None) -> None:
+        """`chunks` were read, out of `total` at this chunking (the largest total is reported);
+        `why`: the reason those were chosen, for the report."""
         self.chunks_total = max(self.chunks_total, total)
+        if why is not None:
+            self.why = why
         for c in chunks:
             self._chunk_ids.add(c.id)
             self._spans.setdefault(c.doc_id, []).append((c.start, c.end))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from minions.protocols.result import JobStatus
+from minions.protocols.result import JobStatus, RoundDecision, Side
+
+#: how much a notice matters
+Level = Literal["info", "warning"]
 
 
 class _Event(BaseModel):
@@ -19,7 +22,7 @@ class MessageSent(_Event):
     """A message one side sent the other (remote → local question, local → remote answer, ...)."""
 
     kind: Literal["message"] = "message"
-    sender: Literal["remote", "local"]
+    sender: Side
     step: str
     content: str
 
@@ -49,7 +52,7 @@ class JobFinished(_Event):
 
 class RoundDone(_Event):
     kind: Literal["round_done"] = "round_done"
-    decision: str  # "final_answer" | "another_round" | "forced_answer" | ...
+    decision: RoundDecision
     remote_usd: float | None   # cumulative: remote dollars spent by the run so far (every protocol)
     local_tokens: int          # cumulative: local tokens used by the run so far
 
@@ -64,17 +67,21 @@ class Notice(_Event):
     """Something the user should see that is not an error: truncation, budget, retries."""
 
     kind: Literal["notice"] = "notice"
-    level: Literal["info", "warning"] = "warning"
+    level: Level = "warning"
     message: str
 
 
-Event = Annotated[MessageSent | JobsPlanned | JobFinished | RoundDone | FinalAnswer | Notice,
-                  Field(discriminator="kind")]
+#: every event a run emits
+Event = MessageSent | JobsPlanned | JobFinished | RoundDone | FinalAnswer | Notice
 
-EventHandler = Callable[[Any], None | Awaitable[None]]
+#: what front ends pass as `on_event`: called with each event, sync or async
+EventHandler = Callable[[Event], None | Awaitable[None]]
 
 
-async def emit(handler: EventHandler | None, event: Any) -> None:
+E = TypeVar("E")
+
+
+async def emit(handler: Callable[[E], None | Awaitable[None]] | None, event: E) -> None:
     if handler is None:
         return
     out = handler(event)

@@ -1,13 +1,17 @@
 """Is an answer grounded in what the local model found? And the best answer local work supports.
 
-"Shares" is defined on the answer's *claims*, minus whatever the question itself already contains
-(repeating "fiscal 2024" or "revenue" from the question is not evidence): when the answer states
-numbers, its claims are those numbers (normalised: "$1,577.0" and "1577" are one number) — a figure
-is what a numeric answer asserts, and unit words like "million" would match anything; otherwise
-its content words (lower-cased, without stop words, a trailing plural "s" removed). An answer is
-grounded when one of its claims appears in the evidence; an answer with no claim of its own is
-not. No model and no tuning to any wording. A figure the remote computed (a ratio of two found
-figures) is flagged ungrounded: the flag asks for a check, it does not remove the answer.
+Grounding is defined on the answer's *claims*, minus whatever the question itself already contains
+(repeating "fiscal 2024" or "revenue" from the question is not evidence). When the answer states
+figures, its claims are its figures, read by `minions.numbers` ("$1.6 billion" is "$1,600 million";
+a bare year or a label such as "FY2023" is context, not a figure, unless years are all the answer
+states), and *every* one of them must be backed by a figure in the evidence: "$5 million in 2023"
+is not grounded by "$42 million in fiscal 2023", nor "$99 million, versus $42 million budgeted" by
+the 42 alone. An answer without figures is grounded when one of its content words (lower-cased,
+without stop words, a trailing plural "s" removed) is in the evidence; an answer with no claim of
+its own is not. An answer's figure may round the evidence's ("$1.6 billion" for "$1,577 million":
+its own printed precision); unit words like "million" never count as content. No model and no
+tuning to any wording. A figure the remote computed (a ratio of two found figures) is flagged
+ungrounded: the flag asks for a check, it does not remove the answer.
 
 Used by MinionS (evidence: kept job answers and citations) and Minion (the worker's replies).
 """
@@ -19,13 +23,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from minions.protocols.minions_plan import _same_text
+from minions.numbers import Quantity, extract, key_numbers, same_quantity
+from minions.protocols.lenient import same_text
 from minions.protocols.result import JobRecord, JobStatus
 
 if TYPE_CHECKING:
     from minions.protocols.base import RunContext
 
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\(?\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
 # Function words and hedges that carry no claim. Short on purpose: content words stay content.
 STOP_WORDS = frozenset("""
@@ -39,17 +43,16 @@ amount figure figures approximately about around roughly nearly null none unknow
 """.split())
 
 
-def numbers(text: str) -> set[str]:
-    """The numbers in `text` as canonical strings: commas, currency and trailing zeros removed."""
-    out = set()
-    for m in _NUMBER.finditer(text or ""):
-        raw = m.group().replace(",", "").replace("$", "").replace("(", "").lstrip("+")
-        try:
-            value = float(raw)
-        except ValueError:
-            continue
-        out.add(f"{abs(value):.6f}".rstrip("0").rstrip("."))
-    return out
+def figures(text: str, question: str = "") -> list[Quantity]:
+    """The figures `text` states (`key_numbers`: amounts, not bare years or labels), minus those
+    the question already states."""
+    asked = extract(question)
+    return [q for q in key_numbers(text or "") if not any(q.key == a.key for a in asked)]
+
+
+def backed(figure: Quantity, evidence: Sequence[Quantity]) -> bool:
+    """Is `figure` stated by one of the evidence's numbers (up to `figure`'s own rounding)?"""
+    return any(same_quantity(e, figure, rel_tol=0.0) for e in evidence)
 
 
 def words(text: str) -> set[str]:
@@ -62,31 +65,32 @@ def words(text: str) -> set[str]:
     return out
 
 
-def claims(answer: str, question: str = "") -> tuple[set[str], set[str]]:
-    """(numbers, content words) of `answer` that the question does not already contain."""
-    return numbers(answer) - numbers(question), words(answer) - words(question)
+def claims(answer: str, question: str = "") -> tuple[list[Quantity], set[str]]:
+    """(figures, content words) of `answer` that the question does not already contain."""
+    return figures(answer, question), words(answer) - words(question)
 
 
 def shares(answer: str | None, evidence: Iterable[str | None], question: str = "") -> bool:
-    """True when the answer has a claim (number or content word, beyond the question's) found in
-    the evidence."""
+    """True when the answer has claims beyond the question's and they are backed by the evidence:
+    every figure it states, or, without figures, one of its content words."""
     if not answer or not answer.strip():
         return False
-    nums, ws = claims(answer, question)
-    if not nums and not ws:
+    figs, ws = claims(answer, question)
+    if not figs and not ws:
         return False
     texts = [t for t in evidence if t]
-    if nums:
-        return any(nums & numbers(t) for t in texts)
+    if figs:
+        found = [q for t in texts for q in extract(t)]
+        return all(backed(f, found) for f in figs)
     return any(ws & words(t) for t in texts)
 
 
 def answer_key(answer: str) -> str:
     """Answers that state the same numbers are one answer ("$42 million", "42 million."); without
     numbers, the same content words in any order."""
-    nums = numbers(answer)
-    if nums:
-        return "#" + " ".join(sorted(nums))
+    figs = figures(answer)
+    if figs:
+        return "#" + " ".join(sorted({q.key for q in figs}))
     return " ".join(sorted(words(answer))) or " ".join(answer.casefold().split())
 
 
@@ -103,19 +107,15 @@ def support(record: JobRecord, chunk_text: str | None, question: str = "") -> st
     answer = (record.answer or "").strip()
     if not answer or record.status not in (JobStatus.KEPT, JobStatus.FLAGGED, JobStatus.DROPPED):
         return None
-    nums, ws = claims(answer, question)
+    figs, ws = claims(answer, question)
     if record.status is JobStatus.KEPT and record.citation:
-        if (nums or ws) and (nums | ws) <= POLARITY or shares(answer, [record.citation], question):
+        if not figs and ws and ws <= POLARITY or shares(answer, [record.citation], question):
             return record.citation
-    figures = {n for n in nums if not _is_year(n)}  # a bare year is context, not a figure read off the page
-    if figures and chunk_text and nums <= numbers(chunk_text):
+    amounts = [q for q in figs if not q.is_year]  # a bare year is context, not a figure read off the page
+    if amounts and chunk_text and all(backed(f, extract(chunk_text)) for f in figs):
         sentences = [x.strip() for x in _SENTENCE.split(chunk_text) if x.strip()]
-        return max(sentences, key=lambda x: len(nums & numbers(x)))[:300]
+        return max(sentences, key=lambda x: sum(backed(f, extract(x)) for f in figs))[:300]
     return None
-
-
-def _is_year(n: str) -> bool:
-    return n.isdigit() and 1900 <= int(n) <= 2100
 
 
 @dataclass
@@ -142,7 +142,7 @@ def best_supported(records: Sequence[JobRecord], chunk_texts: dict[str, str] | N
     if not groups:
         return None
     def rank(group: list[tuple[JobRecord, str]]) -> tuple[bool, int]:
-        return any(_same_text(r.instruction, question) for r, _ in group), len(group)
+        return any(same_text(r.instruction, question) for r, _ in group), len(group)
     best = max(groups.values(), key=rank)  # max keeps the first of equals: dicts keep insertion order
     return Candidate(answer=(best[0][0].answer or "").strip(), support=len(best),
                      records=[r for r, _ in best], quotes=[q for _, q in best])
@@ -154,7 +154,7 @@ def answer_to_question(records: Sequence[JobRecord], question: str) -> Candidate
     groups: dict[str, list[JobRecord]] = {}
     for r in records:
         if r.answer and r.answer.strip() and r.status in (JobStatus.KEPT, JobStatus.FLAGGED, JobStatus.DROPPED) \
-                and _same_text(r.instruction, question):
+                and same_text(r.instruction, question):
             groups.setdefault(answer_key(r.answer), []).append(r)
     if not groups:
         return None
@@ -164,18 +164,18 @@ def answer_to_question(records: Sequence[JobRecord], question: str) -> Candidate
 
 async def settle(ctx: RunContext, answer: str | None, evidence: Iterable[str | None], *,
                  mode: Literal["flag", "fallback"], evidence_name: str) -> str | None:
-    """The final answer, checked against the local evidence: sets ctx.grounded. An ungrounded answer is
+    """The final answer, checked against the local evidence: sets ctx.state.grounded. An ungrounded answer is
     kept and flagged ("flag"), or replaced by the run's fallback, marked degraded ("fallback", when
     the run has one). Returns the answer to give."""
-    ctx.grounded = shares(answer, evidence, ctx.task)
-    if ctx.grounded:
+    state = ctx.state
+    state.check_grounded(shares(answer, evidence, ctx.task))
+    if state.grounded:
         return answer
-    fallback = ctx.fallback
+    fallback = state.fallback
     if mode == "fallback" and fallback is not None:
-        ctx.degraded_reason = f"the remote's answer shares nothing with {evidence_name}; returned {fallback[2]}"
-        await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
-        ctx.citations, ctx.grounded = fallback[1], True
-        return fallback[0]
-    await ctx.notice(f"the answer shares no figure or content word with {evidence_name} (grounded: false): "
+        given = state.fall_back(f"the remote's answer is not backed by {evidence_name}; returned {fallback.what}")
+        await ctx.notice(f"degraded answer: {state.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
+        return given
+    await ctx.notice(f"the answer's figures or content words are not in {evidence_name} (grounded: false): "
                      "check it against the document.")
     return answer

@@ -12,7 +12,6 @@ them to the remote, so follow-up questions ("and the year before?") work.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import deque
 from typing import Any, Literal
@@ -20,22 +19,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from minions import errors
-from minions.clients.base import Message, Options
+from minions.clients.base import Client, Message, Options
 from minions.protocols.base import Cancellable, ContextLike, Protocol, ProtocolConfig, RunContext
-from minions.protocols.baselines import (
+from minions.protocols.context import (
     DEFAULT_LOCAL_WINDOW,
     fit_context,
     format_documents,
     locate_citations,
     prompt_tokens,
-    render,
-    round_done,
-    show,
 )
 from minions.protocols.events import EventHandler, MessageSent
 from minions.protocols.grounding import settle
+from minions.protocols.lenient import as_text
 from minions.protocols.parsing import ask_json
-from minions.protocols.result import RunResult
+from minions.protocols.result import RoundDecision, RoundRecord, RunResult
+from minions.protocols.templates import render
 
 FINAL, MORE = "provide_final_answer", "request_additional_info"
 _PLACEHOLDER = re.compile(r"<[^<>]*>")
@@ -86,12 +84,8 @@ def _as_text(value: Any) -> str | None:
     if isinstance(value, str):
         # Small models copy the prompt's "<your question ...>" placeholders verbatim: that is no text.
         return "" if _PLACEHOLDER.fullmatch(value.strip()) else value
-    if value is None:
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-    except (ValueError, RecursionError) as e:  # pydantic turns ValueError into a validation error
-        raise ValueError(f"unreadable value: {type(value).__name__}") from e
+    text: str | None = as_text(value, lists="json")
+    return text
 
 
 #: A worker reply goes to the remote cut to `reply_limit(local_max_tokens)` characters: a local
@@ -119,28 +113,31 @@ async def bounded_reply(ctx: RunContext, reply: str, local_max_tokens: int) -> s
 
 
 class MinionConfig(ProtocolConfig):
-    max_rounds: int = Field(3, ge=1, le=50)
+    max_rounds: int = Field(3, ge=1, le=50, description="most remote/local exchanges")
     #: keep a short history of earlier task/answer pairs on this protocol instance for follow-ups
-    multi_turn: bool = False
-    history_turns: int = Field(3, ge=1)
+    multi_turn: bool = Field(False, description="follow-ups continue the conversation (earlier questions and answers)")
+    history_turns: int = Field(3, ge=1, description="earlier turns kept for follow-ups (multi_turn)")
     #: cap on the worker's prompt tokens; the local model's own context window applies as well
-    max_context_tokens: int | None = Field(None, ge=1)
+    max_context_tokens: int | None = Field(None, ge=1, description="cap on the worker's prompt tokens")
     #: how many times the remote may be asked for valid JSON per decision
-    json_attempts: int = Field(2, ge=1, le=5)
+    json_attempts: int = Field(2, ge=1, le=5, description="times the remote is asked for valid JSON per decision")
     #: when the remote's answer shares nothing with the worker's replies: "flag" keeps it with
     #: grounded=false; "fallback" returns the worker's last reply instead (degraded)
-    ungrounded_answer: Literal["flag", "fallback"] = "flag"
+    ungrounded_answer: Literal["flag", "fallback"] = Field(
+        "flag", description="when the answer shares nothing with what the local model found: 'flag' it "
+        "(grounded=false) or 'fallback' to the best verified local answer")
     #: the worker's first question: the remote's ("remote"), or the user's task itself ("task"), so a
     #: remote whose first question drifts cannot keep the worker from answering what was asked (the
     #: remote's own questions follow in later rounds)
-    first_question: Literal["remote", "task"] = "remote"
+    first_question: Literal["remote", "task"] = Field(
+        "remote", description="the worker's first question: the remote's, or the user's task itself")
 
 
-class Minion(Protocol):
+class Minion(Protocol[MinionConfig]):
     name = "minion"
     Config = MinionConfig
 
-    def __init__(self, local: Any = None, remote: Any = None, **kw: Any):
+    def __init__(self, local: Client | None = None, remote: Client | None = None, **kw: Any):
         super().__init__(local, remote, **kw)
         # State of this instance, the conversation its user is having; never shared between instances.
         self._history: deque[tuple[str, str]] = deque(maxlen=self.config.history_turns)
@@ -177,7 +174,7 @@ class Minion(Protocol):
             drafted = bool(decision.answer)
             replies: list[str] = []  # the worker's replies: the evidence the answer is checked against
             if decision.decision == FINAL:  # answerable without the documents (or a follow-up)
-                return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
+                return await self._finish(ctx, rec, decision.final_text, RoundDecision.FINAL_ANSWER, replies)
             local_msgs = await self._worker_opening(ctx)
             for r in range(1, cfg.max_rounds + 1):
                 if r > 1:
@@ -191,11 +188,11 @@ class Minion(Protocol):
                     replies.append(reply)
                     # Local work is never lost: if a remote step fails for good from here on, the
                     # worker's latest reply is returned, marked degraded.
-                    ctx.set_fallback(reply, locate_citations(reply, ctx.documents), "the local model's last reply")
+                    ctx.state.set_fallback(reply, locate_citations(reply, ctx.documents), "the local model's last reply")
                 if not drafted and reply:
                     # No answer from the remote yet: if the budget stops the run, the worker's latest
                     # answer is the best we have.
-                    ctx.best_answer = reply
+                    ctx.state.propose(reply)
                 last = r == cfg.max_rounds
                 remote_msgs.append(Message(role="user", content=render(
                     "minion_supervisor_final" if last else "minion_supervisor_decide",
@@ -206,19 +203,19 @@ class Minion(Protocol):
                     if decision.decision != FINAL:
                         await ctx.notice("minion: the remote asked for more on the last round; returning its "
                                          "best answer so far.")
-                    answer = decision.final_text if decision.decision == FINAL else ctx.best_answer
+                    answer = decision.final_text if decision.decision == FINAL else ctx.state.best_answer
                     if not answer:
                         raise errors.ModelOutputError("minion: no answer by the last round (the remote kept "
                                                       "asking and the local model said nothing); raise max_rounds "
                                                       "or try a stronger local model.")
-                    return await self._finish(ctx, rec, answer, "forced_answer", replies)
+                    return await self._finish(ctx, rec, answer, RoundDecision.FORCED_ANSWER, replies)
                 if decision.decision == FINAL:
-                    return await self._finish(ctx, rec, decision.final_text, "final_answer", replies)
-                await round_done(ctx, rec, "another_round")
+                    return await self._finish(ctx, rec, decision.final_text, RoundDecision.FINAL_ANSWER, replies)
+                await ctx.round_done(rec, RoundDecision.ANOTHER_ROUND)
             raise AssertionError("unreachable: the last round always finishes")  # pragma: no cover
         except errors.MinionsError as e:
-            if not rec.decision:
-                rec.decision = "budget_exhausted" if isinstance(e, errors.BudgetExceededError) else "failed"
+            ctx.end_round(rec, RoundDecision.BUDGET_EXHAUSTED if isinstance(e, errors.BudgetExceededError)
+                          else RoundDecision.FAILED)
             raise
 
     async def _decide(self, ctx: RunContext, remote_msgs: list[Message], opts: Options, *, step: str
@@ -228,18 +225,17 @@ class Minion(Protocol):
         # The normalised reply, not the raw one: what the remote said, minus any repaired damage.
         remote_msgs.append(Message(role="assistant", content=decision.model_dump_json()))
         if decision.answer:
-            ctx.best_answer = decision.answer  # a draft while asking for more, or the final
+            ctx.state.propose(decision.answer)  # a draft while asking for more, or the final
         said = decision.final_text if decision.decision == FINAL else decision.message
         await ctx.emit(MessageSent(round=ctx.round, sender="remote", step=step, content=said))
         return decision
 
-    async def _finish(self, ctx: RunContext, rec, answer: str | None, decision: str,
+    async def _finish(self, ctx: RunContext, rec: RoundRecord, answer: str | None, decision: RoundDecision,
                       replies: list[str]) -> str | None:
         answer = await settle(ctx, answer, replies, mode=self.config.ungrounded_answer,
                               evidence_name="the worker's replies")
-        ctx.best_answer = answer
-        ctx.citations = locate_citations(answer, ctx.documents)
-        await round_done(ctx, rec, decision)
+        ctx.state.conclude(answer, locate_citations(answer, ctx.documents))
+        await ctx.round_done(rec, decision)
         return answer
 
     async def _worker_opening(self, ctx: RunContext) -> list[Message]:
@@ -259,7 +255,7 @@ class Minion(Protocol):
             # every round adds a question and an answer to the worker's chat
             reserve=cfg.max_rounds * (cfg.local_max_tokens + _QUESTION_TOKENS),
             limit=cfg.max_context_tokens, default_window=DEFAULT_LOCAL_WINDOW)
-        show(ctx, context)
+        ctx.show(context)
         if cfg.first_question == "task":
             return [Message(role="system", content=system),
                     Message(role="user", content=render("baseline_user", context=context, task=ctx.task))]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -28,23 +29,25 @@ from minions.documents import Chunk, Document, chunk_documents
 from minions.documents.hybrid import HybridIndex, complete, with_neighbours
 from minions.errors import MissingDependencyError
 from minions.protocols.base import Protocol, RunContext
-from minions.protocols.events import JobsPlanned, MessageSent, RoundDone
+from minions.protocols.events import JobsPlanned, MessageSent
 from minions.protocols.grounding import answer_to_question, best_supported, settle, shares, support
-from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, _as_text, aggregate, run_jobs
+from minions.protocols.lenient import Lenient, as_text
+from minions.protocols.minions_jobs import JOB_REPLY_TOKENS, MAX_FIELD_CHARS, aggregate, run_jobs
 from minions.protocols.minions_plan import (
+    Job,
     JobPlan,
     MinionSConfig,
-    _Lenient,
+    ResolvedPlan,
     chunking_options,
     documents_overview,
     expand_jobs,
     resolve_plan,
     select_chunks,
-    template,
 )
 from minions.protocols.parsing import ask_json
-from minions.protocols.reading import FIRST_RUN_SHARE, FIRST_RUN_TOKENS, SpeedStore, budget_tokens
-from minions.protocols.result import Citation, JobRecord, JobStatus
+from minions.protocols.reading_budget import ReadingBudget
+from minions.protocols.result import Citation, JobRecord, RoundDecision, RoundRecord
+from minions.protocols.templates import template
 
 _MAX_NOTES_CHARS = 4000   # scratchpad / feedback carried between rounds
 _MAX_ANSWER_CHARS = 4000
@@ -58,7 +61,7 @@ __all__ = ["JobPlan", "MinionS", "MinionSConfig", "Synthesis"]
 _LIMITS = {"explanation": 1000, "answer": 1000, "feedback": 1000, "scratchpad": 1000}
 
 
-class Synthesis(_Lenient):
+class Synthesis(Lenient):
     """The remote's decision after reading the workers' reports.
 
     Lenient where meaning is clear: a final decision whose "answer" is empty takes its answer from
@@ -74,10 +77,10 @@ class Synthesis(_Lenient):
     @field_validator("explanation", "answer", "feedback", "scratchpad", mode="before")
     @classmethod
     def _text(cls, v: Any, info: ValidationInfo) -> Any:
-        v = _as_text(v)
+        v = _field_text(v)
         if v is None and info.field_name == "explanation":
             return ""
-        return v.strip()[: _LIMITS[info.field_name]] if isinstance(v, str) else v
+        return v.strip()[: _LIMITS[str(info.field_name)]] if isinstance(v, str) else v
 
     @field_validator("decision", mode="before")
     @classmethod
@@ -89,7 +92,7 @@ class Synthesis(_Lenient):
     def _answer_from_explanation(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        answer, explanation = _as_text(data.get("answer")), _as_text(data.get("explanation"))
+        answer, explanation = _field_text(data.get("answer")), _field_text(data.get("explanation"))
         if not (isinstance(answer, str) and answer.strip()) and isinstance(explanation, str) and explanation.strip():
             decision = str(data.get("decision") or "").strip().lower()
             if decision == "provide_final_answer" or cls is LastSynthesis:
@@ -145,198 +148,189 @@ class _Chunks:
         return rank
 
 
-class MinionS(Protocol):
+@dataclass
+class _RunNotes:
+    """What one MinionS run carries from round to round."""
+
+    system: Message                  # the remote's system message, stable across rounds
+    remote_opts: Options
+    chunks: _Chunks
+    default_chunks: list[Chunk]
+    reading: ReadingBudget
+    titles: dict[str, str]
+    shown: set[str] = field(default_factory=set)           # chunk ids whose text is registered (ctx.show)
+    feedback: str | None = None
+    scratchpad: str = ""
+    answered_chunks: list[str] = field(default_factory=list)
+    every_record: list[JobRecord] = field(default_factory=list)  # all rounds: the evidence answers are checked against
+    chunk_docs: dict[str, str] = field(default_factory=dict)     # chunk id -> document id, for citations
+    job_chunks: dict[str, str] = field(default_factory=dict)     # job id -> its chunk's text, to check answers against
+    dense_noticed: bool = False
+
+
+class MinionS(Protocol[MinionSConfig]):
     name = "minions"
     Config = MinionSConfig
-    config: MinionSConfig
 
     async def _run(self, ctx: RunContext) -> str | None:
         cfg = self.config
         chunks = _Chunks(ctx.documents)
-        default_chunks = chunks.get(cfg.chunk_strategy, cfg.chunk_size)
-        titles = {d.id: d.title for d in ctx.documents}
-        shown: set[str] = set()
-        remote_opts = Options(max_tokens=cfg.remote_max_tokens, temperature=cfg.temperature)
-        # Stable across rounds: marked for the provider's prompt cache (Anthropic `cache_control`).
-        system = Message(role="system", cache=True, content=template("minions_remote_system.txt").substitute())
-        feedback: str | None = None
-        scratchpad = ""
-        answered_chunks: list[str] = []
-        every_record: list[JobRecord] = []   # all rounds: the evidence answers are checked against
-        chunk_docs: dict[str, str] = {}      # chunk id -> document id, for citations
-        job_chunks: dict[str, str] = {}      # job id -> its chunk's text, to check answers against
+        run = _RunNotes(
+            # Stable across rounds: marked for the provider's prompt cache (Anthropic `cache_control`).
+            system=Message(role="system", cache=True, content=template("minions_remote_system.txt").substitute()),
+            remote_opts=Options(max_tokens=cfg.remote_max_tokens, temperature=cfg.temperature),
+            chunks=chunks, default_chunks=chunks.get(cfg.chunk_strategy, cfg.chunk_size),
+            # chunk sizes in the local model's tokens, counted once per run
+            reading=ReadingBudget(ctx.client("local"), cfg.read, cfg.local_time_budget),
+            titles={d.id: d.title for d in ctx.documents})
         if cfg.local_max_tokens < JOB_REPLY_TOKENS:
             await ctx.notice(f"local_max_tokens={cfg.local_max_tokens} may cut workers' JSON replies (up to "
                              f"~{JOB_REPLY_TOKENS} tokens) before their answer; raise it to {JOB_REPLY_TOKENS}.")
-        dense_noticed = False
-        size = self._sizer(ctx)  # chunk sizes in the local model's tokens, counted once per run
-
         for r in range(1, cfg.max_rounds + 1):
             rec = ctx.new_round()
             last = r == cfg.max_rounds
-
-            # -- decompose: the remote plans with titles and sizes, never text ------------------
-            prompt = template("minions_decompose.txt").substitute(
-                round=r, max_rounds=cfg.max_rounds, task=ctx.task,
-                documents=documents_overview(ctx.documents, default_chunks, cfg, redact=ctx.redact),
-                tasks_per_round=cfg.tasks_per_round, samples_per_task=cfg.samples_per_task,
-                job_cap=f"at most {cfg.max_jobs_per_round} jobs in all" if cfg.max_jobs_per_round else "no cap on jobs",
-                reading=self._reading_line(ctx, default_chunks, size), n_chunks=len(default_chunks), top_k=cfg.retrieval_top_k,
-                chunking=chunking_options(cfg), default_strategy=cfg.chunk_strategy,
-                default_size=cfg.chunk_size, history=self._history(r, feedback, scratchpad, answered_chunks))
-            plan, completion = await ask_json(ctx, "remote", [system, Message(role="user", content=prompt)],
-                                              JobPlan, remote_opts, step="decompose", attempts=cfg.plan_attempts)
-            await ctx.emit(MessageSent(round=r, sender="remote", step="decompose", content=completion.text))
-            resolved = resolve_plan(plan, cfg, ctx.task)
-            for note in resolved.adjustments:
-                await ctx.notice(f"round {r}: {note}", level="info")
-
-            # -- execute: jobs grouped by chunk, run on the local model ---------------------------
-            pool = chunks.get(resolved.strategy, resolved.size)
-            # The query: the question, every task the plan holds, and the plan's keywords.
-            query = " ".join([ctx.task, *(t.instruction for t in resolved.tasks), resolved.keyword_query or ""])
-            budget, why = self._budget(ctx, pool, size)
-            # Indexing embeds every chunk (~0.5 s for a 10-K): off the event loop, so events, servers
-            # and cancellation stay responsive.
-            await asyncio.to_thread(chunks.index, resolved.strategy, resolved.size)
-            rank = chunks.ranker(resolved.strategy, resolved.size, cfg.neighbours)
-            selected, notes = select_chunks(resolved, pool, rank, query, budget, size)
-            jobs, planned = expand_jobs(resolved, selected, r)
-            if planned > len(jobs):
-                notes.append(f"plan expands to {planned} jobs; running the first {len(jobs)} (job cap)")
-            if chunks.dense_missing is not None and not dense_noticed:
-                dense_noticed = True
-                await ctx.notice(f"chunks chosen by BM25 only: hybrid retrieval (BM25 + dense embeddings) needs "
-                                 f"the '{chunks.dense_missing.extra}' extra: pip install 'minions[embeddings]'",
-                                 level="info")
-            read = list({j.chunk.id: j.chunk for j in jobs}.values())
-            ctx.read.chunks(read, total=len(pool))
-            ctx.read.why = why
-            read_tokens, pool_tokens = sum(size(c) for c in read), sum(size(c) for c in pool)
-            notes.append(f"read {len(read)} of {len(pool)} chunks ({read_tokens:,} of {pool_tokens:,} tokens, "
-                         f"{read_tokens / max(pool_tokens, 1):.0%}): {why}")
-            for note in notes:
-                await ctx.notice(f"round {r}: {note}", level="info")
-            rec.plan = {**resolved.model_dump(), "planned_jobs": planned, "selected_chunks": len(selected)}
-            await ctx.emit(JobsPlanned(round=r, n_jobs=len(jobs), n_tasks=len(resolved.tasks),
-                                       n_chunks=len({j.chunk.id for j in jobs}), plan=rec.plan))
-            chunk_docs.update((j.chunk.id, j.chunk.doc_id) for j in jobs)
-            job_chunks.update((j.job_id, j.chunk.text) for j in jobs)
-            finished: list[JobRecord] = []
-            done: list[JobRecord] | None = None
-            started = time.perf_counter()
-            try:
-                done = await run_jobs(ctx, jobs, cfg, titles, shown, finished=finished)
-            finally:  # also when cancelled mid-round: the jobs that finished are kept and offered
-                order = {j.job_id: i for i, j in enumerate(jobs)}
-                rec.jobs = done if done is not None else sorted(finished, key=lambda x: order[x.job_id])
-                every_record.extend(rec.jobs)
-                _offer_fallback(ctx, every_record, chunk_docs, job_chunks)
-            records = rec.jobs
-            self._remember_speed(ctx, read_tokens, time.perf_counter() - started, records)
+            resolved = await self._decompose(ctx, run, r)
+            jobs, read_tokens = await self._choose_jobs(ctx, run, rec, resolved, r)
+            records = await self._execute(ctx, run, rec, jobs, read_tokens)
             kept = [x for x in records if x.kept]
-            if ctx.best_answer is None and kept:
-                ctx.best_answer = _most_common_answer(kept)  # a candidate, until the remote decides
-
-            # -- aggregate and synthesize ---------------------------------------------------------
-            outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars,
-                                redact=ctx.redact)
-            outputs = await ctx.shielded(outputs)
-            synth = await self._synthesize(ctx, system, remote_opts, r, last, outputs, scratchpad)
-            if synth.answer and synth.answer.strip():
-                ctx.best_answer = synth.answer.strip()[:_MAX_ANSWER_CHARS]
-
+            if ctx.state.best_answer is None and kept:
+                ctx.state.propose(_most_common_answer(kept))  # a candidate, until the remote decides
+            synth = await self._aggregate_and_synthesize(ctx, run, resolved, records, r, last)
             if synth.decision == "provide_final_answer" or last:
-                rec.decision = "final_answer" if synth.decision == "provide_final_answer" else "forced_answer"
-                ctx.citations = _citations(records, chunk_docs)
-                answer = await self._check_grounded(ctx, every_record, job_chunks, ctx.best_answer)
-                await self._round_done(ctx, rec.decision)
+                decision = RoundDecision.FINAL_ANSWER if synth.decision == "provide_final_answer" \
+                    else RoundDecision.FORCED_ANSWER
+                ctx.state.cite(_citations(records, run.chunk_docs))
+                answer = await self._check_grounded(ctx, run.every_record, run.job_chunks, ctx.state.best_answer)
+                await ctx.round_done(rec, decision)
                 return answer
+            self._carry_over(run, synth, kept)
+            await ctx.round_done(rec, RoundDecision.ANOTHER_ROUND)
+        return ctx.state.best_answer  # unreachable: the last round always returns
 
-            rec.decision = "another_round"
-            feedback = (synth.feedback or synth.explanation or "").strip()[:_MAX_NOTES_CHARS] or None
-            if cfg.strategy == "scratchpad":
-                scratchpad = (synth.scratchpad or "").strip() or _append(scratchpad, synth.explanation)
-                scratchpad = scratchpad[-_MAX_NOTES_CHARS:]
-                answered_chunks = list(dict.fromkeys(x.chunk_id for x in kept))[:50]
-            await self._round_done(ctx, rec.decision)
-        return ctx.best_answer  # unreachable: the last round always returns
+    # -- the steps of a round -------------------------------------------------------------------
+
+    async def _decompose(self, ctx: RunContext, run: _RunNotes, r: int) -> ResolvedPlan:
+        """The remote plans with the documents' titles and sizes, never their text."""
+        cfg = self.config
+        prompt = template("minions_decompose.txt").substitute(
+            round=r, max_rounds=cfg.max_rounds, task=ctx.task,
+            documents=documents_overview(ctx.documents, run.default_chunks, cfg, redact=ctx.redact),
+            tasks_per_round=cfg.tasks_per_round, samples_per_task=cfg.samples_per_task,
+            job_cap=f"at most {cfg.max_jobs_per_round} jobs in all" if cfg.max_jobs_per_round else "no cap on jobs",
+            reading=run.reading.describe(run.default_chunks), n_chunks=len(run.default_chunks),
+            top_k=cfg.retrieval_top_k, chunking=chunking_options(cfg), default_strategy=cfg.chunk_strategy,
+            default_size=cfg.chunk_size, history=self._history(r, run.feedback, run.scratchpad, run.answered_chunks))
+        plan, completion = await ask_json(ctx, "remote", [run.system, Message(role="user", content=prompt)],
+                                          JobPlan, run.remote_opts, step="decompose", attempts=cfg.plan_attempts)
+        await ctx.emit(MessageSent(round=r, sender="remote", step="decompose", content=completion.text))
+        resolved = resolve_plan(plan, cfg, ctx.task)
+        for note in resolved.adjustments:
+            await ctx.notice(f"round {r}: {note}", level="info")
+        return resolved
+
+    async def _choose_jobs(self, ctx: RunContext, run: _RunNotes, rec: RoundRecord, resolved: ResolvedPlan,
+                           r: int) -> tuple[list[Job], int]:
+        """The plan's jobs over the chunks the reading budget allows, grouped by chunk; and the tokens
+        of document they read."""
+        cfg = self.config
+        chunks, size = run.chunks, run.reading.size
+        pool = chunks.get(resolved.strategy, resolved.size)
+        # The query: the question, every task the plan holds, and the plan's keywords.
+        query = " ".join([ctx.task, *(t.instruction for t in resolved.tasks), resolved.keyword_query or ""])
+        budget, why = run.reading.tokens(pool)
+        # Indexing embeds every chunk (~0.5 s for a 10-K): off the event loop, so events, servers
+        # and cancellation stay responsive.
+        await asyncio.to_thread(chunks.index, resolved.strategy, resolved.size)
+        rank = chunks.ranker(resolved.strategy, resolved.size, cfg.neighbours)
+        selected, notes = select_chunks(resolved, pool, rank, query, budget, size)
+        jobs, planned = expand_jobs(resolved, selected, r)
+        if planned > len(jobs):
+            notes.append(f"plan expands to {planned} jobs; running the first {len(jobs)} (job cap)")
+        if chunks.dense_missing is not None and not run.dense_noticed:
+            run.dense_noticed = True
+            await ctx.notice(f"chunks chosen by BM25 only: hybrid retrieval (BM25 + dense embeddings) needs "
+                             f"the '{chunks.dense_missing.extra}' extra: pip install 'minions[embeddings]'",
+                             level="info")
+        read = list({j.chunk.id: j.chunk for j in jobs}.values())
+        ctx.state.read.chunks(read, total=len(pool), why=why)
+        read_tokens, pool_tokens = run.reading.total(read), run.reading.total(pool)
+        notes.append(f"read {len(read)} of {len(pool)} chunks ({read_tokens:,} of {pool_tokens:,} tokens, "
+                     f"{read_tokens / max(pool_tokens, 1):.0%}): {why}")
+        for note in notes:
+            await ctx.notice(f"round {r}: {note}", level="info")
+        rec.plan = {**resolved.model_dump(), "planned_jobs": planned, "selected_chunks": len(selected)}
+        await ctx.emit(JobsPlanned(round=r, n_jobs=len(jobs), n_tasks=len(resolved.tasks),
+                                   n_chunks=len({j.chunk.id for j in jobs}), plan=rec.plan))
+        run.chunk_docs.update((j.chunk.id, j.chunk.doc_id) for j in jobs)
+        run.job_chunks.update((j.job_id, j.chunk.text) for j in jobs)
+        return jobs, read_tokens
+
+    async def _execute(self, ctx: RunContext, run: _RunNotes, rec: RoundRecord, jobs: list[Job],
+                       read_tokens: int) -> list[JobRecord]:
+        """The jobs on the local model; what finished is kept and offered as the fallback, even when
+        the round is cancelled midway."""
+        finished: list[JobRecord] = []
+        done: list[JobRecord] | None = None
+        started = time.perf_counter()
+        try:
+            done = await run_jobs(ctx, jobs, self.config, run.titles, run.shown, finished=finished)
+        finally:  # also when cancelled mid-round: the jobs that finished are kept and offered
+            order = {j.job_id: i for i, j in enumerate(jobs)}
+            rec.jobs = done if done is not None else sorted(finished, key=lambda x: order[x.job_id])
+            run.every_record.extend(rec.jobs)
+            _offer_fallback(ctx, run.every_record, run.chunk_docs, run.job_chunks)
+        run.reading.remember(read_tokens, time.perf_counter() - started, rec.jobs)
+        return rec.jobs
+
+    async def _aggregate_and_synthesize(self, ctx: RunContext, run: _RunNotes, resolved: ResolvedPlan,
+                                        records: list[JobRecord], r: int, last: bool) -> Synthesis:
+        cfg = self.config
+        outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars,
+                            redact=ctx.redact)
+        outputs = await ctx.shielded(outputs)
+        synth = await self._synthesize(ctx, run.system, run.remote_opts, r, last, outputs, run.scratchpad)
+        if synth.answer and synth.answer.strip():
+            ctx.state.propose(synth.answer.strip()[:_MAX_ANSWER_CHARS])
+        return synth
+
+    def _carry_over(self, run: _RunNotes, synth: Synthesis, kept: list[JobRecord]) -> None:
+        """What the next round's plan is told: the feedback, and with "scratchpad" the notes so far."""
+        run.feedback = (synth.feedback or synth.explanation or "").strip()[:_MAX_NOTES_CHARS] or None
+        if self.config.strategy == "scratchpad":
+            scratchpad = (synth.scratchpad or "").strip() or _append(run.scratchpad, synth.explanation)
+            run.scratchpad = scratchpad[-_MAX_NOTES_CHARS:]
+            run.answered_chunks = list(dict.fromkeys(x.chunk_id for x in kept))[:50]
 
     async def _check_grounded(self, ctx: RunContext, records: list[JobRecord], job_chunks: dict[str, str],
                               answer: str | None) -> str | None:
         # Evidence: what the remote was shown (kept answers and quotes) and answers the document backs.
+        state = ctx.state
         evidence = [t for x in records if x.kept for t in (x.answer, x.citation)]
         evidence += [x.answer for x in records if support(x, job_chunks.get(x.job_id), ctx.task)]
         answer = await settle(ctx, answer, evidence, mode=self.config.ungrounded_answer,
                               evidence_name="the workers' answers and quotes")
-        fallback = ctx.fallback
-        if self.config.ungrounded_answer == "fallback" and ctx.degraded_reason is None and fallback is not None \
-                and not shares(answer, [fallback[0]], ctx.task):
+        fallback = state.fallback
+        if self.config.ungrounded_answer == "fallback" and state.degraded_reason is None and fallback is not None \
+                and not shares(answer, [fallback.answer], ctx.task):
             # A weak remote's answer may share a word with some quote and still not be the answer the
             # document backs: for it ("fallback"), the remote must agree with that answer to stand.
-            ctx.degraded_reason = f"the remote's answer does not agree with {fallback[2]}; returned that answer"
-            await ctx.notice(f"degraded answer: {ctx.degraded_reason} (the remote said: {(answer or '')[:200]!r})")
-            answer, ctx.citations, ctx.grounded = fallback[0], fallback[1], True
-        if not ctx.grounded and self.config.ungrounded_answer == "fallback" and ctx.degraded_reason is None:
+            said_by_remote = answer
+            answer = state.fall_back(f"the remote's answer does not agree with {fallback.what}; returned that answer")
+            await ctx.notice(f"degraded answer: {state.degraded_reason} "
+                             f"(the remote said: {(said_by_remote or '')[:200]!r})")
+        if not state.grounded and self.config.ungrounded_answer == "fallback" and state.degraded_reason is None:
             # Nothing checkable either way: the workers read the document, the remote did not, so their
             # own answer to the question beats an ungrounded synthesis. Still flagged grounded=false.
             said = answer_to_question(records, ctx.task)
             if said is not None:
-                ctx.degraded_reason = (f"the remote's answer shares nothing with the workers' answers and no "
-                                       f"worker's answer could be checked against the document; returned the "
-                                       f"workers' most frequent answer to the question ({said.support} job(s), "
-                                       f"unverified)")
-                await ctx.notice(f"degraded answer: {ctx.degraded_reason}")
-                answer, ctx.citations = said.answer[:_MAX_ANSWER_CHARS], []
-        ctx.best_answer = answer
+                answer = state.degrade(
+                    f"the remote's answer shares nothing with the workers' answers and no worker's answer could "
+                    f"be checked against the document; returned the workers' most frequent answer to the "
+                    f"question ({said.support} job(s), unverified)",
+                    said.answer[:_MAX_ANSWER_CHARS], [], grounded=state.grounded)
+                await ctx.notice(f"degraded answer: {state.degraded_reason}")
+        state.propose(answer)
         return answer
-
-    # -- reading budget ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _sizer(ctx: RunContext) -> Callable[[Chunk], int]:
-        """A chunk's size in the local model's tokens (counted once per chunk)."""
-        client, sizes = ctx.client("local"), {}
-
-        def size(c: Chunk) -> int:
-            key = (c.doc_id, c.start, c.end)  # not the id: "doc#3" names another span under another chunking
-            if key not in sizes:
-                sizes[key] = client.count_tokens(c.text)
-            return sizes[key]
-        return size
-
-    def _budget(self, ctx: RunContext, pool: list[Chunk], size: Callable[[Chunk], int]) -> tuple[int | None, str]:
-        """Tokens of document the local model reads this round (None: all), and why."""
-        cfg = self.config
-        total = sum(size(c) for c in pool)
-        if cfg.read is not None:
-            budget = cfg.read.tokens(total)
-            return budget, f"read={cfg.read}"
-        spec = ctx.client("local").spec
-        speed = SpeedStore().get(spec)
-        if speed is None:
-            budget = max(int(total * FIRST_RUN_SHARE), FIRST_RUN_TOKENS)
-            why = (f"no reading speed measured yet for {spec}, so a first run reads {FIRST_RUN_SHARE:.0%} or "
-                   f"{FIRST_RUN_TOKENS:,} tokens; this run's speed is remembered (read= chooses)")
-            return (None, why) if budget >= total else (budget, why)
-        budget = budget_tokens(speed, cfg.local_time_budget)
-        why = (f"{spec} reads ~{speed:,.0f} tokens/s (measured), so {cfg.local_time_budget:g} s of local time "
-               f"(local_time_budget) reads {budget:,} tokens")
-        return (None, why + ": everything") if budget >= total else (budget, why)
-
-    def _reading_line(self, ctx: RunContext, pool: list[Chunk], size: Callable[[Chunk], int]) -> str:
-        """The reading budget for the planner, in words (it never sees the text, only sizes)."""
-        budget, _ = self._budget(ctx, pool, size)
-        total = sum(size(c) for c in pool)
-        return "all of them" if budget is None or budget >= total else \
-            f"about {budget / max(total, 1):.0%} of the text (~{budget:,} of {total:,} tokens)"
-
-    @staticmethod
-    def _remember_speed(ctx: RunContext, tokens: int, seconds: float, records: list[JobRecord]) -> None:
-        """Document tokens read per second of wall time, for the next run's default budget. Failed
-        jobs make it meaningless, so such rounds are not recorded."""
-        if records and not any(r.status is JobStatus.FAILED for r in records):
-            SpeedStore().record(ctx.client("local").spec, tokens, seconds)
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -371,11 +365,6 @@ class MinionS(Protocol):
         await ctx.emit(MessageSent(round=r, sender="remote", step="synthesize", content=completion.text))
         return synth
 
-    async def _round_done(self, ctx: RunContext, decision: str) -> None:
-        await ctx.emit(RoundDone(round=ctx.round, decision=decision,  # cumulative, as every protocol reports
-                                 remote_usd=ctx.meter.totals("remote").cost_usd,
-                                 local_tokens=ctx.meter.totals("local").usage.total_tokens))
-
 
 def _offer_fallback(ctx: RunContext, records: list[JobRecord], chunk_docs: dict[str, str],
                     job_chunks: dict[str, str]) -> None:
@@ -385,9 +374,10 @@ def _offer_fallback(ctx: RunContext, records: list[JobRecord], chunk_docs: dict[
     if best is None:
         return
     citations = list({(r.chunk_id, q): Citation(doc_id=chunk_docs.get(r.chunk_id, ""), chunk_id=r.chunk_id,
-                                                page_start=r.pages[0], page_end=r.pages[1], text=q)
+                                                page_start=r.pages[0], page_end=r.pages[1], text=q,
+                                                **_offsets(r) if q == r.citation else {})
                       for r, q in zip(best.records, best.quotes, strict=True)}.values())
-    ctx.set_fallback(best.answer[:_MAX_ANSWER_CHARS], citations,
+    ctx.state.set_fallback(best.answer[:_MAX_ANSWER_CHARS], citations,
                      f"the answer {best.support} job(s) backed with a quote from the document")
 
 
@@ -413,5 +403,14 @@ def _citations(records: list[JobRecord], chunk_docs: dict[str, str]) -> list[Cit
             continue
         out.setdefault((x.chunk_id, x.citation), Citation(
             doc_id=chunk_docs[x.chunk_id], chunk_id=x.chunk_id, page_start=x.pages[0], page_end=x.pages[1],
-            text=x.citation))
+            text=x.citation, **_offsets(x)))
     return list(out.values())
+
+
+def _field_text(v: Any) -> Any:
+    return as_text(v, limit=MAX_FIELD_CHARS)
+
+
+def _offsets(x: JobRecord) -> dict[str, int]:
+    """Where a job's citation was found when it was judged (the page is added by `place`)."""
+    return {"start": x.span[0], "end": x.span[1]} if x.span else {}

@@ -9,7 +9,6 @@ when that chunk's jobs run back to back, which `expand_jobs` arranges and `run_j
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,11 +18,14 @@ from pydantic import field_validator
 from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
-from minions.protocols.citations import citation_found, normalize
+from minions.protocols.base import RunContext
+from minions.protocols.citations import match_citation, normalize
 from minions.protocols.events import JobFinished
-from minions.protocols.minions_plan import Job, MinionSConfig, _Lenient, template
+from minions.protocols.lenient import Lenient, as_text
+from minions.protocols.minions_plan import Job, MinionSConfig
 from minions.protocols.parsing import parse_reply
 from minions.protocols.result import JobRecord, JobStatus
+from minions.protocols.templates import template
 
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
@@ -95,34 +97,22 @@ def quote_lines(text: str, numbers: Sequence[int]) -> str | None:
 
 _WS_RE = re.compile(r"[ \t\r\n]+")
 
+
+def line_span(text: str, numbers: Sequence[int]) -> tuple[int, int]:
+    """Character offsets in `text` from the first cited line's first visible character to the last
+    cited line's last (numbers already validated by `quote_lines`)."""
+    lines = chunk_lines(text)
+    lo, hi = min(numbers), max(numbers)
+    start = sum(len(x) for x in lines[: lo - 1])
+    end = sum(len(x) for x in lines[:hi])
+    first, last = lines[lo - 1], lines[hi - 1]
+    return start + len(first) - len(first.lstrip()), end - (len(last) - len(last.rstrip()))
+
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
 
 
-_MAX_NESTING = 32  # lists nested deeper in a reply field are garbage (parse_reply refuses them first)
-
-
-def _as_text(v: Any, _depth: int = 0) -> Any:
-    """A reply field as text: lists joined, numbers and booleans written out, objects as JSON.
-    Recursion is bounded: nesting deeper than _MAX_NESTING is a ValueError, which pydantic turns
-    into a validation error the model is shown."""
-    if v is None or isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, int | float):
-        return str(v)
-    if _depth >= _MAX_NESTING:
-        raise ValueError(f"value nested more than {_MAX_NESTING} levels deep")
-    if isinstance(v, list):
-        return "; ".join(str(_as_text(x, _depth + 1)) for x in v if x is not None) or None
-    try:
-        return json.dumps(v, ensure_ascii=False)[:MAX_FIELD_CHARS]
-    except (ValueError, RecursionError) as e:  # an object nested past the interpreter's limit
-        raise ValueError(f"unreadable value: {type(v).__name__}") from e
-
-
-class JobOutput(_Lenient):
+class JobOutput(Lenient):
     """A worker's reply. Lenient on types (lists and numbers become text); abstaining is answer=null."""
 
     explanation: str = ""
@@ -133,7 +123,7 @@ class JobOutput(_Lenient):
     @field_validator("explanation", "citation", "answer", mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
-        return _as_text(v)
+        return as_text(v, limit=MAX_FIELD_CHARS)
 
     @field_validator("lines", mode="before")
     @classmethod
@@ -173,7 +163,9 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
     pages = f"page {chunk.page_start}" if chunk.page_start == chunk.page_end \
         else f"pages {chunk.page_start}-{chunk.page_end}"
     return template("minions_worker_chunk.txt").substitute(
-        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages, text=numbered(chunk.text))
+        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages,
+        # a repeated table header is shown unnumbered: it is not the chunk's text, never quoted from it
+        text=(f"{chunk.header}\n" if chunk.header else "") + numbered(chunk.text))
 
 
 def job_suffix(instruction: str, advice: str) -> str:
@@ -193,12 +185,12 @@ def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title:
 
 # --- running jobs -------------------------------------------------------------------------------
 
-async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: dict[str, str],
+async def run_jobs(ctx: RunContext, jobs: Sequence[Job], cfg: MinionSConfig, titles: dict[str, str],
                    shown: set[str], *, finished: list[JobRecord] | None = None) -> list[JobRecord]:
     """Run jobs on the local model, at most `cfg.concurrency` at once, started in the given order
     (asyncio's Semaphore wakes waiters first-in first-out). A job that fails or replies with
     garbage is recorded with its status; only a round where every job fails on the client raises.
-    `shown` holds the ids of chunks already registered in ctx.shown_texts this run; `finished`, if
+    `shown` holds the ids of chunks already registered (ctx.state.show) this run; `finished`, if
     given, receives each record as its job ends (what a cancelled round still has)."""
     rnd = ctx.round
     total = len(jobs)
@@ -219,7 +211,7 @@ async def run_jobs(ctx: Any, jobs: Sequence[Job], cfg: MinionSConfig, titles: di
             prefix = prefixes[job.chunk.id] = job_prefix(job.chunk, titles.get(job.chunk.doc_id, ""))
             if job.chunk.id not in shown:  # register document text once, for redaction of logs
                 shown.add(job.chunk.id)
-                ctx.shown_texts.append(job.chunk.text)
+                ctx.state.show(job.chunk.text)
         return job_messages(job.chunk, job.instruction, job.advice, prefix=prefix)
 
     async def one(k: int, job: Job) -> None:
@@ -273,6 +265,8 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
         quote = quote_lines(chunk.text, out.lines)
         if quote is not None:
             rec.citation = quote[:MAX_FIELD_CHARS]
+            a, b = line_span(chunk.text, out.lines)
+            rec.span = (chunk.start + a, chunk.start + b)
             rec.status, rec.note = JobStatus.KEPT, ""
             return
         if not out.citation:
@@ -283,16 +277,15 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     if not rec.citation:
         found, how = False, "no citation"
     else:
-        found, how = citation_found(rec.citation, chunk.text, cfg.citation_similarity)
+        m = match_citation(rec.citation, chunk.text, cfg.citation_similarity)
+        found, how = m.found, m.how
+        if m.start is not None and m.end is not None:
+            rec.span = (chunk.start + m.start, chunk.start + m.end)
     if found:
         rec.status, rec.note = JobStatus.KEPT, "" if how == "exact" else f"citation matched ({how})"
     else:
         rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
         rec.note = "no citation" if how == "no citation" else f"citation {how} in chunk"
-
-
-def verified(rec: JobRecord) -> bool:
-    return rec.verified
 
 
 # --- aggregation for the remote -----------------------------------------------------------------
@@ -313,7 +306,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
     before anything is clipped, so a cut cannot hide personal data from the scrubber."""
     if redact is not None:
         records = [r.model_copy(update={
-            "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation),
+            "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation) if r.explanation else r.explanation,
             "answer": redact(r.answer) if r.answer else r.answer,
             "citation": redact(r.citation) if r.citation else r.citation}) for r in records]
     per_task = max(200, budget // max(1, len(instructions)))

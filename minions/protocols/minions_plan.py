@@ -11,17 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from string import Template
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from minions.documents import Chunk, ChunkStrategy, Document
 from minions.documents.chunking import DEFAULT_SIZES, STRATEGIES
 from minions.documents.hybrid import select_within
 from minions.protocols.base import ProtocolConfig
+from minions.protocols.lenient import Lenient, as_text, same_text
 from minions.protocols.reading import ReadBudget
 
 # Caps on strings the remote writes into a plan: long enough for any sensible task, short enough
@@ -38,12 +36,12 @@ _CHARS_PER_PAGE = 3000
 
 
 class MinionSConfig(ProtocolConfig):
-    max_rounds: int = Field(2, ge=1, le=20)
+    max_rounds: int = Field(2, ge=1, le=20, description="most plan/read/aggregate rounds")
     tasks_per_round: int = Field(3, ge=1, le=50, description="most tasks a plan may hold")
     samples_per_task: int = Field(1, ge=1, le=16, description="most samples per task and chunk")
-    chunk_strategy: ChunkStrategy = "chars"
+    chunk_strategy: ChunkStrategy = Field("chars", description="how documents are cut into chunks")
     chunk_size: int = Field(3000, ge=1, description="default size, in the strategy's unit")
-    min_chunk_chars: int = Field(300, ge=1)
+    min_chunk_chars: int = Field(300, ge=1, description="lower bound for any chunking the remote picks")
     max_chunk_chars: int = Field(12000, ge=1, description="upper bound for any chunking the remote picks")
     max_jobs_per_round: int | None = Field(None, ge=1, description="cap on jobs per round; None: the read budget decides")
     read: Annotated[ReadBudget | None, BeforeValidator(lambda v: None if v is None else ReadBudget.parse(v))] = \
@@ -53,16 +51,18 @@ class MinionSConfig(ProtocolConfig):
     # Off by default on measurement: on FinanceBench, reading the neighbours of the best hit costs 1.5
     # points of coverage at a 30% budget (95.3% -> 93.8%) and gains 0.8 at 20% (benchmarks/coverage.py).
     neighbours: int = Field(0, ge=0, le=20, description="also read the chunks next to the best N hits")
-    local_max_tokens: int = 256
-    remote_max_tokens: int = 1024
+    local_max_tokens: int = Field(256, ge=1, description="most tokens of one local job's reply")
+    remote_max_tokens: int = Field(1024, ge=1, description="most tokens of one remote reply")
     retrieval: bool = Field(False, description="always keep only the top retrieval_top_k chunks (plan query, else the task)")
     retrieval_top_k: int = Field(8, ge=1, description="most chunks a keyword filter may select")
-    concurrency: int = Field(4, ge=1)
-    strategy: Literal["retries", "scratchpad"] = "retries"
-    citation_check: Literal["drop", "flag"] = "drop"
-    citation_similarity: float = Field(0.8, ge=0.0, le=1.0)
-    plan_attempts: int = Field(2, ge=1, le=10)
-    synth_attempts: int = Field(2, ge=1, le=10)
+    concurrency: int = Field(4, ge=1, description="local jobs run at once")
+    strategy: Literal["retries", "scratchpad"] = Field(
+        "retries", description="between rounds the remote gets feedback only (retries) or keeps a scratchpad")
+    citation_check: Literal["drop", "flag"] = Field(
+        "drop", description="a job answer whose citation is not in its chunk: dropped, or kept and flagged")
+    citation_similarity: float = Field(0.8, ge=0.0, le=1.0, description="how close a citation must match its chunk")
+    plan_attempts: int = Field(2, ge=1, le=10, description="times the remote is asked for a valid plan")
+    synth_attempts: int = Field(2, ge=1, le=10, description="times the remote is asked for a valid synthesis")
     aggregate_max_chars: int = Field(12000, ge=500, description="budget for job outputs shown to the remote")
     sample_temperature: float = Field(0.7, ge=0.0, le=2.0, description="used when a task has >1 sample")
     ask_question: bool = Field(True, description="every round also runs the user's question itself as a task "
@@ -109,11 +109,8 @@ def _to_int(v: Any) -> Any:
 
 def _text(v: Any, limit: int | None = None) -> Any:
     """A model may write a list where we asked for a string; join it rather than fail. Strings are
-    stripped and cut to `limit`."""
-    if isinstance(v, list) and all(isinstance(x, str | int | float) for x in v):
-        v = "; ".join(str(x) for x in v)
-    elif isinstance(v, int | float) and not isinstance(v, bool):
-        v = str(v)
+    stripped and cut to `limit`; objects are left for the schema to refuse."""
+    v = as_text(v, objects="keep")
     if isinstance(v, str):
         v = v.strip()
         if limit is not None:
@@ -125,11 +122,7 @@ def _text(v: Any, limit: int | None = None) -> Any:
 ModelInt = Annotated[int | None, BeforeValidator(_to_int)]
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class PlanTask(_Lenient):
+class PlanTask(Lenient):
     instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION_CHARS,
                              description="one atomic question a worker answers from ONE chunk")
     advice: str = Field("", max_length=MAX_ADVICE_CHARS, description="what to look for and how to format the answer")
@@ -150,12 +143,12 @@ class PlanTask(_Lenient):
         return "" if v is None else _text(v, MAX_ADVICE_CHARS)
 
 
-class ChunkingChoice(_Lenient):
+class ChunkingChoice(Lenient):
     strategy: ChunkStrategy | None = Field(None, description="chars | tokens | pages | paragraphs | sections")
     size: ModelInt = Field(None, description="chunk size in the strategy's unit")
 
 
-class KeywordFilter(_Lenient):
+class KeywordFilter(Lenient):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS,
                        description="keywords; only the best-matching chunks (BM25) get jobs")
     top_k: ModelInt = Field(None, description="how many chunks to keep")
@@ -166,7 +159,7 @@ class KeywordFilter(_Lenient):
         return _text(v, MAX_QUERY_CHARS)
 
 
-class JobPlan(_Lenient):
+class JobPlan(Lenient):
     """What the remote returns at the decompose step: data, never code."""
 
     tasks: list[PlanTask] = Field(min_length=1, max_length=MAX_TASKS,
@@ -214,13 +207,6 @@ class ResolvedPlan(BaseModel):
 QUESTION_ADVICE = "Answer the question only if this excerpt states the answer; quote the sentence that does."
 
 
-def _same_text(a: str, b: str) -> bool:
-    """Equal once case, punctuation and spacing are ignored (also used by grounding.best_supported)."""
-    def norm(s: str) -> str:
-        return " ".join("".join(ch if ch.isalnum() else " " for ch in s.casefold()).split())
-    return norm(a) == norm(b)
-
-
 def resolve_plan(plan: JobPlan, cfg: MinionSConfig, task: str) -> ResolvedPlan:
     """Clamp every number and string of the remote's plan to the configuration's limits; with
     `ask_question`, put the user's question first among the tasks unless the plan already holds it."""
@@ -230,7 +216,7 @@ def resolve_plan(plan: JobPlan, cfg: MinionSConfig, task: str) -> ResolvedPlan:
         notes.append(f"plan had {len(tasks)} tasks; kept the first {cfg.tasks_per_round} (tasks_per_round)")
         tasks = tasks[: cfg.tasks_per_round]
     question = task.strip()[:MAX_INSTRUCTION_CHARS]
-    if cfg.ask_question and question and not any(_same_text(t.instruction, question) for t in tasks):
+    if cfg.ask_question and question and not any(same_text(t.instruction, question) for t in tasks):
         # On top of tasks_per_round: the question is not the remote's choice to drop.
         tasks = [PlanTask(instruction=question, advice=QUESTION_ADVICE), *tasks]
         notes.append("added the question itself as task 1 (ask_question)")
@@ -352,13 +338,6 @@ def expand_jobs(plan: ResolvedPlan, chunks: Sequence[Chunk], round: int) -> tupl
 
 
 # --- prompts ------------------------------------------------------------------------------------
-
-@cache
-def template(name: str) -> Template:
-    """A prompt template from minions/protocols/prompts/ (string.Template: $name placeholders, so
-    braces in documents or JSON examples need no escaping)."""
-    return Template(resources.files("minions.protocols").joinpath("prompts", name).read_text("utf-8"))
-
 
 def documents_overview(docs: Sequence[Document], chunks: Sequence[Chunk], cfg: MinionSConfig,
                        redact: Callable[[str], str] | None = None) -> str:

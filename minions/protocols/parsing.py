@@ -14,6 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from minions import errors
 from minions.clients.base import Completion, Message, Options
+from minions.protocols.gateway import CallGateway
+from minions.protocols.result import Side
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -71,7 +73,7 @@ def nested_too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
     return False
 
 
-def _repair(text: str):
+def _repair(text: str) -> Any:
     out = json_repair.loads(text)
     if out in ("", None):
         raise ValueError("nothing recoverable")
@@ -84,7 +86,7 @@ def _short(e: Exception | None) -> str:
     return str(e)[:300]
 
 
-async def ask_json(ctx, role: str, messages: list[Message], schema: type[T], options: Options, *,
+async def ask_json(ctx: CallGateway, role: Side, messages: list[Message], schema: type[T], options: Options, *,
                    step: str, attempts: int = 2) -> tuple[T, Completion]:
     """Ask for JSON matching `schema`; on an invalid reply, show the model its error and ask again."""
     opts = options.model_copy(update={"json_schema": schema.model_json_schema()})

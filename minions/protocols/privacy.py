@@ -26,15 +26,15 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Protocol as TypingProtocol
 
 from minions.clients.base import Message, Options
 from minions.documents import Document
+from minions.protocols.templates import render
 
 if TYPE_CHECKING:
-    from minions.protocols.base import RunContext
-
-PLACEHOLDERS = ("[EMAIL]", "[IP]", "[CARD]", "[SSN]", "[PHONE]", "[NAME]")
+    from minions.protocols.gateway import CallGateway
 
 # Unicode-aware (\w), so internationalised addresses ("maria@例え.jp") are caught too.
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
@@ -72,6 +72,22 @@ _MASK = "\x00"  # stands in for text a rule already claimed: no pattern matches 
 # ahead to candidates instead of trying the lookbehinds at every position (2-3x faster on a 10-K).
 
 Span = tuple[int, int, str]
+
+
+class PrivacyPolicy(TypingProtocol):
+    """What a run needs of its privacy setting (`Scrubber` is the one minions ships): scrub text bound
+    for the remote, whole or as a slice of a larger text, and optionally have the local model rewrite
+    what it wrote (`local_rewrite`, through `shield`)."""
+
+    local_rewrite: bool
+
+    def spans(self, text: str) -> list[Span]: ...
+
+    def scrub(self, text: str) -> str: ...
+
+    def scrub_slice(self, text: str, start: int, end: int, spans: list[Span] | None = None) -> str: ...
+
+    async def shield(self, ctx: CallGateway, text: str) -> str: ...
 _NEEDLES = {_EMAIL: "@", _PHONE_INTL: "+", _IPV6: ":"}  # a character each of these patterns needs
 
 
@@ -154,12 +170,10 @@ class Scrubber:
         out.append(text[pos:end])
         return "".join(out)
 
-    async def shield(self, ctx: RunContext, text: str) -> str:
+    async def shield(self, ctx: CallGateway, text: str) -> str:
         """Have the local model rewrite `text` without personal data, then scrub the rewrite."""
         if not self.local_rewrite or not text.strip() or ctx.protocol.local is None:
             return self.scrub(text)
-        from minions.protocols.baselines import render  # prompts live with the protocols
-
         messages = [Message(role="system", content=render("privacy_rewrite", names=", ".join(self.names) or "none")),
                     Message(role="user", content=text)]
         completion = await ctx.call("local", messages, Options(max_tokens=self.rewrite_max_tokens, temperature=0.0),
@@ -177,7 +191,7 @@ class DocumentAliases:
     "chunk_ids" entries — and leaves its prose as written: real ids put back into text the run may
     clip and send again could be cut where `hide` no longer recognises them."""
 
-    def __init__(self, scrubber: Any, docs: Sequence[Document]):
+    def __init__(self, scrubber: PrivacyPolicy, docs: Sequence[Document]):
         taken = {d.id for d in docs}
         self.to_alias: dict[str, str] = {}
         for i, d in enumerate(docs, start=1):
@@ -194,11 +208,10 @@ class DocumentAliases:
         # A title taken from the text's first line was shortened ("...Maria Gonza…") before any
         # scrubber saw it: such a title is replaced by its line scrubbed whole, then shortened.
         self.titles: dict[str, str] = {}
-        if hasattr(scrubber, "scrub_slice"):
-            for d in docs:
-                safe = _scrubbed_title(scrubber, d)
-                if safe != d.title:
-                    self.titles[d.title] = safe
+        for d in docs:
+            safe = _scrubbed_title(scrubber, d)
+            if safe != d.title:
+                self.titles[d.title] = safe
 
     def hide(self, text: str) -> str:
         if self._hide:
@@ -217,7 +230,7 @@ class DocumentAliases:
         return ", ".join(f"{alias} is {real}" for real, alias in self.to_alias.items())
 
 
-def _holds_personal_data(scrubber: Any, doc: Document) -> bool:
+def _holds_personal_data(scrubber: PrivacyPolicy, doc: Document) -> bool:
     stem = PurePath(doc.source).stem if doc.source and not doc.source.startswith("<") else ""
     candidates = {doc.id, doc.title, stem, _SLUG_SEP.sub(" ", doc.id), _SLUG_SEP.sub(" ", stem)}
     return any(c and scrubber.scrub(c) != c for c in candidates)
@@ -226,7 +239,7 @@ def _holds_personal_data(scrubber: Any, doc: Document) -> bool:
 _SLUG_SEP = re.compile(r"[-_]+")
 
 
-def _scrubbed_title(scrubber: Any, doc: Document) -> str:
+def _scrubbed_title(scrubber: PrivacyPolicy, doc: Document) -> str:
     title = doc.title
     if not title.endswith("…") or len(title) < 2:
         return title

@@ -131,12 +131,12 @@ class SpeedStore:
             return None
 
     def _record(self, model: str, tokens: int, seconds: float) -> float | None:
-        tokens, seconds = _finite(tokens), _finite(seconds)
-        if tokens <= 0 or seconds <= 0:
+        n, seconds = _finite(tokens), _finite(seconds)
+        if n <= 0 or seconds <= 0:
             return None
         data = self._load()
         old = data.get(model, {})
-        tok = old.get("tokens", 0.0) * 0.5 + tokens   # older runs count half as much
+        tok = old.get("tokens", 0.0) * 0.5 + n   # older runs count half as much
         sec = old.get("seconds", 0.0) * 0.5 + seconds
         if self._entry({"tokens_per_s": tok / sec, "tokens": tok, "seconds": sec}) is None:
             return None

@@ -9,7 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, computed_field, field_validator
 
 from minions.cost import CostReport, MeterEntry
 from minions.redact import normalize, redact, redact_tree, tree_contains
@@ -21,6 +21,12 @@ class Citation(BaseModel):
     page_start: int | None = None
     page_end: int | None = None
     text: str
+    #: Where the quote is, for front ends to show it in context: character offsets into the
+    #: document's text (`Document.text[start:end]`, the text `minions.load` gives) and the page
+    #: holding `start`. None when the quote could not be placed (a made-up or altered quote).
+    start: int | None = None
+    end: int | None = None
+    page: int | None = None
 
 
 class DocumentCoverage(BaseModel):
@@ -64,12 +70,16 @@ class Coverage(BaseModel):
         return f"read {self.chunks_read} of {self.chunks_total} chunks ({self.share:.0%} of the text){docs}"
 
 
+#: the two sides of a run: the remote model and the local one
+Side = Literal["remote", "local"]
+
+
 class TranscriptMessage(BaseModel):
     """One message as the receiving side saw it (after privacy scrubbing, for the remote)."""
 
     round: int
     step: str                                   # "ask", "answer", "decompose", "synthesize", ...
-    to: Literal["remote", "local"]
+    to: Side
     role: Literal["system", "user", "assistant"]
     content: str
 
@@ -96,6 +106,8 @@ class JobRecord(BaseModel):
     explanation: str | None = None
     citation: str | None = None
     answer: str | None = None
+    #: the citation's [start, end) offsets in its document's text, when it was found in the chunk
+    span: tuple[int, int] | None = None
     status: JobStatus = JobStatus.FAILED        # set when the job's reply is judged
     note: str = ""                              # the detail, for people: how a citation matched, the error
 
@@ -110,12 +122,62 @@ class JobRecord(BaseModel):
         return self.status is JobStatus.KEPT
 
 
+class RoundDecision(str, Enum):
+    """How a round ended."""
+
+    FINAL_ANSWER = "final_answer"          # the protocol answered
+    ANOTHER_ROUND = "another_round"        # the remote asked for another round
+    FORCED_ANSWER = "forced_answer"        # the round limit was reached: answered with what it had
+    BUDGET_EXHAUSTED = "budget_exhausted"  # the remote budget stopped the round
+    FAILED = "failed"                      # a step failed for good
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 class RoundRecord(BaseModel):
     round: int
     messages: list[TranscriptMessage] = Field(default_factory=list)
     plan: dict[str, Any] | None = None          # MinionS: the validated job plan
     jobs: list[JobRecord] = Field(default_factory=list)
-    decision: str = ""
+    decision: RoundDecision | None = None      # None while the round runs
+
+    @field_validator("decision", mode="before")
+    @classmethod
+    def _undecided(cls, v: Any) -> Any:
+        return None if v == "" else v  # results written before the enum said "" for "no decision yet"
+
+
+class RunRecord(BaseModel):
+    """What a run ran (`RunResult.settings`): the resolved knobs (every field of the protocol's
+    Config), the models, whether the remote was a stand-in and what it was priced as, and the price
+    sources. `RunSettings.from_record(record)` runs it again."""
+
+    protocol: str
+    config: dict[str, Any]
+    local: str | None = None
+    remote: str | None = None
+    remote_stand_in: bool = False
+    remote_price_as: str | None = None
+    price_sources: dict[str, str] = Field(default_factory=dict)
+    max_remote_usd: float | None = None
+    privacy: bool = False
+    store_text: bool = True
+
+    @classmethod
+    def of(cls, protocol: Any, cost: CostReport | None = None) -> RunRecord:
+        """The record of `protocol` (a built Protocol) and, once it has run, its cost report."""
+        local, remote = protocol.local, protocol.remote
+        return cls(protocol=protocol.name, config=protocol.config.model_dump(mode="json"),
+                   local=local.spec if local is not None else None, remote=remote.spec if remote is not None else None,
+                   remote_stand_in=bool(remote is not None and remote.stand_in),
+                   remote_price_as=remote.price_as if remote is not None else None,
+                   price_sources=dict(cost.price_sources) if cost is not None else {},
+                   max_remote_usd=protocol.max_remote_usd, privacy=protocol.privacy is not None,
+                   store_text=protocol.store_text)
 
 
 class RunResult(BaseModel):
@@ -146,6 +208,8 @@ class RunResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     documents: list[dict[str, Any]] = Field(default_factory=list)  # id, title, source, chars
     coverage: Coverage | None = None            # how much of the documents was read
+    #: what ran: resolved knobs, models, stand-in status, price sources (RunSettings.from_record)
+    settings: RunRecord | None = None
 
     @property
     def n_rounds(self) -> int:
@@ -180,6 +244,7 @@ class RunResult(BaseModel):
             "degraded_reason": self.degraded_reason,
             "grounded": self.grounded,
             "cancelled": self.cancelled,
+            "settings": self.settings.model_dump(mode="json") if self.settings else None,
         }
 
     def redacted(self, texts: list[str]) -> RunResult:

@@ -13,7 +13,9 @@ import json
 import time
 from typing import Any
 
-from minions.documents import Document, unique_ids
+from pydantic import BaseModel
+
+from minions.documents import SUPPORTED, Document, unique_ids
 from minions.protocols import RunResult
 from minions.serve.errors import InvalidRequest, RunFailed, ServeError
 from minions.serve.schemas import (
@@ -28,6 +30,7 @@ from minions.serve.schemas import (
     CompletionUsage,
     Delta,
     FilePart,
+    FinishReason,
     MinionsInfo,
     TextPart,
     new_id,
@@ -51,7 +54,7 @@ def _text(message: ChatMessage, index: int) -> str:
                                  "or {'type': 'file', 'file': {'file_id': ID}}.", param=f"messages[{index}].content[{j}]")
         elif not isinstance(part, FilePart):
             raise InvalidRequest(f"Content parts of type {part.type!r} are not supported: send text and "
-                                 "file parts (PDF, TXT, MD, HTML, DOCX).", param=f"messages[{index}].content[{j}]")
+                                 f"file parts ({SUPPORTED}).", param=f"messages[{index}].content[{j}]")
     return "\n".join(parts)
 
 
@@ -120,7 +123,8 @@ async def plan_for(service: Service, request: ChatCompletionRequest) -> RunPlan:
         raise InvalidRequest("Only text answers are supported (response_format {'type': 'text'}).",
                              param="response_format")
     task = compose_task(request)
-    knobs = service.check_knobs(name, request.minions.knobs)
+    given: BaseModel = request.minions.knobs  # a model generated from the Configs (schemas.Knobs)
+    knobs = service.check_knobs(name, given.model_dump(exclude_none=True))
     docs = await documents_for(service, request)
     return RunPlan(protocol=name, task=task, documents=docs, knobs=knobs,
                    max_remote_usd=request.minions.max_remote_usd)
@@ -142,10 +146,6 @@ def ignored_params(request: ChatCompletionRequest) -> list[str]:
 def info_of(result: RunResult, ignored: list[str] | None = None) -> MinionsInfo:
     summary = result.summary()
     summary.pop("answer")
-    for flag in ("degraded", "grounded", "cancelled"):  # RunResult flags, where this version has them
-        if flag not in summary and hasattr(result, flag):
-            summary[flag] = getattr(result, flag)
-    summary.update(error_type=result.error_type, warnings=result.warnings)
     if ignored:
         summary["ignored_params"] = ignored
     return MinionsInfo(**summary)
@@ -160,7 +160,7 @@ def failure(result: RunResult) -> ServeError | None:
 
 
 def completion_of(result: RunResult, model: str, ignored: list[str] | None = None) -> ChatCompletion:
-    finish = "length" if result.budget_exhausted else "stop"
+    finish: FinishReason = "length" if result.budget_exhausted else "stop"
     return ChatCompletion(model=model, choices=[Choice(message=AssistantMessage(content=result.answer or ""),
                                                        finish_reason=finish)],
                           usage=usage_of(result), minions=info_of(result, ignored))
@@ -177,7 +177,7 @@ class ChunkMaker:
     def __init__(self, model: str):
         self.id, self.created, self.model = new_id(), int(time.time()), model
 
-    def chunk(self, delta: Delta | None = None, *, finish: str | None = None, usage: CompletionUsage | None = None,
+    def chunk(self, delta: Delta | None = None, *, finish: FinishReason | None = None, usage: CompletionUsage | None = None,
               minions: dict[str, Any] | None = None, choices: bool = True) -> bytes:
         c = ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
                                 choices=[ChunkChoice(delta=delta or Delta(), finish_reason=finish)] if choices else [],
@@ -198,7 +198,7 @@ class ChunkMaker:
             pieces.append(text[start:end])
             start = end
         out = [self.chunk(Delta(content=p)) for p in pieces]
-        finish = "length" if result.budget_exhausted else "stop"
+        finish: FinishReason = "length" if result.budget_exhausted else "stop"
         out.append(self.chunk(finish=finish, minions=info_of(result, ignored).model_dump(mode="json")))
         if include_usage:
             out.append(self.chunk(usage=usage_of(result), choices=False))

@@ -20,6 +20,7 @@ from minions import __version__, errors
 from minions.documents import Document, load, unique_ids
 from minions.documents.loaders import KINDS
 from minions.protocols.events import JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
+from minions.protocols.knobs import request_model
 from minions.protocols.result import Citation
 from minions.serve.deps import require
 from minions.serve.errors import ServeError
@@ -32,6 +33,8 @@ from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 from mcp.server.mcpserver.resources.types import TextResource  # noqa: E402
 
 MAX_LISTED_FILES = 500
+#: the ask tool's `knobs` argument: every protocol's knobs, generated from their Config classes
+Knobs = request_model()
 
 
 class PathRefused(ServeError):
@@ -116,13 +119,16 @@ class DocumentList(BaseModel):
 class AskResult(BaseModel):
     answer: str | None
     protocol: str
-    citations: list[Citation] = Field(description="where the answer appears: document id, pages, text")
+    citations: list[Citation] = Field(description="where the answer appears: document id, pages, text, and "
+                                      "start/end character offsets into the document's text, with their page")
     cost_usd: dict[str, float | None] = Field(description="remote and local dollars, and what remote-only "
                                               "would have cost")
     usage: dict[str, Any]
     rounds: int
     documents: list[str]
     error: str | None = None
+    settings: dict[str, Any] | None = Field(None, description="what ran: resolved knobs, models, stand-in status, "
+                                            "price sources (RunSettings.from_record reproduces the run)")
 
 
 def _uri(doc_id: str) -> str:
@@ -171,17 +177,19 @@ def create_mcp(service: Service, roots: Roots) -> MCPServer:
 
     @server.tool(description="Answer a question over documents (corpus ids from list_documents, or file paths "
                  "under the server's roots; none: the whole corpus). protocol: minions (default), minion, rag, "
-                 "remote-only, local-only. Returns the answer, citations with pages, and the cost.")
+                 "remote-only, local-only. knobs: the protocol's settings (each protocol takes its own; an unknown "
+                 "one is an error). Returns the answer, citations with pages, and the cost.")
     async def ask(question: str, ctx: Context, documents: list[str] | None = None,
-                  protocol: str | None = None) -> AskResult:
+                  protocol: str | None = None, knobs: Knobs | None = None) -> AskResult:  # type: ignore[valid-type]
         try:
             name = service.protocol_name(protocol)
+            checked = service.check_knobs(name, knobs.model_dump(exclude_none=True) if knobs is not None else {})
             if not question.strip():
                 raise ToolError("The question is empty: ask something about the documents.")
             docs = await load_documents(documents) if documents else list(service.store.corpus.values())
             if not docs:
                 raise ToolError("No documents: pass paths under the roots or ids from list_documents.")
-            plan = RunPlan(protocol=name, task=question, documents=docs)
+            plan = RunPlan(protocol=name, task=question, documents=docs, knobs=checked)
             ticket = service.admit(plan)
             step = {"n": 0}
 
@@ -200,7 +208,8 @@ def create_mcp(service: Service, roots: Roots) -> MCPServer:
             raise ToolError(f"The {name} run failed ({r.error_type}): {r.error}")
         summary = r.summary()
         return AskResult(answer=r.answer, protocol=name, citations=r.citations, cost_usd=summary["cost_usd"],
-                         usage=summary["usage"], rounds=r.n_rounds, documents=[d.id for d in docs], error=r.error)
+                         usage=summary["usage"], rounds=r.n_rounds, documents=[d.id for d in docs], error=r.error,
+                         settings=summary["settings"])
 
     @server.tool(description="The corpus documents (ids for ask) and the readable files under the roots.")
     async def list_documents() -> DocumentList:

@@ -10,12 +10,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from minions.protocols.knobs import request_model
+
 #: OpenAI parameters accepted for compatibility that do not apply: sampling belongs to the protocol
 #: (its knobs), and the answer is one message. Documented in docs/agents.md.
 IGNORED_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "user",
                   "metadata", "store", "max_tokens", "max_completion_tokens", "parallel_tool_calls",
                   "service_tier", "reasoning_effort", "stop")
 
+
+#: why a completion ended: "length" also when the spend cap stopped the run
+FinishReason = Literal["stop", "length"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -55,14 +60,19 @@ class ChatMessage(BaseModel):
     content: str | list[Part] | None = None
 
 
+#: every protocol's knobs, generated from their Config classes (types, bounds, descriptions); the
+#: model's own protocol then checks the ones it takes (Service.check_knobs)
+Knobs = request_model()
+
+
 class MinionsOptions(_Strict):
     """The `minions` extension field of a request."""
 
-    knobs: dict[str, Any] = Field(default_factory=dict)
+    knobs: Knobs = Field(default_factory=Knobs)  # type: ignore[valid-type]
     #: corpus document ids (or file ids) to answer over; default: the files in the messages, else
     #: the whole corpus
     documents: list[str] | None = None
-    max_remote_usd: float | None = Field(None, ge=0)
+    max_remote_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
 
 
 class StreamOptions(_Strict):
@@ -129,7 +139,7 @@ class AssistantMessage(BaseModel):
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"] = "stop"
+    finish_reason: FinishReason = "stop"
     logprobs: None = None
 
 
@@ -156,7 +166,7 @@ class Delta(BaseModel):
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 

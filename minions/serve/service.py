@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Mapping
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from minions.clients import Client
 from minions.cost import PriceTable
@@ -24,6 +24,8 @@ from minions.documents import Document
 from minions.protocols import PROTOCOL_NAMES, Protocol, RunResult, protocol_class
 from minions.protocols.build import build_protocol
 from minions.protocols.events import EventHandler
+from minions.protocols.knobs import KnobError, check_knobs, split_knobs
+from minions.protocols.settings import RunSettings
 from minions.serve.ceilings import Ceilings
 from minions.serve.errors import ClientGone, InvalidRequest, RunTimedOut, UnknownModel
 from minions.serve.limits import Admission, SpendTracker
@@ -35,12 +37,13 @@ log = logging.getLogger("minions.serve")
 
 
 class ServeSettings(BaseModel):
-    """Limits and defaults of one server. Every field is a CLI flag of `minions serve`/`mcp`."""
+    """Limits and defaults of one server (most are CLI flags of `minions serve`/`mcp`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     default_protocol: str = "minions"
-    #: server-wide knobs (CLI flags); each protocol takes those its Config declares
+    #: server-wide knobs (CLI flags); each protocol takes those its Config declares, and a knob no
+    #: servable protocol declares is refused at start
     knobs: dict[str, Any] = Field(default_factory=dict)
     max_concurrent: int = Field(4, ge=1)
     max_queue: int = Field(16, ge=0)
@@ -117,20 +120,25 @@ class Ticket:
 
 class Service:
     def __init__(self, settings: ServeSettings | None = None, *, local: Client | None, remote: Client | None,
-                 corpus: list[Document] | tuple[Document, ...] = (), privacy: Any = None,
-                 prices: PriceTable | None = None, store_text: bool = True):
+                 corpus: list[Document] | tuple[Document, ...] = (), run: RunSettings | None = None,
+                 privacy: Any = None, prices: PriceTable | None = None, store_text: bool = True):
+        """`run`: the recipe's settings every request starts from (models, price, privacy); the
+        clients `local` and `remote` are built once from them (a local model loads once)."""
         self.settings = settings or ServeSettings()
         self.local, self.remote = local, remote
-        self.privacy, self.store_text = privacy, store_text
+        self.run_settings = run or RunSettings(protocol=self.settings.default_protocol, local=local, remote=remote,
+                                               store_text=store_text)
+        self.privacy, self.store_text = privacy, self.run_settings.store_text
         self.prices = prices or PriceTable.load()
         self.store = DocumentStore(corpus, max_files=self.settings.max_files,
                                    max_file_bytes=self.settings.max_file_bytes)
         self.admission = Admission(self.settings.max_concurrent, self.settings.max_queue)
         self.spend = SpendTracker(per_run=self.settings.max_request_usd, total=self.settings.max_total_usd,
                                   max_running=self.settings.max_concurrent)
+        self.protocol_name(self.settings.default_protocol)  # a default it cannot run is a startup error
+        self._knobs = split_knobs(self.protocols(), self.settings.knobs)  # so is a knob none of them takes
         self.runner = RunLoop()
         self.metrics = Metrics(queue_depth=lambda: self.admission.waiting, running=lambda: self.admission.running)
-        self.protocol_name(self.settings.default_protocol)  # a default it cannot run is a startup error
 
     # -- protocols and knobs ----------------------------------------------------------------------
 
@@ -149,35 +157,24 @@ class Service:
 
     def check_knobs(self, name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
         """Per-request knobs: names the protocol's Config declares, values it accepts; else 400."""
-        config = protocol_class(name).Config
-        for key in knobs:
-            if key not in config.model_fields:
-                raise InvalidRequest(f"Unknown knob {key!r} for the {name} protocol; its knobs are: "
-                                     f"{', '.join(sorted(config.model_fields))}.", param=f"minions.knobs.{key}")
         try:
-            config(**{**self._server_knobs(name), **knobs})
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidRequest(f"Bad value for knob {where!r} of the {name} protocol: {first['msg']}.",
-                                 param=f"minions.knobs.{where}") from None
-        return dict(knobs)
-
-    def _server_knobs(self, name: str) -> dict[str, Any]:
-        fields = protocol_class(name).Config.model_fields
-        return {k: v for k, v in self.settings.knobs.items() if v is not None and k in fields}
+            check_knobs(name, {**self._knobs.get(name, {}), **knobs})
+        except KnobError as e:
+            raise InvalidRequest(str(e), param=f"minions.knobs.{e.knob}") from None
+        return {k: v for k, v in knobs.items() if v is not None}
 
     def _check_ceilings(self, plan: RunPlan) -> None:
         """400 before any work when the request asks for more than the server's ceilings."""
-        config = protocol_class(plan.protocol).Config(**{**self._server_knobs(plan.protocol), **plan.knobs})
+        config = protocol_class(plan.protocol).Config(**{**self._knobs.get(plan.protocol, {}), **plan.knobs})
         effective = dict(config)  # field values, defaults applied (a chunk_size that follows the strategy)
         self.settings.ceilings.check(plan.protocol, plan.knobs, effective, plan.documents)
 
     def build(self, plan: RunPlan, budget: float | None) -> Protocol:
-        return build_protocol(plan.protocol, local=self.local, remote=self.remote,
-                              knobs={**self._server_knobs(plan.protocol), **plan.knobs},
-                              max_remote_usd=budget, privacy=self.privacy, prices=self.prices,
-                              store_text=self.store_text)
+        """The run's protocol through the one recipe, with the clients built at start."""
+        settings = self.run_settings.model_copy(update={
+            "protocol": plan.protocol, "knobs": {**self._knobs.get(plan.protocol, {}), **plan.knobs},
+            "max_remote_usd": budget})
+        return build_protocol(settings, clients=(self.local, self.remote), prices=self.prices, privacy=self.privacy)
 
     # -- runs -------------------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from minions.documents import Document, load
-from minions.errors import DocumentError
+from minions.documents import SUPPORTED, Document, load
+from minions.errors import DocumentError, MissingDependencyError
 from minions.serve.errors import BodyTooLarge, InvalidRequest, NotFound
 
 
@@ -33,11 +33,10 @@ async def parse_upload(data: bytes, filename: str, *, param: str) -> Document:
     """Bytes with a file name -> Document, off the event loop (PDF parsing is CPU work).
     A file that cannot be read is the caller's error (400), named with the fix."""
     if not filename:
-        raise InvalidRequest("A file needs a filename whose suffix tells its type (.pdf, .txt, .md, .html, "
-                             ".docx).", param=param)
+        raise InvalidRequest(f"A file needs a filename whose suffix tells its type ({SUPPORTED}).", param=param)
     try:
         return await asyncio.to_thread(load, data, name=filename)
-    except DocumentError as e:
+    except (DocumentError, MissingDependencyError) as e:  # MissingDependencyError: a format's extra is missing
         raise InvalidRequest(str(e), param=param) from e
 
 
