@@ -38,7 +38,7 @@ _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remo
 # The explanation is gone from the grammar (the remote decides from answers and quotes); a reply that
 # carries one, or a copied `citation` (scripted clients, other engines), is still read and checked.
 # Short bounds cap what a rambling small model writes; they cost nothing to sample (benchmarks/protocols.py).
-_ANSWER_CHARS = 100
+_ANSWER_CHARS = 40  # SmolLM2 writes a digit per token: 100 characters of figures was ~100 tokens (issue 19)
 MAX_CITED_LINES = 3
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "anyOf": [
@@ -52,9 +52,10 @@ JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     ],
 }
 
-#: tokens a worker's longest reply under that schema can take (its bounds in characters, ~4 per
-#: token, plus keys, quotes and line numbers); a smaller local_max_tokens can cut the JSON before the answer
-JOB_REPLY_TOKENS = _ANSWER_CHARS // 4 + 8 + 4 * MAX_CITED_LINES
+#: tokens a worker's longest reply under that schema can take (one token per answer character at
+#: worst — figures are a token per digit — plus keys, quotes and line numbers); a smaller
+#: local_max_tokens can cut the JSON before the answer
+JOB_REPLY_TOKENS = _ANSWER_CHARS + 12 + 4 * MAX_CITED_LINES
 
 #: a numbered line of an excerpt holds at least this many characters: the chunk's own lines are
 #: joined until they reach it (a 3,000-character 10-K chunk: ~90 lines, ~18 numbered ones), so the
