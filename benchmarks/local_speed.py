@@ -1,34 +1,28 @@
-"""Local worker speed side by side with the reference implementation's worker (issue 19). Prints figures; not a test.
+"""Local worker speed side by side with the reference layout (issue 19).
 
-The same chunks (the 3M 2018 10-K from ../shared/datasets/financebench, 3,000-character chunks, the
-first 15), the same task (FinanceBench's capex question for 3M 2018), the same engine (llama-cpp-python
-+ SmolLM2-135M through minions/clients/llamacpp.py, 2 threads), one job at a time:
+Same engine (llama-cpp-python + SmolLM2-135M, 2 threads), same chunks (the first N 3,000-character
+chunks of the 3M 2018 10-K), same task (FinanceBench's capex question for 3M 2018), in one run:
 
-- "reference": HazyResearch/minions' worker call reproduced exactly (minions/minions.py, round step 3):
-  one user message per job, `WORKER_PROMPT_SHORT.format(context=chunk, task=task, advice=advice)`, its
-  `JobOutput` pydantic model as the structured-output schema (explanation, citation, answer; all
-  required), max_tokens 256, temperature 0; a reply cut at max_tokens is discarded as the reference does.
-- "ours": `minions_jobs.job_messages` + `JOB_OUTPUT_SCHEMA` + `MinionSConfig().local_max_tokens`,
-  judged by the protocol's own `_judge` (citation copied from numbered lines / checked).
+- "reference": HazyResearch/minions' worker call reproduced exactly — WORKER_PROMPT_SHORT as one user
+  message, its JobOutput (explanation, citation, answer; all required) as the JSON schema, max_tokens
+  256, temperature 0, one message per job (benchmarks/protocols.py quotes prompt and schema).
+- "ours": `job_messages` + `JOB_OUTPUT_SCHEMA` from the tree, with our `local_max_tokens`.
 
-Each OpenMP wait policy runs in its own subprocess (the policy is read once, when the OpenMP runtime
-starts), both layouts in that process with the policy shared, layouts alternating chunk by chunk so
-load drift hits both alike. Conditions: "quiet" (nothing of ours competing) and "busy" (a CPU-bound
-process we spawn runs beside it). The machine may be shared with other work: the 1-minute load average
-before and after each child is printed with its figures.
+Each wait policy runs in its own subprocess (OpenMP reads the policy once, at start), on the same
+chunks, optionally beside a competing CPU-bound process this script spawns (`--busy`), so the
+figures of one run are comparable with each other even on a loaded machine: read ratios, not
+absolutes. Then the per-question time on the whole filing: the jobs our reading budget picks at the
+reading share that covers >= 95% of FinanceBench's evidence (30%, benchmarks/coverage.py) against the
+reference reading every chunk, extrapolated from the measured s/job (one job per chunk).
 
-Per question on the whole filing: our reading budget at the share that covers >= 95% of FinanceBench's
-evidence (30%, benchmarks/coverage.py) picks ~30% of the filing's chunks; the reference reads every
-chunk. Both are extrapolated from the s/job measured here (said so in the output).
-
-    python benchmarks/local_speed.py                          # 15 chunks; ACTIVE, PASSIVE, SPIN; quiet + busy
-    python benchmarks/local_speed.py --quick                  # 4 chunks
-    python benchmarks/local_speed.py --policies ACTIVE,PASSIVE --conditions quiet
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/local_speed.py                     # both layouts, default policy
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/local_speed.py --policies all --chunks 5 --busy both
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -37,230 +31,157 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = "3M_2018_10K"
-CAPEX_Q = "capital expenditure"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# libgomp: OMP_WAIT_POLICY=ACTIVE spins forever, PASSIVE sleeps at once; unset, GOMP_SPINCOUNT sets how
-# long a waiting thread spins before it sleeps (libgomp's default 300,000, 1,000 when oversubscribed).
+# name -> environment for the OpenMP runtime ("" = the variable unset)
 POLICIES: dict[str, dict[str, str]] = {
-    "ACTIVE": {"OMP_WAIT_POLICY": "ACTIVE"},
-    "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "SPIN": {"GOMP_SPINCOUNT": "30000"},
-    "DEFAULT": {},
+    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin-10k": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "10000"},
+    "spin-100k": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "100000"},
+    "spin-1m": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "1000000"},
+    "omp-default": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": ""},  # libgomp's default: 300k spins
+    "shipped": {},  # whatever clients/llamacpp.py sets when the user set nothing
 }
-
-# --- the reference's worker call, quoted (HazyResearch/minions minions/prompts/minions.py) ----------
-REFERENCE_PROMPT = """
-Here is a document excerpt:
-
-{context}
-
---------------------------------
-And here is your task:
-
-{task}
-
---------------------------------
-And here is additional higher-level advice on how to approach the task:
-
-{advice}
-
---------------------------------
-
-Your response should be a `JobOutput` object:
-```python
-class JobOutput(BaseModel):
-  explanation: str # A concise statement of your reasoning (string). If no relevant information is found, set to "None" or "".
-  citation: str | None # A direct snippet of the text that supports your answer (string). If no relevant information is found, set to None or "".
-  answer: str | None # Your answer to the question (string). If no relevant information is found, set your answer to None or "".
-```
-Your response:"""
+READ_SHARE_95 = 0.30  # the reading share covering the evidence of >= 95% of FinanceBench (issue 19)
 
 
-def reference_schema() -> dict:
-    from pydantic import BaseModel
-
-    class JobOutput(BaseModel):  # minions/minions.py, verbatim
-        explanation: str
-        citation: str | None
-        answer: str | None
-
-    return JobOutput.model_json_schema()
-
-
-def load_chunks() -> tuple[list, str, int]:
+def _chunks(n: int | None):
     from minions.documents import chunk_documents
     from minions.eval.datasets import load_financebench
 
-    here = next((p for p in (ROOT.parent / "shared" / "datasets" / "financebench",
-                             Path("/work/shared/datasets/financebench")) if (p / "docs.jsonl.gz").exists()), None)
-    item = next(i for i in load_financebench(here).items
-                if i.metadata["doc_name"] == DOC and CAPEX_Q in i.question.lower())
+    item = next(i for i in load_financebench().items if i.metadata["doc_name"] == "3M_2018_10K"
+                and "capital expenditure" in i.question.lower())
     chunks = chunk_documents(item.documents, "chars", 3000)
-    return chunks, item.question, len(chunks)
+    return (chunks if n is None else chunks[:n]), item.question
 
 
-# --- child: one wait policy, both layouts --------------------------------------------------------
-
-def child(n_chunks: int, threads: int) -> dict:
-    import asyncio
-
+async def _child(n_chunks: int, layouts: list[str], threads: int) -> dict:
+    from benchmarks.protocols import REFERENCE_PROMPT, REFERENCE_SCHEMA
     from minions.clients.base import Message, Options
     from minions.clients.llamacpp import LlamaCppClient
-    from minions.protocols.citations import citation_found
-    from minions.protocols.minions_jobs import JOB_OUTPUT_SCHEMA, _judge, job_messages
+    from minions.protocols.minions_jobs import JOB_OUTPUT_SCHEMA, JobOutput, job_messages
     from minions.protocols.minions_plan import MinionSConfig
-    from minions.protocols.result import JobRecord, JobStatus
+    from minions.protocols.parsing import parse_reply
 
-    chunks, question, total_chunks = load_chunks()
-    chunks = chunks[:n_chunks]
-    cfg = MinionSConfig()
-    ref_schema = reference_schema()
+    ours_max = MinionSConfig().local_max_tokens
+    client = LlamaCppClient("smollm2", n_threads=threads)
+    await client.complete("Hello", max_tokens=1)
+    chunks, question = _chunks(n_chunks)
+    stats = {k: {"wall": 0.0, "prompt": 0, "evaluated": 0, "written": 0, "answered": 0, "written_answering": 0,
+                 "written_abstaining": 0, "unparsed": 0, "cited": 0} for k in layouts}
+    for k, ch in enumerate(chunks):
+        for name in layouts[k % len(layouts):] + layouts[: k % len(layouts)]:  # rotate: drift hits all alike
+            if name == "reference":
+                msgs = [Message(role="user", content=REFERENCE_PROMPT.format(context=ch.text, task=question, advice=""))]
+                opts = Options(max_tokens=256, temperature=0.0, json_schema=REFERENCE_SCHEMA, seed=0)
+            else:
+                msgs = job_messages(ch, question, "")
+                opts = Options(max_tokens=ours_max, temperature=0.0, json_schema=JOB_OUTPUT_SCHEMA, seed=0)
+            t = time.perf_counter()
+            out = await client.complete(msgs, opts)
+            s = stats[name]
+            s["wall"] += time.perf_counter() - t
+            s["prompt"] += out.usage.prompt_tokens
+            s["evaluated"] += out.usage.evaluated_prompt_tokens
+            s["written"] += out.usage.completion_tokens
+            try:
+                reply = parse_reply(out.text, JobOutput)
+                answering = not reply.abstained
+            except Exception:  # noqa: BLE001 - a truncated reply counts as unparsed
+                s["unparsed"] += 1
+                continue
+            s["answered"] += answering
+            s["written_answering" if answering else "written_abstaining"] += out.usage.completion_tokens
+            if answering and name != "reference":
+                from minions.protocols.minions_jobs import _judge
+                from minions.protocols.result import JobRecord
 
-    async def run() -> dict:
-        client = LlamaCppClient("smollm2", n_threads=threads)
-        await client.complete("Hello", max_tokens=1)  # load + warm
-        st = {k: {"wall": 0.0, "prompt": 0, "evaluated": 0, "out": 0, "kept": 0, "verified": 0, "answered": 0,
-                  "out_answering": 0, "out_abstaining": 0, "abstained": 0, "cut": 0} for k in ("reference", "ours")}
-        for k, ch in enumerate(chunks):
-            order = ("reference", "ours") if k % 2 == 0 else ("ours", "reference")
-            for name in order:
-                if name == "reference":
-                    msgs = [Message(role="user", content=REFERENCE_PROMPT.format(context=ch.text, task=question,
-                                                                                 advice=""))]
-                    opts = Options(max_tokens=256, temperature=0.0, json_schema=ref_schema)
-                else:
-                    msgs = job_messages(ch, question, "")
-                    opts = Options(max_tokens=cfg.local_max_tokens, temperature=0.0, json_schema=JOB_OUTPUT_SCHEMA)
-                t = time.perf_counter()
-                out = await client.complete(msgs, opts)
-                s = st[name]
-                s["wall"] += time.perf_counter() - t
-                s["prompt"] += out.usage.prompt_tokens
-                s["evaluated"] += out.usage.evaluated_prompt_tokens
-                s["out"] += out.usage.completion_tokens
-                if name == "reference":
-                    if out.finish_reasons[0] == "length":
-                        s["cut"] += 1  # the reference discards it
-                        continue
-                    try:
-                        r = json.loads(out.text)
-                    except ValueError:
-                        s["cut"] += 1
-                        continue
-                    ans, cit = r.get("answer"), r.get("citation")
-                    if ans in (None, "", "None"):
-                        s["abstained"] += 1
-                        s["out_abstaining"] += out.usage.completion_tokens
-                        continue
-                    s["answered"] += 1
-                    s["out_answering"] += out.usage.completion_tokens
-                    s["kept"] += 1  # the reference keeps every answer; we report how many citations verify
-                    s["verified"] += bool(cit) and citation_found(cit, ch.text, cfg.citation_similarity)[0]
-                else:
-                    rec = JobRecord(job_id="j", task_id=1, chunk_id=ch.id, sample=0, instruction=question,
-                                    pages=(ch.page_start, ch.page_end))
-                    _judge(rec, out.text, ch, cfg)
-                    if rec.status is JobStatus.ABSTAINED:
-                        s["abstained"] += 1
-                        s["out_abstaining"] += out.usage.completion_tokens
-                    elif rec.status is JobStatus.UNPARSEABLE:
-                        s["cut"] += 1
-                    else:
-                        s["answered"] += 1
-                        s["out_answering"] += out.usage.completion_tokens
-                        s["kept"] += rec.kept
-                        s["verified"] += rec.verified
-        await client.aclose()
-        return {"stats": st, "n": len(chunks), "total_chunks": total_chunks, "question": question,
-                "threads": threads}
-
-    return asyncio.run(run())
+                rec = JobRecord(job_id=str(k), task_id=1, chunk_id=ch.id, sample=0, instruction=question, pages=(1, 1))
+                _judge(rec, out.text, ch, MinionSConfig())
+                s["cited"] += rec.verified
+    await client.aclose()
+    return {"n": len(chunks), "threads": client.n_threads, "stats": stats,
+            "env": {v: os.environ.get(v, "") for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}}
 
 
-# --- parent --------------------------------------------------------------------------------------
-
-def _load1() -> float:
+def _run_policy(policy: str, args, busy: bool) -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(var, None)
+    for var, val in POLICIES[policy].items():
+        if val:
+            env[var] = val
+        elif policy != "shipped":
+            env[var] = ""  # set but empty: clients/llamacpp.py's setdefault keeps it, OpenMP ignores it
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
-def run_child(policy: str, condition: str, n_chunks: int, threads: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env.update(POLICIES[policy])
-    env["MINIONS_WAIT_POLICY_FROM_BENCH"] = "1"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    hog = None
-    if condition == "busy":  # one CPU-bound competitor, ours to start and stop
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    load_before = _load1()
-    try:
-        p = subprocess.run([sys.executable, __file__, "--child", "--chunks", str(n_chunks), "--threads", str(threads)],
-                           env=env, capture_output=True, text=True, check=False)
+        out = subprocess.run([sys.executable, __file__, "--child", "--chunks", str(args.chunks), "--threads",
+                              str(args.threads), "--layouts", ",".join(args.layouts)],
+                             env=env, capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(out.stderr[-2000:])
     finally:
         if hog is not None:
             hog.kill()
             hog.wait()
-    if p.returncode != 0:
-        raise SystemExit(f"child {policy}/{condition} failed:\n{p.stderr[-3000:]}")
-    res = json.loads(p.stdout.strip().splitlines()[-1])
-    res["load"] = (load_before, _load1())
-    return res
-
-
-def report(policy: str, condition: str, res: dict, read_share: float) -> dict:
-    n, st = res["n"], res["stats"]
-    row = {}
-    print(f"\n[{policy:<7} {condition:<5}] {n} chunks, {res['threads']} threads, 1-min load avg "
-          f"{res['load'][0]:.1f} -> {res['load'][1]:.1f}")
-    for name in ("reference", "ours"):
-        s = st[name]
-        ans = max(s["answered"], 1)
-        ab = max(s["abstained"], 1)
-        print(f"  {name:<9} {s['wall'] / n:6.2f} s/job  {s['out'] / n:6.1f} output tok/job  "
-              f"{s['prompt'] / n:6.0f} prompt tok/job ({s['evaluated'] / n:5.0f} evaluated, rest from cache)  "
-              f"answering {s['answered']} ({s['out_answering'] / ans:.0f} tok), abstaining {s['abstained']} "
-              f"({s['out_abstaining'] / ab:.0f} tok), cut/unparseable {s['cut']}; "
-              f"kept {s['kept']}, citation verified {s['verified']}/{s['kept']}")
-        row[name] = s["wall"] / n
-    ratio = row["reference"] / row["ours"]
-    total = res["total_chunks"]
-    ours_jobs = math.ceil(read_share * total)
-    q_ref, q_ours = total * row["reference"], ours_jobs * row["ours"]
-    print(f"  jobs/s ours vs reference: {ratio:.2f}x [target >= 1.5x]")
-    print(f"  per question on the whole filing ({total} chunks; extrapolated from the s/job above): reference "
-          f"reads all {total} -> {q_ref:,.0f} s; ours at read={read_share:.0%} (>= 95% evidence coverage) "
-          f"~{ours_jobs} jobs -> {q_ours:,.0f} s: {q_ref / q_ours:.2f}x [target >= 3x]")
-    return {"policy": policy, "condition": condition, "ref_s": row["reference"], "ours_s": row["ours"],
-            "ratio": ratio, "per_question": q_ref / q_ours}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    sys.stdout.reconfigure(line_buffering=True)  # figures appear child by child
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chunks", type=int, default=15)
-    ap.add_argument("--quick", action="store_true", help="4 chunks")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--policies", default="ACTIVE,PASSIVE,SPIN")
-    ap.add_argument("--conditions", default="quiet,busy")
-    ap.add_argument("--read-share", type=float, default=0.30)
+    ap.add_argument("--layouts", type=lambda s: s.split(","), default=["reference", "ours"])
+    ap.add_argument("--policies", default="shipped",
+                    help=f"comma list of {', '.join(POLICIES)}, or 'all'")
+    ap.add_argument("--busy", choices=["no", "yes", "both"], default="no",
+                    help="run beside a competing CPU-bound process this script spawns")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    a = ap.parse_args()
-    n = 4 if a.quick else a.chunks
-    if a.child:
-        print(json.dumps(child(n, a.threads)))
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(_child(args.chunks, args.layouts, args.threads))))
         return
-    rows = []
-    for cond in a.conditions.split(","):
-        for pol in a.policies.split(","):
-            rows.append(report(pol, cond, run_child(pol, cond, n, a.threads), a.read_share))
-    print("\nSummary (s/job ours / reference, ratio):")
-    for r in rows:
-        print(f"  {r['policy']:<7} {r['condition']:<5} ours {r['ours_s']:.2f}  reference {r['ref_s']:.2f}  "
-              f"{r['ratio']:.2f}x  per question {r['per_question']:.2f}x")
+    policies = list(POLICIES) if args.policies == "all" else args.policies.split(",")
+    settings = {"no": [False], "yes": [True], "both": [False, True]}[args.busy]
+    load = os.getloadavg()
+    print(f"Local worker speed, llamacpp/smollm2, {args.threads} threads, first {args.chunks} 3,000-char chunks of "
+          f"the 3M 2018 10-K, 1 task; load average at start {load[0]:.1f} on {os.cpu_count()} cores")
+    results: dict[tuple[str, bool], dict] = {}
+    for busy in settings:
+        for policy in policies:
+            r = results[(policy, busy)] = _run_policy(policy, args, busy)
+            n = r["n"]
+            line = [f"{policy:<11} {'busy' if busy else 'quiet':<5}"]
+            for name in args.layouts:
+                s = r["stats"][name]
+                ans, abst = s["answered"], n - s["answered"] - s["unparsed"]
+                line.append(f"{name}: {s['wall'] / n:5.2f} s/job, {s['prompt'] / n:4.0f} prompt "
+                            f"({s['evaluated'] / n:4.0f} evaluated), {s['written'] / n:5.1f} out tok/job "
+                            f"[answering {s['written_answering'] / max(ans, 1):.0f} x{ans}, "
+                            f"abstaining {s['written_abstaining'] / max(abst, 1):.0f} x{abst}, unparsed {s['unparsed']}"
+                            + (f", cited {s['cited']}/{ans}" if name != "reference" else "") + "]")
+            if {"reference", "ours"} <= set(args.layouts):
+                line.append(f"ours/reference jobs/s: {r['stats']['reference']['wall'] / r['stats']['ours']['wall']:.2f}x")
+            print("  " + " | ".join(line), flush=True)
+    for busy in settings:
+        base = [p for p in policies if (p, busy) in results]
+        if len(base) > 1:
+            fastest = min(base, key=lambda p: results[(p, busy)]["stats"][args.layouts[-1]]["wall"])
+            f = results[(fastest, busy)]["stats"][args.layouts[-1]]["wall"]
+            print(f"  {'busy' if busy else 'quiet'}: time relative to the fastest policy ({fastest}), layout "
+                  f"{args.layouts[-1]}: " + ", ".join(
+                      f"{p} {results[(p, busy)]['stats'][args.layouts[-1]]['wall'] / f:.2f}" for p in base))
+    if {"reference", "ours"} <= set(args.layouts):
+        whole, _ = _chunks(None)
+        picked = math.ceil(READ_SHARE_95 * len(whole))
+        for (policy, busy), r in results.items():
+            n = r["n"]
+            ref_s, ours_s = r["stats"]["reference"]["wall"] / n, r["stats"]["ours"]["wall"] / n
+            print(f"  per question on the whole filing ({len(whole)} chunks; extrapolated from s/job), {policy} "
+                  f"{'busy' if busy else 'quiet'}: reference reads all {len(whole)} -> {len(whole) * ref_s:,.0f} s; "
+                  f"ours reads {picked} (read={READ_SHARE_95:.0%}) -> {picked * ours_s:,.0f} s: "
+                  f"{len(whole) * ref_s / (picked * ours_s):.2f}x faster")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 the same recipe once per request, eval → minions.eval.
 
 Exit codes: 0 success · 1 the run failed (model/server error, no answer) · 2 bad usage or
-configuration (unknown provider, missing API key or package, unreadable file) · 130 interrupted
+configuration (unknown provider, missing API key or package, unreadable file) · 3 `minions batch` stopped
+by a cap (--max-total-usd, --max-seconds; rerun to resume) · 130 interrupted
 (Ctrl-C: `minions ask` cancels the run, prints the partial result and its cost, then exits 130).
 
 A *degraded* answer (a remote step failed for good and the answer is the best verified local
@@ -24,6 +25,7 @@ EPILOG = """examples:
   minions ask report.pdf -q "What was FY2023 revenue?"                      # embedded model, MinionS
   minions ask 10k.pdf -q "..." --local ollama/llama3.2:3b --remote openai/gpt-4o-mini
   minions ask notes.md -q "..." --protocol minion --max-rounds 3 --json
+  minions batch questions.jsonl 10k.pdf --out answers.jsonl   # a question set, resumable
   minions models                      # embedded models, Ollama models, the price table
   minions eval --config evals/offline.toml
   minions app                         # the Streamlit document Q&A app
@@ -35,13 +37,14 @@ exit codes: 0 ok (also a degraded or ungrounded answer: see "degraded"/"grounded
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from minions.cli import ask, models, serve
+    from minions.cli import ask, batch, models, serve
 
     p = argparse.ArgumentParser(prog="minions", description="Answer questions over long documents with a "
                                 "local model reading and a remote model planning.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     ask.add_parser(sub)
+    batch.add_parser(sub)
     models.add_parser(sub)
     serve.add_parsers(sub)
     app = sub.add_parser("app", help="start the Streamlit app", description="Start the document Q&A app "
@@ -66,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    return run_parsed(args)
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run parsed arguments with the exit codes above (scripts that inject models call this)."""
     from minions.cli.logs import plain_warnings
 
     undo_warnings = plain_warnings()

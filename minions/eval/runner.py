@@ -37,6 +37,7 @@ from minions.protocols.base import protocol_secrets
 from minions.protocols.build import build_protocol
 from minions.protocols.events import emit
 from minions.redact import env_secrets, redact
+from minions.runlog import UnitFinished, drive
 
 ClientsFactory = Callable[[str], Client]
 
@@ -161,27 +162,30 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
             warnings=warnings))
         remaining = Counter(id(it) for it, _ in pending)
         locks = {id(it): asyncio.Lock() for it in items}
-        sem = asyncio.Semaphore(cfg.concurrency)
-        new_rows = 0
 
-        async def one(item: EvalItem, run: RunConfig) -> None:
-            nonlocal done, new_rows
-            async with sem:
-                async with locks[id(item)]:
-                    docs = await asyncio.to_thread(lambda: item.documents)
-                name, scorer = scorer_for(item)
-                row = await _run_pair(item, docs, run, protocols[run.id], name, scorer)
-                results.append(row)
-                done, new_rows = done + 1, new_rows + 1
-                remaining[id(item)] -= 1
-                if remaining[id(item)] == 0:
-                    item.release()  # FinanceBench filings are large: keep only those in flight
-                await emit(on_progress, PairFinished(row=row, done=done, total=total))
+        async def one(pair: tuple[EvalItem, RunConfig]) -> ResultRow:
+            item, run = pair
+            async with locks[id(item)]:
+                docs = await asyncio.to_thread(lambda: item.documents)
+            name, scorer = scorer_for(item)
+            return await _run_pair(item, docs, run, protocols[run.id], name, scorer)
 
-        try:
-            await asyncio.gather(*(one(it, r) for it, r in pending))
+        def release(pair: tuple[EvalItem, RunConfig], _row: ResultRow) -> None:
+            item = pair[0]
+            remaining[id(item)] -= 1
+            if remaining[id(item)] == 0:
+                item.release()  # FinanceBench filings are large: keep only those in flight
+
+        async def progress(event: Any) -> None:
+            if isinstance(event, UnitFinished):
+                await emit(on_progress, PairFinished(row=event.row, done=event.done, total=event.total))
+
+        try:  # the engine `minions batch` shares: bounded concurrency, one fsync'ed row per pair
+            outcome = await drive(pending, one, results, concurrency=cfg.concurrency, done=done, total=total,
+                                  on_progress=progress, on_row=release)
         finally:
             await clients.aclose()
+        new_rows = outcome.new_rows
         rows = [r for r in results.rows if r.key in wanted]
     summary = summarize(rows, runs)
     files = await asyncio.to_thread(write_reports, run_dir, summary, cfg, warnings)

@@ -252,3 +252,89 @@ def _place(c: Citation, doc: Document, threshold: float) -> tuple[int | None, in
     if not m.found or m.start is None or m.end is None:
         return None, None
     return lo + m.start, lo + m.end
+
+
+# --- numbered sentences: a citation as a pointer (issue 19) ---------------------------------------
+# A worker sees its chunk with numbered sentences and cites by number; the framework copies the quote
+# from the chunk, so the quote is exact by construction, costs a few output tokens and cannot be
+# made up. A sentence ends at . ! ? followed by a space, or at a line break; short pieces (table
+# cells, headings) are merged with the next until a segment is _MIN_SEGMENT characters long, so the
+# numbering adds few prompt tokens.
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_MIN_SEGMENT = 40
+MAX_CITED_SEGMENTS = 3
+
+
+def segments(text: str) -> list[tuple[int, int]]:
+    """The (start, end) offsets in `text` of its numbered segments, in order, whitespace trimmed."""
+    pieces, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        pieces.append((start, m.start()))
+        start = m.end()
+    pieces.append((start, len(text)))
+    out: list[tuple[int, int]] = []
+    cur: tuple[int, int] | None = None
+    for s, e in pieces:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if s >= e:
+            continue
+        cur = (s, e) if cur is None else (cur[0], e)
+        if cur[1] - cur[0] >= _MIN_SEGMENT:
+            out.append(cur)
+            cur = None
+    if cur is not None:
+        if out and cur[1] - cur[0] < _MIN_SEGMENT // 2:
+            out[-1] = (out[-1][0], cur[1])
+        else:
+            out.append(cur)
+    return out
+
+
+def numbered(text: str) -> str:
+    """`text` as the worker sees it: one segment a line, each after its number in brackets."""
+    return "\n".join(f"[{i}] {_WS.sub(' ', text[s:e])}" for i, (s, e) in enumerate(segments(text), start=1))
+
+
+def quote_lines(text: str, numbers: list[int]) -> tuple[str | None, list[int]]:
+    """The quote the segment numbers point at (segments in order, gaps marked with "..."), and the
+    numbers that were in range; (None, []) when none is. Model output is untrusted: numbers out of
+    range are ignored, duplicates dropped, at most MAX_CITED_SEGMENTS kept."""
+    spans = segments(text)
+    valid = sorted({n for n in numbers if 1 <= n <= len(spans)})[:MAX_CITED_SEGMENTS]
+    if not valid:
+        return None, []
+    parts: list[str] = []
+    for k, n in enumerate(valid):
+        s, e = spans[n - 1]
+        if k and valid[k - 1] != n - 1:
+            parts.append(" ... ")
+        elif k:
+            parts.append(" ")
+        parts.append(text[s:e])
+    return "".join(parts), valid
+
+
+def figures(s: str) -> set[str]:
+    """The numbers in `s`, scale ignored (a table says "1,577" under "(Millions)", an answer "$1,577 million")."""
+    return {f"{q.value:g}" for q in extract(s.translate(_QUOTE_MAP), labels=True)}
+
+
+def point_citation(text: str, numbers: list[int], answer: str) -> tuple[str | None, str]:
+    """The quote for an answer cited by sentence numbers, and how it was found. The cited sentences
+    must hold every figure of the answer; if they do not, the chunk's first segment that does is
+    cited instead ("re-pointed": a small model often writes [1]); if none does, (None, why)."""
+    need = figures(answer)
+    quote, valid = quote_lines(text, numbers)
+    if quote is not None and need <= figures(quote):
+        return quote, ""
+    if need:
+        for i, (s, e) in enumerate(segments(text), start=1):
+            if need <= figures(text[s:e]):
+                return text[s:e], f"citation re-pointed to sentence {i}"
+    if quote is None:
+        return None, f"citation lines {numbers[:MAX_CITED_SEGMENTS]} not in chunk"
+    return None, "answer's figures not in the chunk"

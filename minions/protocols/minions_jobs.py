@@ -19,7 +19,13 @@ from minions import errors
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
 from minions.protocols.base import RunContext
-from minions.protocols.citations import match_citation, normalize
+from minions.protocols.citations import (
+    MAX_CITED_SEGMENTS,
+    match_citation,
+    normalize,
+    numbered,
+    point_citation,
+)
 from minions.protocols.events import JobFinished
 from minions.protocols.lenient import Lenient, as_text
 from minions.protocols.minions_plan import Job, MinionSConfig
@@ -30,16 +36,14 @@ from minions.protocols.templates import template
 MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker's reply
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
 
-# What the grammar allows the worker to write: either an abstention, `{"answer": null}` — a handful of
-# tokens, closed at once — or an answer first, then the numbers of the excerpt's lines that support it
-# (issue 19). The chunk is shown with numbered lines (`chunk_lines`); the framework copies the quote
-# from the document, so a citation is exact by construction, costs a few tokens instead of a copied
-# sentence, and cannot be fabricated — numbers out of range are dropped (model output is untrusted).
-# The explanation is gone from the grammar (the remote decides from answers and quotes); a reply that
-# carries one, or a copied `citation` (scripted clients, other engines), is still read and checked.
-# Short bounds cap what a rambling small model writes; they cost nothing to sample (benchmarks/protocols.py).
-_ANSWER_CHARS = 40  # SmolLM2 writes a digit per token: 100 characters of figures was ~100 tokens (issue 19)
-MAX_CITED_LINES = 3
+# What the grammar allows the worker to write (issue 19): either an abstention, `{"answer": null}` —
+# closed at once — or the answer first, then the numbers of the chunk's sentences that support it
+# (the chunk is shown with numbered sentences, citations.numbered). The framework copies the quote
+# from the chunk, so it is exact by construction and costs a few tokens instead of a copied quote
+# plus an explanation (~150 output tokens per job before, issue 19's figures). The remote never
+# needed the explanation: it sees the answer and the verified quote. Replies in the older form
+# (citation as a quote, explanation) are still accepted and checked, for other clients and tests.
+_ANSWER_CHARS = 48  # "$1,577 million"; caps a degenerate reply ("2.1.1.1...", SmolLM2 on the 3M chunks)
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "object", "properties": {"answer": {"type": "null"}}, "required": ["answer"],
@@ -47,67 +51,14 @@ JOB_OUTPUT_SCHEMA: dict[str, Any] = {
         {"type": "object",
          "properties": {"answer": {"type": "string", "maxLength": _ANSWER_CHARS},
                         "lines": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
-                                  "maxItems": MAX_CITED_LINES}},
+                                  "maxItems": MAX_CITED_SEGMENTS}},
          "required": ["answer", "lines"], "additionalProperties": False},
     ],
 }
 
-#: tokens a worker's longest reply under that schema can take (one token per answer character at
-#: worst — figures are a token per digit — plus keys, quotes and line numbers); a smaller
-#: local_max_tokens can cut the JSON before the answer
-JOB_REPLY_TOKENS = _ANSWER_CHARS + 12 + 4 * MAX_CITED_LINES
-
-#: a numbered line of an excerpt holds at least this many characters: the chunk's own lines are
-#: joined until they reach it (a 3,000-character 10-K chunk: ~90 lines, ~18 numbered ones), so the
-#: numbers add few prompt tokens and one number points at a sentence or a few table rows
-LINE_CHARS = 160
-
-
-def chunk_lines(text: str) -> list[str]:
-    """The excerpt's numbered lines: its own lines joined in order until each holds LINE_CHARS
-    characters. Their concatenation is the chunk's text, byte for byte (a quote copied from them
-    is in the document)."""
-    out: list[str] = []
-    cur = ""
-    for line in text.splitlines(keepends=True):
-        cur += line
-        if len(cur.strip()) >= LINE_CHARS:
-            out.append(cur)
-            cur = ""
-    if cur:
-        if cur.strip() or not out:
-            out.append(cur)
-        else:
-            out[-1] += cur
-    return out
-
-
-def numbered(text: str) -> str:
-    return "".join(f"[{k}] {line}" for k, line in enumerate(chunk_lines(text), start=1))
-
-
-def quote_lines(text: str, numbers: Sequence[int]) -> str | None:
-    """The quote a worker points at: its lines copied from the chunk, in the chunk's order. None when
-    a number is not one of the chunk's lines or no number is given (untrusted output)."""
-    lines = chunk_lines(text)
-    picked = sorted(set(numbers))
-    if not picked or any(not 1 <= n <= len(lines) for n in picked):
-        return None
-    return _WS_RE.sub(" ", " … ".join(lines[n - 1].strip() for n in picked)).strip()
-
-
-_WS_RE = re.compile(r"[ \t\r\n]+")
-
-
-def line_span(text: str, numbers: Sequence[int]) -> tuple[int, int]:
-    """Character offsets in `text` from the first cited line's first visible character to the last
-    cited line's last (numbers already validated by `quote_lines`)."""
-    lines = chunk_lines(text)
-    lo, hi = min(numbers), max(numbers)
-    start = sum(len(x) for x in lines[: lo - 1])
-    end = sum(len(x) for x in lines[:hi])
-    first, last = lines[lo - 1], lines[hi - 1]
-    return start + len(first) - len(first.lstrip()), end - (len(last) - len(last.rstrip()))
+#: tokens a worker's longest reply under that schema can take (the answer's bound in characters,
+#: ~4 per token, plus keys, quotes and three numbers); a smaller local_max_tokens can cut the JSON
+JOB_REPLY_TOKENS = _ANSWER_CHARS // 4 + 24
 
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
@@ -119,7 +70,7 @@ class JobOutput(Lenient):
     explanation: str = ""
     citation: str | None = None
     answer: str | None = None
-    lines: list[int] | None = None   # numbers of the excerpt's lines that support the answer
+    lines: list[int] | None = None
 
     @field_validator("explanation", "citation", "answer", mode="before")
     @classmethod
@@ -129,23 +80,21 @@ class JobOutput(Lenient):
     @field_validator("lines", mode="before")
     @classmethod
     def _numbers(cls, v: Any) -> Any:
-        """Whole numbers only (an int, a digit string, or a list of them, at most 16); anything
-        else is no pointer at all — never an error that would discard the answer."""
+        """Sentence numbers, leniently: a single number, numeric strings ("3", "[3]"); anything else
+        is ignored. Whether they are in range is checked against the chunk (`_judge`)."""
         if v is None:
             return None
         items = v if isinstance(v, list) else [v]
         out = []
         for x in items[:16]:
             if isinstance(x, bool):
-                return None
+                continue
             if isinstance(x, int):
                 out.append(x)
             elif isinstance(x, float) and x.is_integer():
                 out.append(int(x))
-            elif isinstance(x, str) and x.strip().lstrip("[").rstrip("]").strip().isdigit():
-                out.append(int(x.strip().lstrip("[").rstrip("]").strip()))
-            else:
-                return None
+            elif isinstance(x, str) and (d := x.strip().strip("[]() ")).isdigit() and len(d) < 7:
+                out.append(int(d))
         return out or None
 
     @property
@@ -165,8 +114,7 @@ def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
         else f"pages {chunk.page_start}-{chunk.page_end}"
     return template("minions_worker_chunk.txt").substitute(
         title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages,
-        # a repeated table header is shown unnumbered: it is not the chunk's text, never quoted from it
-        text=(f"{chunk.header}\n" if chunk.header else "") + numbered(chunk.text))
+        text=(f"{chunk.header}\n" if chunk.header else "") + numbered(chunk.text))  # the header is not cited
 
 
 def job_suffix(instruction: str, advice: str) -> str:
@@ -257,24 +205,23 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
         rec.status, rec.note = JobStatus.UNPARSEABLE, str(e)[:200]
         return
     rec.explanation = out.explanation[:MAX_FIELD_CHARS]
+    rec.citation = out.citation[:MAX_FIELD_CHARS] if out.citation else None
     rec.answer = None if out.abstained else (out.answer or "")[:MAX_FIELD_CHARS]
     if rec.answer is None:
-        rec.citation = out.citation[:MAX_FIELD_CHARS] if out.citation else None
         rec.status, rec.note = JobStatus.ABSTAINED, ""
         return
-    if out.lines is not None:  # a pointer: the quote is copied from the chunk, exact by construction
-        quote = quote_lines(chunk.text, out.lines)
+    if out.lines:  # a pointer: the quote is copied from the chunk, exact by construction
+        quote, how = point_citation(chunk.text, out.lines, rec.answer)
         if quote is not None:
             rec.citation = quote[:MAX_FIELD_CHARS]
-            a, b = line_span(chunk.text, out.lines)
-            rec.span = (chunk.start + a, chunk.start + b)
-            rec.status, rec.note = JobStatus.KEPT, ""
+            rec.status, rec.note = JobStatus.KEPT, how
+            if (i := chunk.text.find(quote)) >= 0:  # one contiguous quote: its offsets in the document
+                rec.span = (chunk.start + i, chunk.start + i + len(quote))
             return
-        if not out.citation:
+        if not rec.citation:
             rec.status = JobStatus.FLAGGED if cfg.citation_check == "flag" else JobStatus.DROPPED
-            rec.note = f"cited lines {out.lines[:MAX_CITED_LINES]} not in the excerpt"
+            rec.note = how
             return
-    rec.citation = out.citation[:MAX_FIELD_CHARS] if out.citation else None
     if not rec.citation:
         found, how = False, "no citation"
     else:
