@@ -65,11 +65,22 @@ KEY = "k3y-Value-0123456789abcdef"
 
 @pytest.fixture
 def cli_logging():
+    import logging
+
     from minions.cli import logs
 
+    # An earlier test in the same process may have left uvicorn's loggers disabled or raised
+    # (a dictConfig, a quiet run); this test needs uvicorn's own traceback to reach stderr.
+    saved = {n: (logging.getLogger(n).disabled, logging.getLogger(n).level) for n in ("uvicorn", "uvicorn.error")}
+    for n in saved:
+        logging.getLogger(n).disabled = False
+        logging.getLogger(n).setLevel(logging.INFO)
     undo = logs.install(secrets=["served-by-this-key-42"])
     yield
     undo()
+    for n, (disabled, level) in saved.items():
+        logging.getLogger(n).disabled = disabled
+        logging.getLogger(n).setLevel(level)
 
 
 def test_a_key_in_an_untyped_error_is_redacted_in_every_traceback(monkeypatch, capfd, cli_logging):

@@ -13,7 +13,7 @@ import json
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -130,6 +130,8 @@ class Client(ABC):
     #: "local" or "remote" once a protocol uses this client (see `minions.egress`); decides what is
     #: recorded as having left the machine
     egress_role: str | None = None
+    #: prices one request's usage for its egress record; set with the role (`Protocol._mark_egress_roles`)
+    egress_price: Callable[[Usage], float | None] | None = None
     #: an embedded model that, as the remote, stands in for a cloud model (offline): it is priced as
     #: one and gets the stand-in knob defaults. Set by `get_client` from the provider registry.
     stand_in: bool = False
@@ -181,7 +183,7 @@ class Client(ABC):
 
         # The outermost client's role holds for the whole call: a wrapper serving as the remote
         # (priced_as, a cache) over an engine that is also the local model records as the remote.
-        with acting_as(self.egress_role):
+        with acting_as(self.egress_role, self.egress_price):
             return await self._complete(messages, options, **kw)
 
     async def _complete(self, messages: MessagesLike, options: Options | None, **kw: Any) -> Completion:
@@ -227,22 +229,24 @@ class Client(ABC):
                           text=without_keys("\n\n".join(m.content for m in messages), self),
                           prompt_tokens=usage.prompt_tokens,
                           completion_tokens=usage.completion_tokens,
-                          cost_usd=self.egress_cost(usage)))
+                          cost_usd=self._usage_cost(usage)))
 
     def _acting_role(self) -> str | None:
         from minions.egress.record import role_of
 
         return role_of(self)
 
-    def egress_cost(self, usage: Usage) -> float | None:
-        """Dollars of one egress record (None: unpriced); the price is looked up once per client."""
-        key = self.price_key
-        if getattr(self, "_egress_price", (None, None))[0] != key:
-            from minions.cost import PriceTable
+    def egress_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """Dollars of one request seen at the transport (None: unpriced)."""
+        return self._usage_cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, requests=1))
 
-            self._egress_price = (key, PriceTable.load().get(key))
-        price = self._egress_price[1]
-        return None if price is None else price.cost(usage)
+    def _usage_cost(self, usage: Usage) -> float | None:
+        """Dollars of `usage`, priced by whoever set `egress_price` (a protocol, from its price table:
+        clients sit below cost.py and do not price themselves); None outside a run: unpriced."""
+        from minions.egress.record import current_price
+
+        price = current_price() or self.egress_price
+        return None if price is None else price(usage)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

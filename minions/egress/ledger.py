@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from minions.egress.record import EgressRecord, HostEgress, per_host
+from minions.egress.model import EgressRecord, HostEgress, per_host
 
 GENESIS = "0" * 64
 

@@ -20,33 +20,14 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from minions.egress.model import DocumentEgress, Egress, EgressRecord, per_host
 
 #: environment variables: a ledger for every request of the process, and whether it keeps the text
 LOG_ENV, LOG_TEXT_ENV = "MINIONS_EGRESS_LOG", "MINIONS_EGRESS_LOG_TEXT"
-
-
-class EgressRecord(BaseModel):
-    """One request that left for a remote model."""
-
-    time: str                                   # UTC, ISO 8601
-    run_id: str | None = None                   # the run it belongs to; None outside a run
-    via: Literal["http", "in-process"]
-    host: str                                   # "api.openai.com"; "in-process" for an in-process remote
-    path: str = ""                              # the URL path, without its query (which may hold a key)
-    provider: str
-    model: str
-    bytes: int                                  # of the request body as sent
-    sha256: str                                 # of the request body as sent
-    status: int | None = None                   # the HTTP status; None when no reply came
-    prompt_tokens: int | None = None            # when the reply says
-    completion_tokens: int | None = None
-    cost_usd: float | None = None               # when the model is priced
-    text: str | None = None                     # the text sent (messages, system prompt); None: hashes only
 
 
 class Sink(Protocol):
@@ -59,17 +40,27 @@ _SINKS: ContextVar[tuple[Sink, ...]] = ContextVar("minions_egress_sinks", defaul
 _RUN: ContextVar[str | None] = ContextVar("minions_egress_run", default=None)
 #: the role of the outermost client of the call in progress (see `Client.complete`)
 _ROLE: ContextVar[str | None] = ContextVar("minions_egress_role", default=None)
+_PRICE: ContextVar[Callable[[Any], float | None] | None] = ContextVar("minions_egress_price", default=None)
 
 
 @contextlib.contextmanager
-def acting_as(role: str | None) -> Iterator[None]:
-    """Within this block a call is made on behalf of `role`, unless an outer block already said."""
+def acting_as(role: str | None, price: Callable[[Any], float | None] | None = None) -> Iterator[None]:
+    """Within this block a call is made on behalf of `role` and priced by `price` (the outermost
+    client's: a priced-as wrapper's, not its engine's), unless an outer block already said."""
     token = _ROLE.set(role) if role is not None and _ROLE.get() is None else None
+    ptoken = _PRICE.set(price) if price is not None and _PRICE.get() is None else None
     try:
         yield
     finally:
         if token is not None:
             _ROLE.reset(token)
+        if ptoken is not None:
+            _PRICE.reset(ptoken)
+
+
+def current_price() -> Callable[[Any], float | None] | None:
+    """The price of the call being made (see `acting_as`); None: unpriced."""
+    return _PRICE.get()
 
 
 def role_of(client: Any) -> str | None:
@@ -218,76 +209,6 @@ class Collector:
 
     def end_run(self, run_id: str, summary: Any) -> None:
         pass
-
-
-class DocumentEgress(BaseModel):
-    doc_id: str
-    chars: int                                  # the document's length, whitespace normalised
-    verbatim_chars: int                         # its characters that left verbatim (spans >= min_chars)
-    verbatim_share: float
-    #: personal-data items in the document, by type ("[EMAIL]": 2), that the scrubber replaced
-    #: in everything sent (--privacy); empty without it
-    scrubbed: dict[str, int] = Field(default_factory=dict)
-
-
-class HostEgress(BaseModel):
-    host: str
-    requests: int = 0
-    bytes: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0                # None: some request to this host was unpriced
-
-
-class Egress(BaseModel):
-    """What left this machine in one run (`RunResult.egress`)."""
-
-    run_id: str
-    requests: int = 0
-    bytes: int = 0
-    hosts: list[HostEgress] = Field(default_factory=list)
-    documents: list[DocumentEgress] = Field(default_factory=list)
-    min_verbatim_chars: int = 40
-    #: seconds spent measuring the verbatim spans (to compare with the run's orchestration time)
-    measure_s: float = 0.0
-
-    @property
-    def verbatim_chars(self) -> int:
-        return sum(d.verbatim_chars for d in self.documents)
-
-    @property
-    def verbatim_share(self) -> float:
-        total = sum(d.chars for d in self.documents)
-        return self.verbatim_chars / total if total else 0.0
-
-    def line(self) -> str:
-        """One line for people: "egress: 3 requests, 12.1 kB to api.openai.com; 1.2% of the documents verbatim"."""
-        if not self.requests:
-            return "egress: nothing left this machine"
-        hosts = ", ".join(h.host for h in self.hosts)
-        docs = "" if len(self.documents) < 2 else " (" + ", ".join(
-            f"{d.doc_id} {d.verbatim_share:.1%}" for d in self.documents) + ")"
-        return (f"egress: {self.requests} request{'s' * (self.requests != 1)}, {_size(self.bytes)} to {hosts}; "
-                f"{self.verbatim_chars:,} chars of the documents verbatim ({self.verbatim_share:.1%}){docs}")
-
-
-def _size(n: int) -> str:
-    return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
-
-
-def per_host(records: list[EgressRecord]) -> list[HostEgress]:
-    hosts: dict[str, HostEgress] = {}
-    for r in records:
-        h = hosts.setdefault(r.host, HostEgress(host=r.host))
-        h.requests += 1
-        h.bytes += r.bytes
-        h.prompt_tokens += r.prompt_tokens or 0
-        h.completion_tokens += r.completion_tokens or 0
-        if h.cost_usd is not None and (r.cost_usd is not None or r.prompt_tokens is None):
-            h.cost_usd += r.cost_usd or 0.0  # a failed request with no reply cost nothing
-        else:
-            h.cost_usd = None
-    return list(hosts.values())
 
 
 def summarize(run_id: str, records: list[EgressRecord], documents: list[tuple[str, str]], *,

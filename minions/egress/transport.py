@@ -16,12 +16,20 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from minions.egress.record import EgressRecord, emit, now, sent_text, sha256, usage_of, without_keys
 
-if TYPE_CHECKING:
-    from minions.clients.base import Client
+
+class Client(Protocol):
+    """What a recording transport needs of the client it serves (structural, so egress does not import
+    the clients package that imports it)."""
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+
+    def egress_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None: ...
 
 
 def should_record(client: Client, host: str) -> bool:
@@ -63,10 +71,7 @@ class RecordingTransport:
                 hx.Response(200, headers=response.headers, content=raw).content
             rec.prompt_tokens, rec.completion_tokens = usage_of(decoded)
             if rec.prompt_tokens is not None:
-                from minions.clients.base import Usage
-
-                rec.cost_usd = self.client.egress_cost(Usage(
-                    prompt_tokens=rec.prompt_tokens, completion_tokens=rec.completion_tokens or 0, requests=1))
+                rec.cost_usd = self.client.egress_cost(rec.prompt_tokens, rec.completion_tokens or 0)
             response = hx.Response(response.status_code, headers=response.headers, stream=hx.ByteStream(raw),
                                       request=request, extensions=response.extensions)
         emit(rec)

@@ -192,6 +192,8 @@ class Protocol(ABC, Generic[ConfigT]):
             self.local.egress_role = "local"
         if self.remote is not None and "remote" in self.needs:
             self.remote.egress_role = "remote"
+            price = self.prices.get(self.remote.price_key)
+            self.remote.egress_price = None if price is None else price.cost
 
     def _egress(self, collector: Any, documents: list[Document]) -> Any:
         from collections import Counter
