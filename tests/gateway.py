@@ -62,6 +62,7 @@ class Recorded:
     route: str
     body: dict[str, Any]
     headers: dict[str, str]
+    raw: bytes = b""  # the body's bytes as received (egress tests compare their hash)
 
 
 class ScriptedBackend(FunctionClient):
@@ -203,10 +204,10 @@ class Gateway:
 
     # -- used by the handler -----------------------------------------------------------------------
 
-    def _record(self, route: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+    def _record(self, route: str, body: dict[str, Any], headers: dict[str, str], raw: bytes = b"") -> None:
         with self._lock:
             self.counts[route] += 1
-            self.requests.append(Recorded(route, body, headers))
+            self.requests.append(Recorded(route, body, headers, raw))
 
     def _next_fault(self) -> str | None:
         with self._lock:
@@ -272,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"_unparsed": raw.decode("utf-8", "replace")}
         path, _, query = self.path.partition("?")
-        gw._record(path, body, dict(self.headers))
+        gw._record(path, body, dict(self.headers), raw)
         # Resolved now, so a "slow" reply finishing after its test ended still uses that test's backend.
         self._backend = gw.backend
         route = {OPENAI: self._openai, ANTHROPIC: self._anthropic, OLLAMA: self._ollama,

@@ -96,19 +96,7 @@ def make_pdf(streams: list[str]) -> bytes:
         objects[pid] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
                         b"/Contents %d 0 R >>" % (pid + 1))
         objects[pid + 1] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = {}
-    for num in sorted(objects):
-        offsets[num] = out.tell()
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (num, objects[num]))
-    xref = out.tell()
-    size = max(objects) + 1
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % size)
-    for num in range(1, size):
-        out.write(b"%010d 00000 n \n" % offsets[num])
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref))
-    return out.getvalue()
+    return serialize(objects)
 
 
 def cash_flow_table(n_rows: int = 24, years: tuple[str, ...] = ("2018", "2017", "2016")) -> GenTable:
@@ -134,3 +122,20 @@ def cash_flow_table(n_rows: int = 24, years: tuple[str, ...] = ("2018", "2017", 
         rows.append((label, values))
     return GenTable("Consolidated Statement of Cash Flows", list(years), rows, dollar_rows={0, n_rows - 1},
                     caption="Years ended December 31")
+
+
+def serialize(objects: dict[int, bytes]) -> bytes:
+    """A PDF file from numbered objects (1 is the catalog), with a correct xref table."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = {}
+    for num in sorted(objects):
+        offsets[num] = out.tell()
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (num, objects[num]))
+    xref = out.tell()
+    size = max(objects) + 1
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % size)
+    for num in range(1, size):
+        out.write(b"%010d 00000 n \n" % offsets[num])
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref))
+    return out.getvalue()

@@ -27,6 +27,7 @@ from minions.documents import (
 )
 from minions.errors import ConfigError, DocumentError, MissingDependencyError
 from minions.tokens import count_tokens
+from tests.table_pdf import serialize
 
 PAGES = [
     "Acme Corporation annual report\nRevenue grew to 120 million dollars in fiscal 2024.",
@@ -60,19 +61,7 @@ def make_pdf(pages: list[str | None]) -> bytes:
         objects[pid] = (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources {resources} "
                         f"/Contents {pid + 1} 0 R >>").encode()
         objects[pid + 1] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = {}
-    for num in sorted(objects):
-        offsets[num] = out.tell()
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (num, objects[num]))
-    xref = out.tell()
-    size = max(objects) + 1
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % size)
-    for num in range(1, size):
-        out.write(b"%010d 00000 n \n" % offsets[num])
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref))
-    return out.getvalue()
+    return serialize(objects)
 
 
 def encrypt(pdf: bytes, user: str) -> bytes:

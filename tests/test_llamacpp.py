@@ -102,3 +102,23 @@ def test_schema_beyond_the_grammar_limit_is_refused_not_crashed(llm):
     schema = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 1500}}, "required": ["a"]}
     with pytest.raises(errors.BadRequestError, match="grammar limit"):
         llm.complete_sync("x", max_tokens=4, json_schema=schema)
+
+
+@pytest.mark.parametrize("user", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "10000"}, {}])
+def test_wait_policy_default_yields_to_the_users_setting(monkeypatch, user):
+    """Issue 19: PASSIVE by default; a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (neither is overridden)."""
+    from minions.clients.llamacpp import LlamaCppClient
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    for k, v in user.items():
+        monkeypatch.setenv(k, v)
+    import os
+
+    LlamaCppClient("smollm2")
+    if not user:
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    elif "GOMP_SPINCOUNT" in user:
+        assert "OMP_WAIT_POLICY" not in os.environ and os.environ["GOMP_SPINCOUNT"] == "10000"
+    else:
+        assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

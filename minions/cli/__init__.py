@@ -28,6 +28,7 @@ EPILOG = """examples:
   minions batch questions.jsonl 10k.pdf --out answers.jsonl   # a question set, resumable
   minions models                      # embedded models, Ollama models, the price table
   minions eval --config evals/offline.toml
+  minions ask 10k.pdf -q "..." --egress-log egress.jsonl && minions audit egress.jsonl   # what left
   minions app                         # the Streamlit document Q&A app
   minions serve report.pdf --port 8000   # OpenAI-compatible API (model = protocol)
   minions mcp --root ~/reports        # MCP server (stdio) for agents and IDEs
@@ -37,7 +38,7 @@ exit codes: 0 ok (also a degraded or ungrounded answer: see "degraded"/"grounded
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from minions.cli import ask, batch, models, serve
+    from minions.cli import ask, audit, batch, models, serve
 
     p = argparse.ArgumentParser(prog="minions", description="Answer questions over long documents with a "
                                 "local model reading and a remote model planning.", epilog=EPILOG,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_parser(sub)
     batch.add_parser(sub)
     models.add_parser(sub)
+    audit.add_parser(sub)
     serve.add_parsers(sub)
     app = sub.add_parser("app", help="start the Streamlit app", description="Start the document Q&A app "
                          "(same as: streamlit run apps/streamlit_app.py).", epilog="example: minions app --port 8502",

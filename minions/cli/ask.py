@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from rich.console import Console
@@ -41,6 +42,12 @@ def add_parser(sub) -> None:
                    "or 50,000,000)")
     p.add_argument("--log-dir", default=None, help="write the run log (JSON) here")
     p.add_argument("--no-store-text", action="store_true", help="omit document text from the log")
+    p.add_argument("--egress-log", default=None, metavar="PATH",
+                   help="append one hash-chained JSON line per request sent to a remote model, and one per run "
+                   "(verify with: minions audit PATH); default: $MINIONS_EGRESS_LOG")
+    p.add_argument("--egress-log-text", choices=["on", "off"], default=None,
+                   help="keep the text sent in the egress log (on), or only its hash and size (off); "
+                   "default: $MINIONS_EGRESS_LOG_TEXT or on")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the live view")
     p.add_argument("--quiet", action="store_true", help="no live view; answer and cost table only")
     p.set_defaults(func=run)
@@ -100,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit, on_progress=live)
     interrupted = False
     try:
-        result = protocol.run(args.question, docs, on_event=live)
+        with _egress_log(args):
+            result = protocol.run(args.question, docs, on_event=live)
     except Interrupted as e:  # Ctrl-C: the run was cancelled; show what it had and what it cost
         if live is not None:
             live.close()
@@ -131,6 +139,22 @@ def run(args: argparse.Namespace) -> int:
             return 2 if kind is not None and issubclass(kind, _config_errors()) else 1
     # A degraded or ungrounded answer still exits 0: see the exit codes in minions/cli/__init__.py.
     return 0 if result.answer is not None else 1
+
+
+def _egress_log(args: argparse.Namespace) -> AbstractContextManager[None]:
+    """The --egress-log ledger as a capture block (the env's ledger, if any, is added per request)."""
+    import contextlib
+    import os
+
+    from minions.egress.ledger import Ledger
+    from minions.egress.record import LOG_ENV, LOG_TEXT_ENV, capture
+
+    text_flag = args.egress_log_text or os.environ.get(LOG_TEXT_ENV, "on")
+    text = text_flag.lower() not in ("0", "off", "no", "false")
+    path = args.egress_log or os.environ.get(LOG_ENV)
+    if not path:
+        return contextlib.nullcontext()
+    return capture(Ledger(path, text=text))
 
 
 def _config_errors() -> tuple[type[errors.MinionsError], ...]:

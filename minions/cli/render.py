@@ -142,6 +142,8 @@ def print_result(console: Console, result: RunResult) -> None:
                                                    else f" pp.{c.page_start}-{c.page_end}")
         console.print(f"  [dim]cited[/] {markup(c.doc_id)}{pages}: “{markup(_clip(c.text, 140))}”")
     console.print(cost_table(result))
+    if result.egress is not None:  # what left this machine, in one line (issue 22)
+        console.print(f"[dim]{markup(result.egress.line())}[/]")
     if result.budget_exhausted:
         console.print("[yellow]Stopped at the remote budget; the answer is the best found so far.[/]")
     if result.rounds_exhausted:

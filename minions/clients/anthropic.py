@@ -59,6 +59,7 @@ def claude_family(model: str) -> ClaudeFamily:
 
 class AnthropicClient(Client):
     provider = "anthropic"
+    egress_at_transport = True
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  thinking_budget: int | None = None, api_key_env: str = _KEY_ENV, **kw: Any):
@@ -82,8 +83,11 @@ class AnthropicClient(Client):
         self.secrets = (key,)  # removed from every error this client raises
         # The key is always passed explicitly, so the SDK never falls back to profiles on disk.
         # max_retries=0: `Client.complete` retries, so each attempt's usage is seen (and counted) once.
+        from minions.egress.transport import wrap
+
         self._sdk = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0,
-                                             timeout=self.retry.timeout)
+                                             timeout=self.retry.timeout,
+                                             http_client=wrap(anthropic.DefaultAsyncHttpxClient(), self))
         self.base_url = str(self._sdk.base_url)
         _http.warn_plain_http(self.base_url, self.provider, api_key_env)
 

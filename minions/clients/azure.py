@@ -31,4 +31,5 @@ class AzureOpenAIClient(OpenAIClient):
 
     def _make_sdk(self, openai: Any, key: str, base_url: str | None) -> Any:
         return openai.AsyncAzureOpenAI(api_key=key, azure_endpoint=self._endpoint, api_version=self._api_version,
-                                       azure_deployment=self.model, max_retries=0, timeout=self.retry.timeout)
+                                       azure_deployment=self.model, max_retries=0, timeout=self.retry.timeout,
+                                       http_client=self._http_client(openai))

@@ -9,6 +9,7 @@ per-call timeout, retries with backoff and jitter, the sync wrapper, bounded-con
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from abc import ABC, abstractmethod
@@ -123,6 +124,12 @@ class Client(ABC):
     supports_json_schema: ClassVar[bool] = True
     #: this client's API keys: it removes them from its errors, protocols from their results
     secrets: tuple[str, ...] = ()
+    #: True where every request passes `minions.egress.transport` (the HTTP SDK clients); an
+    #: in-process client serving as a remote is recorded in `complete` instead
+    egress_at_transport: ClassVar[bool] = False
+    #: "local" or "remote" once a protocol uses this client (see `minions.egress`); decides what is
+    #: recorded as having left the machine
+    egress_role: str | None = None
     #: an embedded model that, as the remote, stands in for a cloud model (offline): it is priced as
     #: one and gets the stand-in knob defaults. Set by `get_client` from the provider registry.
     stand_in: bool = False
@@ -170,6 +177,14 @@ class Client(ABC):
 
     async def complete(self, messages: MessagesLike, options: Options | None = None, **kw: Any) -> Completion:
         """One call with timeout and retries. Usage is that of the attempt that succeeded."""
+        from minions.egress.record import acting_as
+
+        # The outermost client's role holds for the whole call: a wrapper serving as the remote
+        # (priced_as, a cache) over an engine that is also the local model records as the remote.
+        with acting_as(self.egress_role):
+            return await self._complete(messages, options, **kw)
+
+    async def _complete(self, messages: MessagesLike, options: Options | None, **kw: Any) -> Completion:
         msgs = to_messages(messages)
         opts = options.model_copy(update=kw) if options else Options(**kw)
         policy = self.retry
@@ -182,6 +197,8 @@ class Client(ABC):
                     result = await self._request(msgs, opts)
                 else:
                     result = await asyncio.wait_for(self._request(msgs, opts), policy.timeout)
+                if not self.egress_at_transport and self._acting_role() == "remote":
+                    self._record_in_process(msgs, result.usage)
             except asyncio.TimeoutError:
                 err: errors.ClientError = errors.RequestTimeoutError(
                     f"{self.spec}: no reply within {policy.timeout:.0f}s (raise RetryPolicy.timeout "
@@ -198,6 +215,34 @@ class Client(ABC):
                     raise err  # its message already says how to start the server
                 raise errors.RetriesExhaustedError(err, attempt) from err
             await asyncio.sleep(self._backoff(attempt, getattr(err, "retry_after", None)))
+
+    def _record_in_process(self, messages: list[Message], usage: Usage) -> None:
+        """The egress record of one call to an in-process remote, taken at the call itself."""
+        from minions.egress.record import EgressRecord, emit, now, sha256, without_keys
+
+        body = json.dumps({"model": self.model, "messages": [m.model_dump(include={"role", "content"})
+                                                              for m in messages]}).encode()
+        emit(EgressRecord(time=now(), via="in-process", host="in-process", provider=self.provider,
+                          model=self.model, bytes=len(body), sha256=sha256(body),
+                          text=without_keys("\n\n".join(m.content for m in messages), self),
+                          prompt_tokens=usage.prompt_tokens,
+                          completion_tokens=usage.completion_tokens,
+                          cost_usd=self.egress_cost(usage)))
+
+    def _acting_role(self) -> str | None:
+        from minions.egress.record import role_of
+
+        return role_of(self)
+
+    def egress_cost(self, usage: Usage) -> float | None:
+        """Dollars of one egress record (None: unpriced); the price is looked up once per client."""
+        key = self.price_key
+        if getattr(self, "_egress_price", (None, None))[0] != key:
+            from minions.cost import PriceTable
+
+            self._egress_price = (key, PriceTable.load().get(key))
+        price = self._egress_price[1]
+        return None if price is None else price.cost(usage)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -94,6 +94,9 @@ class CachedClient(Client):
     the remote priced as a cloud model) while being priced apart.
     """
 
+    #: a cache hit sends nothing; a miss is recorded by the inner client, in this wrapper's role
+    egress_at_transport = True
+
     def __init__(self, inner: Client, cache: LMCache | None, *, price_as: str | None = None):
         # The inner client retries and times out on its own; doing it here too would multiply both.
         super().__init__(inner.model, retry=RetryPolicy(max_retries=0, timeout=None),

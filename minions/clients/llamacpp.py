@@ -32,6 +32,7 @@ PACKAGED_MODELS = {
 }
 _AFFINITY_CHARS = 2048  # how much of the prompt decides which engine instance serves it
 _MAX_GRAMMAR_REPEAT = 1000  # larger {m,n} repetitions make llama.cpp's grammar parser fail
+DEFAULT_WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def packaged_model_path(name: str) -> Path:
@@ -71,7 +72,8 @@ class LlamaCppClient(Client):
         # llama.cpp's OpenMP workers spin while idle; on a shared 2-core machine that starves
         # everything else (a demo sweep took 26 min spinning vs 6 min passive). Must be set before
         # the OpenMP runtime starts, i.e. before llama_cpp is first imported; the user's value wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+            os.environ.update(DEFAULT_WAIT_POLICY)
         try:
             import llama_cpp  # noqa: F401
         except ImportError as e:

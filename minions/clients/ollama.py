@@ -18,6 +18,7 @@ _CTX_STEP = 2048  # num_ctx granularity; also the floor (Ollama's own default is
 
 class OllamaClient(Client):
     provider = "ollama"
+    egress_at_transport = True
 
     def __init__(self, model: str, *, host: str | None = None, **kw: Any):
         super().__init__(model, **kw)
@@ -29,6 +30,9 @@ class OllamaClient(Client):
         self._ollama, self._httpx = ollama, httpx
         self.host = host or os.environ.get("OLLAMA_HOST") or "http://localhost:11434"
         self._sdk = ollama.AsyncClient(host=self.host, timeout=self.retry.timeout)
+        from minions.egress.transport import wrap
+
+        wrap(self._sdk._client, self)  # the SDK's httpx client: a worker on another machine is egress
         # The model's context limit, from `show()` once per instance (None: unknown). Concurrent
         # first calls may each ask; that is harmless and avoids a loop-bound lock.
         self._limit: int | None = self.context_window

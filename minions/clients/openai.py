@@ -19,6 +19,7 @@ _NO_KEY = "not-needed"
 
 class OpenAIClient(Client):
     provider = "openai"
+    egress_at_transport = True
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", provider_name: str = "openai",
@@ -68,7 +69,14 @@ class OpenAIClient(Client):
 
     def _make_sdk(self, openai: Any, key: str, base_url: str | None) -> Any:
         # max_retries=0: `Client.complete` retries, so each attempt's usage is seen (and counted) once.
-        return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.retry.timeout)
+        return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.retry.timeout,
+                                  http_client=self._http_client(openai))
+
+    def _http_client(self, sdk: Any) -> Any:
+        """The SDK's own default httpx client, with the egress record under its transport."""
+        from minions.egress.transport import wrap
+
+        return wrap(sdk.DefaultAsyncHttpxClient(), self)
 
     async def _request(self, messages: list[Message], options: Options) -> Completion:
         fam = self.family

@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
-from minions.documents.limits import BOMB_MIN_BYTES, BOMB_RATIO, DOCX_XML_BYTES_PER_CHAR, too_big
+from minions.documents.limits import DOCX_XML_BYTES_PER_CHAR, check_inflation, too_big
 from minions.errors import DocumentError, MissingDependencyError
 
 _HTML_DROP = ("script", "style", "noscript", "template", "head", "svg", "iframe")
@@ -188,12 +188,7 @@ def _check_archive(stream: io.BytesIO, *, where: str, max_chars: int) -> None:
         return  # not a zip: python-docx says so
     finally:
         stream.seek(0)
-    for i in members:
-        if i.file_size > BOMB_MIN_BYTES and i.file_size > BOMB_RATIO * max(i.compress_size, 1):
-            raise DocumentError(
-                f"{where} hit a safety limit: its part {i.filename} inflates from {i.compress_size:,} to "
-                f"{i.file_size:,} bytes ({i.file_size // max(i.compress_size, 1):,}x), as a zip bomb does. "
-                "If you trust the file, re-save it from Word or export it to PDF or text.", source=where)
+    check_inflation(members, where, "Word")
     expanded = sum(i.file_size for i in members)
     if expanded > DOCX_XML_BYTES_PER_CHAR * max_chars:
         raise too_big(where, f"its XML expands to {expanded:,} bytes (more than {DOCX_XML_BYTES_PER_CHAR} bytes "

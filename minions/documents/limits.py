@@ -10,6 +10,8 @@ memory (text by size, DOCX by the declared size of its XML); others once their t
 from __future__ import annotations
 
 import os
+import zipfile
+from collections.abc import Iterable
 
 from minions.errors import ConfigError, DocumentError
 
@@ -52,3 +54,14 @@ def too_big(where: str, size: str, limit: int, *, source: str) -> DocumentError:
         f"{where} is too large: {size}, over the limit of {limit:,} characters of text. Raise the limit "
         f"if you mean it (load(..., max_chars=N), minions ask --max-document-chars N, or the {MAX_CHARS_ENV} "
         "environment variable), or split the document.", source=source)
+
+
+def check_inflation(members: Iterable[zipfile.ZipInfo], where: str, resave: str) -> None:
+    """Refuse an archive member that inflates like a zip bomb, before anything is unpacked.
+    `resave` names the application to re-save the file from (DOCX, XLSX, PPTX, EPUB, ODT share this)."""
+    for i in members:
+        if i.file_size > BOMB_MIN_BYTES and i.file_size > BOMB_RATIO * max(i.compress_size, 1):
+            raise DocumentError(
+                f"{where} hit a safety limit: its part {i.filename} inflates from {i.compress_size:,} to "
+                f"{i.file_size:,} bytes ({i.file_size // max(i.compress_size, 1):,}x), as a zip bomb does. If you "
+                f"trust the file, re-save it from {resave} or export it to PDF or text.", source=where)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from xml.etree import ElementTree
 
-from minions.documents.limits import BOMB_MIN_BYTES, BOMB_RATIO, DOCX_XML_BYTES_PER_CHAR, too_big
+from minions.documents.limits import DOCX_XML_BYTES_PER_CHAR, check_inflation, too_big
 from minions.errors import DocumentError, MissingDependencyError
 
 EXTRA = "formats"
@@ -57,12 +57,7 @@ def check_archive(data: bytes, *, where: str, max_chars: int | None, what: str) 
     if len(members) > MAX_MEMBERS:
         raise DocumentError(f"{where} hit a safety limit: {len(members):,} archive members (limit {MAX_MEMBERS:,}). "
                             "Re-save it from its application.", source=where)
-    for i in members:
-        if i.file_size > BOMB_MIN_BYTES and i.file_size > BOMB_RATIO * max(i.compress_size, 1):
-            raise DocumentError(
-                f"{where} hit a safety limit: its part {i.filename} inflates from {i.compress_size:,} to "
-                f"{i.file_size:,} bytes ({i.file_size // max(i.compress_size, 1):,}x), as a zip bomb does. If you "
-                "trust the file, re-save it from its application or export it to PDF or text.", source=where)
+    check_inflation(members, where, "its application")
     text_parts = [i for i in members if i.filename.lower().endswith((".xml", ".rels", ".xhtml", ".html", ".htm",
                                                                      ".opf", ".ncx"))]
     expanded = sum(i.file_size for i in text_parts)

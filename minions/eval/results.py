@@ -45,7 +45,7 @@ class ResultRow(BaseModel):
     budget_exhausted: bool = False
     rounds_exhausted: bool = False
     degraded: bool = False                       # answered from local work after a remote step failed
-    grounded: bool | None = None                 # False: the answer shares nothing with local evidence
+    grounded: bool | None = None                 # False: the answer's own figures are not backed by local evidence
     read_share: float | None = None              # share of the documents' characters read (RunResult.coverage)
     #: what ran (RunResult.settings): resolved knobs, models, stand-in status, price sources
     settings: dict[str, Any] | None = None

@@ -172,6 +172,40 @@ class Protocol(ABC, Generic[ConfigT]):
 
     async def arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None,
                    cancel: Cancellable | None = None) -> RunResult:
+        """Run the protocol; every request that leaves for the remote is recorded (`minions.egress`)
+        and summarised in `RunResult.egress`."""
+        from minions.egress.record import Collector, capture, end_run, new_run_id
+
+        documents = to_documents(context)
+        self._mark_egress_roles()
+        collector = Collector(new_run_id())
+        with capture(collector, run_id=collector.run_id):
+            result = await self._arun(task, documents, on_event=on_event, cancel=cancel)
+            egress = self._egress(collector, documents)
+            end_run(collector.run_id, egress)
+        return result.model_copy(update={"egress": egress})
+
+    def _mark_egress_roles(self) -> None:
+        """Tell the clients their roles: a local model's requests to this machine are not egress; an
+        in-process remote is recorded at the call (see `minions.egress.transport`)."""
+        if self.local is not None and self.local is not self.remote:
+            self.local.egress_role = "local"
+        if self.remote is not None and "remote" in self.needs:
+            self.remote.egress_role = "remote"
+
+    def _egress(self, collector: Any, documents: list[Document]) -> Any:
+        from collections import Counter
+
+        from minions.egress.record import summarize
+
+        scrubbed: dict[str, dict[str, int]] = {}
+        if self.privacy is not None and hasattr(self.privacy, "spans") and collector.records:
+            scrubbed = {d.id: dict(Counter(p for _s, _e, p in self.privacy.spans(d.text))) for d in documents}
+        return summarize(collector.run_id, collector.records, [(d.id, d.text) for d in documents],
+                         scrubbed=scrubbed)
+
+    async def _arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None,
+                    cancel: Cancellable | None = None) -> RunResult:
         started = time.perf_counter()
         ctx = RunContext(self, task, to_documents(context), on_event, cancel)
         for doc in ctx.documents:  # load warnings (e.g. "decoded it as latin-1") belong with the run

@@ -26,7 +26,7 @@ from minions import errors
 Kind = Literal["int", "float", "bool", "choice", "text", "read"]
 
 #: knob defaults for a stand-in remote (`Client.stand_in`: the embedded 135M model playing the cloud
-#: model): its final answer, when it shares nothing with what the local model found and verified, is
+#: model): its final answer, when its own figures are not backed by what the local model found and verified, is
 #: replaced by the most supported verified local answer (marked degraded) instead of only being
 #: flagged grounded=false; Minion's worker first answers the user's question itself, not the
 #: stand-in's first question. Explicit knobs win. Applied by `build.resolved_knobs`.

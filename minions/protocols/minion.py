@@ -121,10 +121,10 @@ class MinionConfig(ProtocolConfig):
     max_context_tokens: int | None = Field(None, ge=1, description="cap on the worker's prompt tokens")
     #: how many times the remote may be asked for valid JSON per decision
     json_attempts: int = Field(2, ge=1, le=5, description="times the remote is asked for valid JSON per decision")
-    #: when the remote's answer shares nothing with the worker's replies: "flag" keeps it with
+    #: when the remote's answer is not backed by the worker's replies: "flag" keeps it with
     #: grounded=false; "fallback" returns the worker's last reply instead (degraded)
     ungrounded_answer: Literal["flag", "fallback"] = Field(
-        "flag", description="when the answer shares nothing with what the local model found: 'flag' it "
+        "flag", description="when the answer's own figures are not backed by what the local model found: 'flag' it "
         "(grounded=false) or 'fallback' to the best verified local answer")
     #: the worker's first question: the remote's ("remote"), or the user's task itself ("task"), so a
     #: remote whose first question drifts cannot keep the worker from answering what was asked (the

@@ -324,7 +324,7 @@ class MinionS(Protocol[MinionSConfig]):
             said = answer_to_question(records, ctx.task)
             if said is not None:
                 answer = state.degrade(
-                    f"the remote's answer shares nothing with the workers' answers and no worker's answer could "
+                    f"the remote's answer is not backed by the workers' answers and no worker's answer could "
                     f"be checked against the document; returned the workers' most frequent answer to the "
                     f"question ({said.support} job(s), unverified)",
                     said.answer[:_MAX_ANSWER_CHARS], [], grounded=state.grounded)

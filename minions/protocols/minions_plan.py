@@ -68,7 +68,7 @@ class MinionSConfig(ProtocolConfig):
     ask_question: bool = Field(True, description="every round also runs the user's question itself as a task "
                                "(unless the plan already holds it), so a plan that drifts still reads for it")
     ungrounded_answer: Literal["flag", "fallback"] = Field(
-        "flag", description="when the remote's answer shares nothing with the kept job outputs: 'flag' keeps "
+        "flag", description="when the remote's answer is not backed by the kept job outputs: 'flag' keeps "
         "it with grounded=false; 'fallback' returns the most frequent verified job answer instead (degraded)")
 
     @model_validator(mode="after")

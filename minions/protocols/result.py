@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, computed_field, field_validator
 
 from minions.cost import CostReport, MeterEntry
+from minions.egress.record import Egress
 from minions.redact import normalize, redact, redact_tree, tree_contains
 
 
@@ -208,6 +209,8 @@ class RunResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     documents: list[dict[str, Any]] = Field(default_factory=list)  # id, title, source, chars
     coverage: Coverage | None = None            # how much of the documents was read
+    #: what left this machine: requests, bytes, tokens, dollars per host; verbatim share per document
+    egress: Egress | None = None
     #: what ran: resolved knobs, models, stand-in status, price sources (RunSettings.from_record)
     settings: RunRecord | None = None
 
@@ -235,6 +238,7 @@ class RunResult(BaseModel):
             "price_sources": self.cost.price_sources,
             "citations": [c.model_dump() for c in self.citations],
             "coverage": self.coverage.summary() if self.coverage else None,
+            "egress": self.egress.model_dump(mode="json") if self.egress else None,
             "budget_exhausted": self.budget_exhausted,
             "rounds_exhausted": self.rounds_exhausted,
             "error": self.error,
