@@ -390,12 +390,42 @@ def test_streaming_client_disconnect_cancels_the_run():
         with httpx.Client(base_url=srv.url) as http, http.stream(
                 "POST", "/v1/chat/completions", headers={"Authorization": "Bearer k"},
                 json={"model": "remote-only", "stream": True, "messages": [{"role": "user", "content": "Revenue?"}]}) as r:
-            first = next(r.iter_lines())
+            # The line iterator is held: dropping a half-read httpx iterator closes the connection at
+            # once (httpcore closes the stream on GeneratorExit), which is the disconnect itself — the
+            # run was then cancelled before its model call whenever the server was slower than the GC.
+            lines = r.iter_lines()
+            first = next(lines)
             assert first.startswith("data: ") and json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
             wait_for(lambda: len(remote.calls) == 1, "the model call")
+            assert metric(srv, "minions_runs_total", protocol="remote-only", outcome="cancelled") == 0
         wait_for(lambda: metric(srv, "minions_runs_total", protocol="remote-only", outcome="cancelled") == 1,
                  "the streamed run to be cancelled")
         assert service.admission.running == 0
+
+
+def test_streaming_client_that_leaves_while_queued_never_reaches_the_model():
+    # The one slot is held by a gated run, so the streamed request waits in the queue after its
+    # first line; its client leaves there. No sleep races the CPU: each step waits on server state.
+    gate = threading.Event()
+    remote = gated_remote(gate)
+    ask = {"model": "remote-only", "messages": [{"role": "user", "content": "Revenue?"}]}
+    with serving(remote, max_concurrent=1, max_queue=1) as (srv, service, client), ThreadPoolExecutor(1) as pool:
+        running = pool.submit(client.chat.completions.create, **ask)
+        wait_for(lambda: len(remote.calls) == 1, "the first run's model call")
+        with httpx.Client(base_url=srv.url) as http, http.stream(
+                "POST", "/v1/chat/completions", headers={"Authorization": "Bearer k"},
+                json={**ask, "stream": True}) as r:
+            lines = r.iter_lines()
+            assert json.loads(next(lines)[6:])["choices"][0]["delta"]["role"] == "assistant"
+            wait_for(lambda: service.admission.waiting == 1, "the streamed run to queue")
+            del lines  # closes the connection: the client is gone
+            wait_for(lambda: metric(srv, "minions_runs_total", protocol="remote-only", outcome="cancelled") == 1,
+                     "the queued streamed run to be cancelled")
+        assert service.admission.waiting == 0 and service.admission.running == 1
+        gate.set()
+        assert running.result().choices[0].message.content == ANSWER
+        wait_for(lambda: service.admission.running == 0, "the slot to be freed")
+    assert len(remote.calls) == 1  # the streamed request never reached the model
 
 
 def test_load_every_request_answered_or_429_none_lost_or_duplicated_memory_back_to_idle():
