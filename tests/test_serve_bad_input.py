@@ -69,18 +69,20 @@ def cli_logging():
 
     from minions.cli import logs
 
-    # An earlier test in the same process may have left uvicorn's loggers disabled or raised
-    # (a dictConfig, a quiet run); this test needs uvicorn's own traceback to reach stderr.
-    saved = {n: (logging.getLogger(n).disabled, logging.getLogger(n).level) for n in ("uvicorn", "uvicorn.error")}
-    for n in saved:
-        logging.getLogger(n).disabled = False
-        logging.getLogger(n).setLevel(logging.INFO)
+    # An earlier in-process `minions serve` (tests/test_recipe.py) leaves uvicorn's loggers with their
+    # own handler on the stderr of that moment (a capture object since gone): route them to the root
+    # handlers that `logs.install` sets up now, as a fresh process would.
+    loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error")]
+    saved = [(lg.disabled, lg.level, lg.propagate, lg.handlers[:]) for lg in loggers]
+    for lg in loggers:
+        lg.disabled, lg.propagate, lg.handlers = False, True, []
+        lg.setLevel(logging.INFO)
     undo = logs.install(secrets=["served-by-this-key-42"])
     yield
     undo()
-    for n, (disabled, level) in saved.items():
-        logging.getLogger(n).disabled = disabled
-        logging.getLogger(n).setLevel(level)
+    for lg, (disabled, level, propagate, handlers) in zip(loggers, saved, strict=True):
+        lg.disabled, lg.propagate, lg.handlers = disabled, propagate, handlers
+        lg.setLevel(level)
 
 
 def test_a_key_in_an_untyped_error_is_redacted_in_every_traceback(monkeypatch, capfd, cli_logging):
