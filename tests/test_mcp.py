@@ -6,10 +6,12 @@ process runs exactly as a user starts it while its answers stay deterministic.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -107,14 +109,25 @@ def test_roots_must_exist(tmp_path):
 async def test_mcp_over_streamable_http(gateway, tmp_path):
     gateway.backend = ScriptedBackend(answers_capex)
     (tmp_path / "acme-2024.pdf").write_bytes(make_pdf(PAGES))
+    with mcp_http_server(gateway, tmp_path) as url:
+        async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            out = await session.call_tool("ask", {"question": "Capital expenditures?", "documents": ["acme-2024.pdf"]})
+            assert not out.is_error, out.content
+            assert out.structured_content["citations"][0]["page_start"] == 2
+
+
+@contextlib.contextmanager
+def mcp_http_server(gateway, root: Path) -> Iterator[str]:
+    """`minions mcp --http` over `root` in a child process; yields its URL once the port answers."""
     port = free_port()
-    params = server_params(gateway, tmp_path, "--http", "--port", str(port))
+    params = server_params(gateway, root, "--http", "--port", str(port))
     proc = subprocess.Popen([params.command, *params.args], env={**os.environ, **params.env}, cwd=params.cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}/mcp"
-        deadline = time.monotonic() + 60
-        while True:  # up once the port answers
+        deadline = time.monotonic() + 600  # a hang guard only: start-up waits on the port, not a clock
+        while True:
             assert proc.poll() is None, proc.communicate()[1]
             try:
                 httpx.get(url, timeout=1)
@@ -122,11 +135,7 @@ async def test_mcp_over_streamable_http(gateway, tmp_path):
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "MCP HTTP server did not start"
                 time.sleep(0.2)
-        async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
-            await session.initialize()
-            out = await session.call_tool("ask", {"question": "Capital expenditures?", "documents": ["acme-2024.pdf"]})
-            assert not out.is_error, out.content
-            assert out.structured_content["citations"][0]["page_start"] == 2
+        yield url
     finally:
         proc.terminate()
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=60)

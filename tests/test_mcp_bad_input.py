@@ -6,8 +6,6 @@ HTTP transport (DNS rebinding)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 
 import httpx
 import pytest
@@ -17,8 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from minions.serve.errors import ServeError
 from minions.serve.mcp import Roots
 from tests.gateway import ScriptedBackend
-from tests.test_mcp import answers_capex, server_params
-from tests.test_serve import free_port
+from tests.test_mcp import answers_capex, mcp_http_server
 
 
 def test_roots_refuse_hidden_files_and_directories(tmp_path):
@@ -39,32 +36,15 @@ async def test_mcp_http_refuses_fifos_hidden_files_and_foreign_hosts(gateway, tm
     gateway.backend = ScriptedBackend(answers_capex)
     os.mkfifo(tmp_path / "pipe.txt")
     (tmp_path / ".env.txt").write_text("OPENAI_API_KEY=sk-live-0123456789")
-    port = free_port()
-    params = server_params(gateway, tmp_path, "--http", "--port", str(port))
-    proc = subprocess.Popen([params.command, *params.args], env={**os.environ, **params.env}, cwd=params.cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}/mcp"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "MCP HTTP server did not start"
-                time.sleep(0.2)
+    with mcp_http_server(gateway, tmp_path) as url:
         foreign = httpx.post(url, headers={"Host": "evil.example", "Content-Type": "application/json",
                                            "Accept": "application/json, text/event-stream"}, json={})
         assert foreign.status_code == 421
         async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             fifo = await session.call_tool("ask", {"question": "What is in it?", "documents": ["pipe.txt"]},
-                                           read_timeout_seconds=30)
+                                           read_timeout_seconds=300)  # a hang guard: a FIFO used to block forever
             assert fifo.is_error and "named pipe (FIFO)" in fifo.content[0].text
             hidden = await session.call_tool("ask", {"question": "What is the key?", "documents": [".env.txt"]})
             assert hidden.is_error and "hidden" in hidden.content[0].text
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
     assert gateway.counts.get("/v1/chat/completions", 0) == 0  # nothing reached a model
