@@ -9,12 +9,12 @@ Every model call appends one line to CALLS_LOG (unless "-"), so calls are counte
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
 
 from minions.clients import FunctionClient, Message, Options
+from tests.eval_scripted_sweep import log_call, reply_by_schema
 
 SAMPLE = Path(__file__).resolve().parents[1] / "datasets" / "sample"
 REPORT = SAMPLE / "northwind_annual_report.md"
@@ -41,24 +41,13 @@ def write_questions(path: Path, questions=QUESTIONS, documents: list[str] | None
 def scripted_reply(log: Path | None = None, delay: float = 0.0, fail: str | None = None):
     """Answers by what is asked (the reply's schema: a plan, a decision, a job), keyed by the question."""
     async def reply(messages: list[Message], options: Options) -> str:
-        if delay:
-            await asyncio.sleep(delay)
-        if log is not None:
-            with open(log, "a") as f:
-                f.write("call\n")
+        await log_call(log, delay)
         task = " ".join(m.content for m in messages)
         if fail and fail in task:
             raise RuntimeError("scripted failure")
         answer = next((a for _, q, a in QUESTIONS if q in task), "I could not find it.")
-        schema = options.json_schema or {}
-        props = schema.get("properties", {})
-        if "tasks" in props:
-            return json.dumps({"tasks": [{"instruction": "Find the figure the question asks for."}]})
-        if "decision" in props:
-            return json.dumps({"decision": "provide_final_answer", "answer": answer, "explanation": "from the jobs"})
-        if "citation" in props:
-            return json.dumps({"explanation": "seen in the chunk", "citation": None, "answer": answer})
-        return answer
+        out = reply_by_schema(options, answer)
+        return answer if out is None else out
     return reply
 
 

@@ -26,23 +26,35 @@ ANSWERS = {"total revenue in fiscal 2024": "Total revenue was $2,847.3 million."
            "test-set F1": "It reaches 69.8 F1."}  # wrong on purpose (the RAG baseline)
 
 
+def reply_by_schema(options: Options, answer: str) -> str | None:
+    """The scripted reply to a request for a plan, a decision or a job (by the schema's fields), or
+    None when no such schema is asked for."""
+    props = (options.json_schema or {}).get("properties", {})
+    if "tasks" in props:
+        return json.dumps({"tasks": [{"instruction": "Find the figure the question asks for."}]})
+    if "decision" in props:
+        return json.dumps({"decision": "provide_final_answer", "answer": answer, "explanation": "from the jobs"})
+    if "citation" in props:
+        return json.dumps({"explanation": "seen in the chunk", "citation": None, "answer": answer})
+    return None
+
+
+async def log_call(log: Path | None, delay: float) -> None:
+    if delay:
+        await asyncio.sleep(delay)
+    if log is not None:
+        with open(log, "a") as f:
+            f.write("call\n")
+
+
 def scripted_reply(log: Path | None = None, delay: float = 0.0):
     async def reply(messages: list[Message], options: Options) -> str:
-        if delay:
-            await asyncio.sleep(delay)
-        if log is not None:
-            with open(log, "a") as f:
-                f.write("call\n")
+        await log_call(log, delay)
         task = " ".join(m.content for m in messages)
         answer = next((a for k, a in ANSWERS.items() if k in task), "I could not find it.")
-        props = (options.json_schema or {}).get("properties", {})
-        if "tasks" in props:
-            return json.dumps({"tasks": [{"instruction": "Find the figure the question asks for."}]})
-        if "decision" in props:
-            return json.dumps({"decision": "provide_final_answer", "answer": answer, "explanation": "from the jobs"})
-        if "citation" in props:
-            return json.dumps({"explanation": "seen in the chunk", "citation": None, "answer": answer})
-        if "correct" in props:  # a judge
+        if (out := reply_by_schema(options, answer)) is not None:
+            return out
+        if "correct" in (options.json_schema or {}).get("properties", {}):  # a judge
             return json.dumps({"correct": "2,847.3" in task, "reason": "compared"})
         return answer
     return reply
