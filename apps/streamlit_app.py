@@ -21,9 +21,9 @@ from minions_app import docs as doc_picker  # noqa: E402
 from minions_app import sidebar  # noqa: E402
 from minions_app.config import PROTOCOL_LABELS, Settings, build_protocol, native_multi_turn  # noqa: E402
 from minions_app.export import run_log, scrub  # noqa: E402
-from minions_app.fmt import safe_md, with_history  # noqa: E402
+from minions_app.fmt import safe_md  # noqa: E402
 from minions_app.live import LiveView, run_live  # noqa: E402
-from minions_app.turns import OPEN_SOURCE, Turn, explain_exception, render_turn  # noqa: E402
+from minions_app.turns import OPEN_SOURCE, Turn, explain_exception, follow_up, render_turn  # noqa: E402
 
 from minions.clients import Client, get_client  # noqa: E402
 from minions.documents import Document  # noqa: E402
@@ -60,8 +60,7 @@ def ask(question: str, protocol: Protocol, docs: list[Document], settings: Setti
         st.markdown(safe_md(question))
     with st.chat_message("assistant"):
         status = st.status(f"Running {settings.protocol} on {len(docs)} document(s)…", expanded=True)
-        task = question if native_multi_turn(protocol) else \
-            with_history(question, [(t.question, t.answer) for t in turns])
+        task = question if native_multi_turn(protocol) else follow_up(question, turns)
         # Stop: clicking it makes Streamlit stop this script, and run_live then cancels the run before
         # its next model call; the partial result is kept as a turn (on_stopped). The token is in the
         # session so the button's callback (and tests) can reach the running run.

@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from minions.cost import add_costs
+from minions.protocols.result import RunResult
 from tests.gateway import OPENAI, ScriptedBackend
 from tests.test_documents import PAGES, make_pdf
 
@@ -25,7 +26,8 @@ sys.path.insert(0, str(APP.parent))  # the app's own modules, as `streamlit run`
 from minions_app.config import STAND_IN_PRICE  # noqa: E402
 from minions_app.docs import load_files  # noqa: E402
 from minions_app.export import REMOVED, run_log, scrub  # noqa: E402
-from minions_app.fmt import rounds_table, safe_md, usd, with_history  # noqa: E402
+from minions_app.fmt import rounds_table, safe_md, usd  # noqa: E402
+from minions_app.turns import Turn, follow_up  # noqa: E402
 
 SECRET = "sk-app-test-7f3a9c1e5b2d4f6a8c0e"
 QUESTION = "What was Acme's revenue in fiscal 2024?"
@@ -121,11 +123,15 @@ def test_model_output_cannot_make_links_or_images() -> None:
         r"!\[x\](https://evil.example/?q=1) \<b\>\$5\</b\>"
 
 
-def test_follow_ups_carry_earlier_answers_for_protocols_without_memory() -> None:
-    assert with_history("and 2023?", []) == "and 2023?"
-    task = with_history("and 2023?", [("revenue 2024?", "120 million"), ("unanswered", None)])
-    assert "Q: revenue 2024?\nA: 120 million" in task and task.endswith("Follow-up question: and 2023?")
-    assert "unanswered" not in task
+def test_follow_ups_carry_earlier_answered_turns_for_protocols_without_memory() -> None:
+    def turn(q: str, answer: str | None) -> Turn:
+        result = RunResult.model_construct(answer=answer) if answer is not None else None
+        return Turn(question=q, settings={}, result=result, error=None if result else "failed", log=b"")
+
+    assert follow_up("and 2023?", []) == "and 2023?"
+    task = follow_up("and 2023?", [turn("revenue 2024?", "120 million"), turn("unanswered", None)])
+    assert "1. Question: revenue 2024?\n   Answer: 120 million" in task and task.endswith("and 2023?")
+    assert "unanswered" not in task  # a failed run has nothing to build on
 
 
 # --- the app -------------------------------------------------------------------------------------
@@ -199,7 +205,8 @@ def test_follow_up_questions_reuse_the_protocol_and_its_memory(gateway) -> None:
     protocol = at.session_state["protocol_instance"][1]
     ask(at, "And the year before?")
     assert at.session_state["protocol_instance"][1] is protocol                # same instance, same memory
-    assert protocol.history == [(QUESTION, "120 million dollars."), ("And the year before?", "120 million dollars.")]
+    assert [(t.question, t.answer) for t in protocol.history] == \
+        [(QUESTION, "120 million dollars."), ("And the year before?", "120 million dollars.")]
     second = gateway.bodies(OPENAI)[-1]["messages"][0]["content"]
     assert QUESTION in second and "And the year before?" in second            # the remote saw the history
     assert [t.question for t in at.session_state["turns"]] == [QUESTION, "And the year before?"]

@@ -267,7 +267,7 @@ async def test_multi_turn_keeps_a_short_history_on_the_instance():
     assert "1. Question: Q-one?\n   Answer: A1" in firsts[1]
     assert "Q-one?" in firsts[2] and "Q-two?" in firsts[2]
     assert "Q-one?" not in firsts[3] and "Q-two?" in firsts[3] and "Q-three?" in firsts[3]
-    assert proto.history == [("Q-three?", "A3"), ("Q-four?", "A4")]
+    assert [(t.question, t.answer) for t in proto.history] == [("Q-three?", "A3"), ("Q-four?", "A4")]
     # Another instance has its own (empty) history; clearing forgets.
     other = Minion(local, remote, prices=PRICES, multi_turn=True)
     await other.arun("Fresh?", DOC)

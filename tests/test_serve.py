@@ -195,7 +195,7 @@ def test_earlier_turns_reach_the_protocol_and_knobs_apply():
     assert options.max_tokens == 77 and options.temperature == 0.0  # knobs apply; OpenAI sampling does not
     assert out.model_extra["minions"]["ignored_params"] == ["max_tokens", "temperature"]  # and the caller is told
     prompt = messages[-1].content
-    assert "user: Revenue in 2024?\nassistant: 120 million." in prompt and "Question: And the dividend?" in prompt
+    assert "1. Question: Revenue in 2024?\n   Answer: 120 million." in prompt and "### Follow-up question\nAnd the dividend?" in prompt
 
 
 # --- errors, each in OpenAI's shape -------------------------------------------------------------

@@ -129,12 +129,3 @@ def plan_tasks(plan: dict[str, Any] | None) -> list[str]:
     for t in (plan or {}).get("tasks", []) or []:
         out.append(str(t.get("instruction", t)) if isinstance(t, dict) else str(t))
     return out
-
-
-def with_history(question: str, turns: Sequence[tuple[str, str | None]], keep: int = 3) -> str:
-    """A follow-up for protocols that do not remember turns: earlier Q&A as context, then the question."""
-    earlier = [(q, a) for q, a in turns if a][-keep:]
-    if not earlier:
-        return question
-    lines = "\n".join(f"Q: {q}\nA: {clip(a, 400)}" for q, a in earlier)
-    return f"Earlier questions and answers about these documents:\n{lines}\n\nFollow-up question: {question}"

@@ -3,7 +3,7 @@ answer, its citations, the cost panel (overall and per round), how it was answer
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,7 @@ import streamlit as st
 
 from minions.documents import Document
 from minions.errors import MinionsError
+from minions.protocols import history
 from minions.protocols.result import Citation, RunResult
 
 from .fmt import (
@@ -67,6 +68,17 @@ class Turn:
     @property
     def answer(self) -> str | None:
         return self.result.answer if self.result else None
+
+
+#: earlier answered turns a follow-up shows to a protocol that does not remember turns itself
+FOLLOW_UP_TURNS = 3
+
+
+def follow_up(question: str, turns: Sequence[Turn]) -> str:
+    """The task for a follow-up: the last few answered turns (a failed run has nothing to build on),
+    then the question, in the one history format every door uses."""
+    answered = [history.Turn(question=t.question, answer=t.answer) for t in turns if t.answer]
+    return history.with_history(question, answered, keep=FOLLOW_UP_TURNS)
 
 
 def render_turn(turn: Turn, index: int, titles: dict[str, str], docs: Mapping[str, Document] | None = None,

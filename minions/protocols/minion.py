@@ -30,6 +30,7 @@ from minions.protocols.context import (
 )
 from minions.protocols.events import EventHandler, MessageSent
 from minions.protocols.grounding import settle
+from minions.protocols.history import Turn, history_block
 from minions.protocols.lenient import as_text
 from minions.protocols.parsing import ask_json
 from minions.protocols.result import RoundDecision, RoundRecord, RunResult
@@ -140,11 +141,11 @@ class Minion(Protocol[MinionConfig]):
     def __init__(self, local: Client | None = None, remote: Client | None = None, **kw: Any):
         super().__init__(local, remote, **kw)
         # State of this instance, the conversation its user is having; never shared between instances.
-        self._history: deque[tuple[str, str]] = deque(maxlen=self.config.history_turns)
+        self._history: deque[Turn] = deque(maxlen=self.config.history_turns)
 
     @property
-    def history(self) -> list[tuple[str, str]]:
-        """Earlier (task, answer) pairs this instance remembers (multi_turn only), oldest first."""
+    def history(self) -> list[Turn]:
+        """Earlier turns (task and answer) this instance remembers (multi_turn only), oldest first."""
         return list(self._history)
 
     def clear_history(self) -> None:
@@ -154,7 +155,7 @@ class Minion(Protocol[MinionConfig]):
                    cancel: Cancellable | None = None) -> RunResult:
         result = await super().arun(task, context, on_event=on_event, cancel=cancel)
         if self.config.multi_turn and result.answer and result.error is None:
-            self._history.append((task, result.answer))
+            self._history.append(Turn(question=task, answer=result.answer))
         return result
 
     # -- the protocol -----------------------------------------------------------------------------
@@ -264,5 +265,4 @@ class Minion(Protocol[MinionConfig]):
     def _history_block(self) -> str:
         if not (self.config.multi_turn and self._history):
             return ""
-        turns = "\n".join(f"{i}. Question: {q}\n   Answer: {a}" for i, (q, a) in enumerate(self._history, 1))
-        return "\n" + render("minion_history", turns=turns) + "\n"
+        return "\n" + history_block(self._history) + "\n"

@@ -11,12 +11,14 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
 
 from minions.documents import SUPPORTED, Document, unique_ids
 from minions.protocols import RunResult
+from minions.protocols.history import Turn, with_history
 from minions.serve.errors import InvalidRequest, RunFailed, ServeError
 from minions.serve.schemas import (
     IGNORED_PARAMS,
@@ -69,12 +71,28 @@ def compose_task(request: ChatCompletionRequest) -> str:
     if not question:
         raise InvalidRequest("The last user message has no question text: ask something about the "
                              "documents.", param=f"messages[{last}].content")
-    turns = [(m.role, _text(m, i).strip()) for i, m in enumerate(messages[:last])]
-    turns = [(role, text) for role, text in turns if text]
-    if not turns:
-        return question
-    history = "\n".join(f"{role}: {text}" for role, text in turns)
-    return f"Conversation so far:\n{history}\n\nQuestion: {question}"
+    return with_history(question, conversation_turns((m.role, _text(m, i)) for i, m in enumerate(messages[:last])))
+
+
+def conversation_turns(messages: Iterable[tuple[str, str]]) -> list[Turn]:
+    """Earlier chat messages as turns: a user message opens a turn, the assistant's reply answers it.
+
+    Instructions (system, developer, tool) are kept, marked with their role, as what the user said, so
+    nothing a client sent is dropped; empty messages are.
+    """
+    turns: list[Turn] = []
+    for role, raw in messages:
+        text = raw.strip()
+        if not text:
+            continue
+        if role == "assistant":
+            if turns and turns[-1].answer is None:
+                turns[-1] = turns[-1].model_copy(update={"answer": text})
+            else:
+                turns.append(Turn(question="", answer=text))
+        else:
+            turns.append(Turn(question=text if role == "user" else f"[{role}] {text}"))
+    return turns
 
 
 async def _file_document(service: Service, part: FilePart, param: str) -> Document:
