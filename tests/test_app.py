@@ -360,3 +360,19 @@ def test_run_live_cancels_the_run_when_streamlit_stops_the_script() -> None:
                  on_stopped=stopped.append, poll_s=0.05)
     assert token.cancelled and len(stopped) == 1 and stopped[0].cancelled
     assert len(remote.calls) <= 2 and stopped[0].cost.role("remote").usage.requests == len(remote.calls)
+
+
+def test_privacy_widget_scrubs_a_private_name_from_what_the_remote_receives(gateway) -> None:
+    gateway.backend = ScriptedBackend(lambda m, o: "Revenue grew to 120 million dollars in fiscal 2024.")
+    at = app()
+    upload(at, ("acme.pdf", make_pdf(PAGES)))
+    use_gateway_remote(at, gateway, "remote-only")
+    ask(at, QUESTION)
+    plain = json.dumps(gateway.bodies(OPENAI)[-1]["messages"])
+    assert "Acme" in plain                                           # without privacy the remote reads the name
+    at.text_area(key="private_names").set_value("Acme\n").run()      # listing a name turns scrubbing on
+    ask(at, QUESTION)
+    scrubbed = json.dumps(gateway.bodies(OPENAI)[-1]["messages"])
+    assert "acme" not in scrubbed.lower() and "120 million" in scrubbed  # the name goes; the figures stay
+    turn = at.session_state["turns"][-1]
+    assert turn.result.settings.privacy and "Acme" not in json.dumps(turn.settings)  # recorded, names not exported

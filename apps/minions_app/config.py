@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from minions import errors
 from minions.clients import Client, get_client, parse_spec
@@ -95,10 +95,16 @@ class Settings(BaseModel):
     ollama_host: str | None = None
     max_remote_usd: float | None = None
     reasoning: str | None = None
+    #: scrub personal data (emails, phones, ids, ...) from what the remote receives
+    privacy: bool = False
+    #: names scrubbed too (implies privacy); kept out of the exported run log, which should not list them
+    private_names: tuple[str, ...] = Field((), exclude=True)
 
     def fingerprint(self, secrets: Mapping[str, str]) -> str:
         """Changes when settings or keys change: then the protocol (and its clients) is rebuilt."""
         h = hashlib.sha256(self.model_dump_json().encode())
+        for name in self.private_names:  # excluded from the dump, but a new name needs a new scrubber
+            h.update(f"\0name\0{name}".encode())
         for env in sorted(secrets):
             h.update(f"\0{env}\0{secrets[env]}".encode())
         return h.hexdigest()
@@ -110,7 +116,8 @@ class Settings(BaseModel):
             knobs["multi_turn"] = True  # follow-ups continue the same conversation
         return RunSettings(protocol=self.protocol, local=self.local or None, remote=self.remote,
                            price_as=self.remote_price_as, base_url=self.remote_base_url, ollama_host=self.ollama_host,
-                           max_remote_usd=self.max_remote_usd, reasoning=self.reasoning, knobs=knobs)
+                           max_remote_usd=self.max_remote_usd, reasoning=self.reasoning, privacy=self.privacy,
+                           private_names=self.private_names, knobs=knobs)
 
 
 def key_env(spec: str) -> str | None:

@@ -122,6 +122,7 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
         budget = st.number_input("Remote budget in USD (0 = no limit)", min_value=0.0, value=0.0,
                                  step=0.01, format="%.6f", key="budget",
                                  help="The run stops before a remote call that could exceed it.")
+        privacy, names = _privacy()
 
         st.header("Models")
         local = _model_picker("Local model (reads the documents)", LOCAL_PRESETS, "local") \
@@ -168,5 +169,16 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
 
     settings = Settings(protocol=protocol, knobs=knobs, local=local, remote=remote, remote_price_as=price_as,
                         remote_base_url=base_url, ollama_host=host, max_remote_usd=budget or None,
-                        reasoning=reasoning)
+                        reasoning=reasoning, privacy=privacy, private_names=names)
     return settings, secrets, problem
+
+
+def _privacy() -> tuple[bool, tuple[str, ...]]:
+    """The privacy switch and the names to scrub (one per line; listing a name turns privacy on)."""
+    on = st.checkbox("Scrub personal data before the remote sees it", key="privacy",
+                     help="Emails, phone numbers, ids, card numbers and the names below are replaced by "
+                          "placeholders in every message sent to the remote model.")
+    text = st.text_area("Private names (one per line)", key="private_names",
+                        help="People or companies to scrub as well; listing one turns scrubbing on.")
+    names = tuple(dict.fromkeys(n.strip() for n in text.splitlines() if n.strip()))
+    return on or bool(names), names
