@@ -75,6 +75,16 @@ def use_gateway_remote(at: AppTest, gateway, protocol: str) -> None:
     at.text_input(key="key.OPENAI_API_KEY").set_value(SECRET).run()
 
 
+def remote_only_answer(gateway) -> AppTest:
+    """The app after one remote-only question over the uploaded Acme PDF, answered by the gateway."""
+    gateway.backend = ScriptedBackend(lambda m, o: "Revenue grew to 120 million dollars in fiscal 2024.")
+    at = app()
+    upload(at, ("acme.pdf", make_pdf(PAGES)))
+    use_gateway_remote(at, gateway, "remote-only")
+    ask(at, QUESTION)
+    return at
+
+
 def check_cost_panel(at: AppTest, r) -> None:
     """The panel's numbers are the result's meter: totals per role and the per-round table."""
     metrics = {m.label: m.value for m in at.metric}
@@ -173,11 +183,7 @@ def test_minions_end_to_end_on_an_uploaded_pdf_with_the_embedded_model() -> None
 
 
 def test_remote_key_typed_in_the_sidebar_is_used_and_never_exported(gateway) -> None:
-    gateway.backend = ScriptedBackend(lambda m, o: "Revenue grew to 120 million dollars in fiscal 2024.")
-    at = app()
-    upload(at, ("acme.pdf", make_pdf(PAGES)))
-    use_gateway_remote(at, gateway, "remote-only")
-    ask(at, QUESTION)
+    at = remote_only_answer(gateway)
     r = at.session_state["last_result"]
     assert r.answer == "Revenue grew to 120 million dollars in fiscal 2024." and r.error is None
     assert safe_md(r.answer) in texts(at.markdown)
@@ -363,11 +369,7 @@ def test_run_live_cancels_the_run_when_streamlit_stops_the_script() -> None:
 
 
 def test_privacy_widget_scrubs_a_private_name_from_what_the_remote_receives(gateway) -> None:
-    gateway.backend = ScriptedBackend(lambda m, o: "Revenue grew to 120 million dollars in fiscal 2024.")
-    at = app()
-    upload(at, ("acme.pdf", make_pdf(PAGES)))
-    use_gateway_remote(at, gateway, "remote-only")
-    ask(at, QUESTION)
+    at = remote_only_answer(gateway)
     plain = json.dumps(gateway.bodies(OPENAI)[-1]["messages"])
     assert "Acme" in plain                                           # without privacy the remote reads the name
     at.text_area(key="private_names").set_value("Acme\n").run()      # listing a name turns scrubbing on

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from minions.cost import CostReport, MeterEntry, add_costs
+from minions.protocols.clip import clip
 from minions.protocols.result import Citation, RoundRecord
 
 # Model output and document text are untrusted. Streamlit renders Markdown images and links, so a
@@ -26,11 +27,6 @@ def safe_md(text: str) -> str:
 def literal_md(text: str) -> str:
     """Shows the text exactly, no Markdown at all: for quotes from documents and short model outputs."""
     return _MD_PUNCT.sub(r"\\\1", text)
-
-
-def clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def usd(x: float | None) -> str:

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from minions.cli.safe_text import markup, plain
 from minions.documents.ocr import OcrProgress
+from minions.protocols.clip import clip
 from minions.protocols.events import FinalAnswer, JobFinished, JobsPlanned, MessageSent, Notice, RoundDone
 from minions.protocols.result import RunResult
 
@@ -84,8 +85,7 @@ class LiveView:
 
 
 def _clip(s: str, n: int) -> str:
-    s = " ".join(plain(s).split())
-    return s if len(s) <= n else s[: n - 1] + "…"
+    return clip(plain(s), n)
 
 
 def _usd(x: float | None) -> str:

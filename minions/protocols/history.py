@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from minions.protocols.clip import clip
 from minions.protocols.templates import render
 
 #: an earlier answer longer than this is clipped: it is context for a follow-up, not evidence
@@ -27,14 +28,9 @@ class Turn(BaseModel):
     answer: str | None = None
 
 
-def _clip(text: str, n: int = MAX_ANSWER_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
-
-
 def _line(i: int, turn: Turn) -> str:
     line = f"{i}. Question: {turn.question}"
-    return line if turn.answer is None else f"{line}\n   Answer: {_clip(turn.answer)}"
+    return line if turn.answer is None else f"{line}\n   Answer: {clip(turn.answer, MAX_ANSWER_CHARS)}"
 
 
 def history_block(turns: Iterable[Turn], keep: int | None = None) -> str:
