@@ -75,9 +75,9 @@ def use_gateway_remote(at: AppTest, gateway, protocol: str) -> None:
     at.text_input(key="key.OPENAI_API_KEY").set_value(SECRET).run()
 
 
-def remote_only_answer(gateway) -> AppTest:
-    """The app after one remote-only question over the uploaded Acme PDF, answered by the gateway."""
-    gateway.backend = ScriptedBackend(lambda m, o: "Revenue grew to 120 million dollars in fiscal 2024.")
+def remote_only_answer(gateway, answer: str = "Revenue grew to 120 million dollars in fiscal 2024.") -> AppTest:
+    """The app after one remote-only question over the uploaded Acme PDF, `answer`ed by the gateway."""
+    gateway.backend = ScriptedBackend(lambda m, o: answer)
     at = app()
     upload(at, ("acme.pdf", make_pdf(PAGES)))
     use_gateway_remote(at, gateway, "remote-only")

@@ -15,8 +15,7 @@ import pytest
 from minions.documents import Document, load
 from minions.protocols.citations import place_citations
 from minions.protocols.result import Citation
-from tests.gateway import ScriptedBackend
-from tests.test_app import QUESTION, app, ask, upload, use_gateway_remote
+from tests.test_app import remote_only_answer
 from tests.test_documents import PAGES, make_pdf
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "streamlit_app.py"
@@ -80,11 +79,7 @@ def test_a_looping_answer_is_shown_once():
 def test_clicking_a_citation_shows_its_pdf_page_with_the_quote_highlighted(gateway):
     pytest.importorskip("pypdfium2")
     answer = f'The report says "{QUOTE}".\n\nThe report says "{QUOTE}".'
-    gateway.backend = ScriptedBackend(lambda m, o: answer)
-    at = app()
-    upload(at, ("acme.pdf", make_pdf(PAGES)))
-    use_gateway_remote(at, gateway, "remote-only")
-    ask(at, QUESTION)
+    at = remote_only_answer(gateway, answer)
     r = at.session_state["last_result"]
     (c,) = r.citations
     doc = load(make_pdf(PAGES), name="acme.pdf")

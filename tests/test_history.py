@@ -10,9 +10,8 @@ from minions.clients.function import FunctionClient
 from minions.protocols.history import Turn, history_block, with_history
 from minions.protocols.minion import Minion
 from minions.serve.chat import conversation_turns
-from tests.gateway import OPENAI, ScriptedBackend
-from tests.test_app import QUESTION, app, ask, upload, use_gateway_remote
-from tests.test_documents import PAGES, make_pdf
+from tests.gateway import OPENAI
+from tests.test_app import QUESTION, ask, remote_only_answer
 from tests.test_protocol_minion import DOC, PRICES, final
 from tests.test_serve import serving
 
@@ -63,11 +62,7 @@ def test_serve_shows_earlier_messages_as_the_same_history_block():
 
 
 def test_app_follow_up_shows_the_same_history_block(gateway):
-    gateway.backend = ScriptedBackend(lambda _m, _o: ANSWER)
-    at = app()
-    upload(at, ("acme.pdf", make_pdf(PAGES)))
-    use_gateway_remote(at, gateway, "remote-only")
-    ask(at, QUESTION)
+    at = remote_only_answer(gateway, ANSWER)
     ask(at, FOLLOW_UP)
     prompt = "\n".join(m["content"] for m in gateway.bodies(OPENAI)[-1]["messages"])
     assert with_history(FOLLOW_UP, TURNS) in prompt
