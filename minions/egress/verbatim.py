@@ -147,6 +147,22 @@ class VerbatimIndex:
             return _runs(words.char_mask(mask, len(out)))
         return _runs(mask)
 
+    def locate(self, outbound: str) -> list[tuple[int, int, np.ndarray]]:
+        """The spans `spans` finds, without recording them, each with the positions of the normalised
+        document it covers (a boolean mask): what a budget charges for a span before it is sent
+        (`minions.egress.budget`). Character spans only (not with `min_words`)."""
+        if self.min_words is not None:
+            raise ValueError("locate measures character spans; this index counts words (min_words)")
+        codes = _codes(normalize(outbound))
+        hashes = _window_hashes(codes, self.w)
+        hit = self._hits(hashes)
+        out = []
+        for a, b in _runs(_cover(hit, len(codes), self.w)) if hit.any() else ():
+            inside = slice(a, b - self.w + 1)  # the windows that make up this span
+            found = np.sort(hashes[inside][hit[inside]])
+            out.append((a, b, _cover(_member(self._hashes, found), self._n, self.w)))
+        return out
+
     def add(self, outbound: str) -> int:
         """Measure one outbound text; returns how many of its characters are verbatim spans."""
         return sum(b - a for a, b in self.spans(outbound))

@@ -66,6 +66,7 @@ class RemoteOnly(_WholeContext):
 
     name = "remote-only"
     role = "remote"
+    sends_documents = True
     needs = ("remote",)
 
 
@@ -89,6 +90,7 @@ class RAG(Protocol[RAGConfig]):
     their ids and pages, and the task to the remote model."""
 
     name = "rag"
+    sends_documents = True
     needs = ("remote",)
     Config = RAGConfig
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from minions import errors
 
-Kind = Literal["int", "float", "bool", "choice", "text", "read"]
+Kind = Literal["int", "float", "bool", "choice", "text", "read", "verbatim"]
 
 #: knob defaults for a stand-in remote (`Client.stand_in`: the embedded 135M model playing the cloud
 #: model): its final answer, when its own figures are not backed by what the local model found and verified, is
@@ -84,12 +84,18 @@ class Knob(BaseModel):
 
             ReadBudget.parse(text)  # refused here, with the forms it takes
             return text
+        if self.kind == "verbatim":
+            from minions.egress.budget import MaxVerbatim
+
+            MaxVerbatim.parse(text)  # "12x", "150%": refused here, with the forms it takes
+            return text
         if self.kind == "choice" and text not in self.choices:
             raise ValueError(f"{text!r} is not one of {', '.join(self.choices)}")
         return text
 
 
 def _kind(annotation: Any) -> tuple[Kind, bool, tuple[str, ...]]:
+    from minions.egress.budget import MaxVerbatim
     from minions.protocols.reading import ReadBudget
 
     optional = False
@@ -106,6 +112,8 @@ def _kind(annotation: Any) -> tuple[Kind, bool, tuple[str, ...]]:
         return "choice", optional, tuple(str(a) for a in typing.get_args(annotation))
     if annotation is ReadBudget:
         return "read", optional, ()
+    if annotation is MaxVerbatim:
+        return "verbatim", optional, ()
     if annotation is bool:
         return "bool", optional, ()
     if annotation is int:
@@ -244,7 +252,8 @@ def knobs_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _annotation(k: Knob) -> Any:
-    base: Any = {"int": int, "float": float, "bool": bool, "text": str, "read": str | int}.get(k.kind)
+    base: Any = {"int": int, "float": float, "bool": bool, "text": str, "read": str | int,
+                 "verbatim": str | int}.get(k.kind)
     if k.kind == "choice":
         base = Literal[k.choices]
     return base | None
