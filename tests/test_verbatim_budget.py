@@ -88,7 +88,8 @@ def test_the_knob_is_refused_at_every_door_with_the_fix():
 @pytest.mark.parametrize("knob", [{"max_verbatim": 0}, {"max_verbatim": "5%"}, {"quotes": "off"}])
 def test_protocols_that_send_the_documents_refuse_a_budget_naming_the_fix(protocol, knob):
     remote = FunctionClient(lambda m, o: "x", model="r")
-    with pytest.raises(errors.ConfigError, match="sends the documents' text.*--protocol minions or minion"):
+    with pytest.raises(errors.ConfigError, match=r"(max_verbatim|quotes)=.*sends the documents' text to the remote "
+                       r"by design, so (max_verbatim|quotes)=\S+ cannot hold; use --protocol minions or minion"):
         get_protocol(protocol, None, remote, **knob)
     assert get_protocol(protocol, None, remote, max_verbatim="100%").config.max_verbatim.unlimited
 
@@ -350,7 +351,7 @@ def test_max_verbatim_0_minions_answers_and_the_gateway_receives_no_40_char_span
     from minions.cli import main
     from tests.gateway import OPENAI
 
-    docs = sorted(SAMPLE.glob("*.md"))
+    docs = [SAMPLE / "northwind_annual_report.md"]  # one document keeps the embedded run short
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     code = main(["ask", *map(str, docs), "-q", "What was Northwind's total revenue in fiscal 2024?",
                  "--protocol", "minions", "--local", "llamacpp/smollm2", "--remote", "openai/gpt-4o-mini",
@@ -365,5 +366,35 @@ def test_max_verbatim_0_minions_answers_and_the_gateway_receives_no_40_char_span
     assert any("Northwind" in t for t in texts)  # the question went: the check reads the right bodies
     for path in docs:
         assert not leaked(path.read_text(encoding="utf-8"), texts), path.name
-    assert data["egress"]["withheld"]["max_verbatim"] == "0"
+    withheld = data["egress"]["withheld"]
+    assert withheld["max_verbatim"] == "0"
+    # something was withheld: at least the document's opening line the plan prompt would have shown
+    assert withheld["spans_cut"] + withheld["quotes_withheld"] >= 1
+    assert any("[quote withheld: " in t for t in texts)
     assert all(d["verbatim_chars"] == 0 for d in data["egress"]["documents"])
+
+
+# --- the server door, with the official SDK ---------------------------------------------------------
+
+def test_serve_takes_the_budget_per_request_and_refuses_a_bad_one_with_a_400():
+    import openai
+
+    from tests.test_serve import error_of, serving
+
+    remote = by_schema({"JobPlan": [plan("Find the revenue")], ("Synthesis", "LastSynthesis"): [final()]})
+    with serving(remote=remote, local=worker(), corpus=(doc(),), default_protocol="minions") as (_srv, _s, client):
+        ask = [{"role": "user", "content": "What was revenue in fiscal 2024?"}]
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model="minions", messages=ask,
+                                           extra_body={"minions": {"knobs": {"max_verbatim": "150%"}}})
+        err = error_of(e.value)
+        assert err["param"] == "minions.knobs.max_verbatim" and "between 0% and 100%" in err["message"]
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model="remote-only", messages=ask,
+                                           extra_body={"minions": {"knobs": {"quotes": "off"}}})
+        assert "--protocol minions or minion" in error_of(e.value)["message"]
+        reply = client.chat.completions.create(model="minions", messages=ask, extra_body={
+            "minions": {"knobs": {"max_verbatim": 0, "ask_question": False}}})
+    assert "$2,847.3 million" in reply.choices[0].message.content
+    assert remote.calls and not leaked(doc().text, sent_to(remote))
+    assert any(f"[quote withheld: {QA} chars, verified locally]" in t for t in sent_to(remote))

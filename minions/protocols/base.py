@@ -137,9 +137,6 @@ class Protocol(ABC, Generic[ConfigT]):
     name: ClassVar[str]
     Config: ClassVar[type[ProtocolConfig]] = ProtocolConfig
     needs: ClassVar[tuple[str, ...]] = ("local", "remote")
-    #: True for protocols whose remote reads document text by design (remote-only, RAG): they refuse
-    #: a verbatim budget rather than answer without the text (see `_check_verbatim`)
-    sends_documents: ClassVar[bool] = False
     config: ConfigT
 
     def __init__(self, local: Client | None = None, remote: Client | None = None, *,
@@ -158,19 +155,6 @@ class Protocol(ABC, Generic[ConfigT]):
             if getattr(self, role) is None:
                 raise errors.ConfigError(f"The {self.name} protocol needs a {role} model (--{role} SPEC).")
         self._check_remote()
-        self._check_verbatim()
-
-    def _check_verbatim(self) -> None:
-        """A protocol that sends the documents themselves cannot keep a verbatim budget: refused
-        before any call, naming the protocols that can."""
-        limit, quotes = self.config.max_verbatim, self.config.quotes
-        if not self.sends_documents or ((limit is None or limit.unlimited) and quotes == "on"):
-            return
-        what = f"--max-verbatim {limit}" if limit is not None and not limit.unlimited else "--quotes off"
-        raise errors.ConfigError(
-            f"The {self.name} protocol sends the documents' text to the remote by design, so {what} cannot hold. "
-            "Use --protocol minions or minion (the local model reads the documents; only its answers, and "
-            "the quotes the budget allows, leave), or drop the verbatim budget.")
 
     def _check_remote(self) -> None:
         """Refuse, before any call, what the remote cannot honour: a reasoning effort it does not
