@@ -124,6 +124,7 @@ class VerbatimIndex:
         self._sorted = np.sort(self._hashes)  # duplicates are harmless to a binary search (np.unique is slower)
         self._n = len(codes)
         self._found: list[np.ndarray] = []
+        self._order: np.ndarray | None = None  # argsort of the window hashes, built by `locate`
 
     def _hits(self, hashes: np.ndarray) -> np.ndarray:
         return _member(hashes, self._sorted)
@@ -159,9 +160,21 @@ class VerbatimIndex:
         out = []
         for a, b in _runs(_cover(hit, len(codes), self.w)) if hit.any() else ():
             inside = slice(a, b - self.w + 1)  # the windows that make up this span
-            found = np.sort(hashes[inside][hit[inside]])
-            out.append((a, b, _cover(_member(self._hashes, found), self._n, self.w)))
+            starts = self._starts(np.unique(hashes[inside][hit[inside]]))
+            windows = np.zeros(max(len(self._hashes), 1), dtype=bool)
+            windows[starts] = True
+            out.append((a, b, _cover(windows, self._n, self.w)))
         return out
+
+    def _starts(self, keys: np.ndarray) -> np.ndarray:
+        """Where in the document the windows with these hashes start: by binary search in the
+        sorted hashes (a span costs O(k log n), not a pass over the document's hashes)."""
+        if self._order is None:
+            self._order = np.argsort(self._hashes, kind="stable")
+        lo = np.searchsorted(self._sorted, keys, side="left")
+        hi = np.searchsorted(self._sorted, keys, side="right")
+        return np.concatenate([self._order[i:j] for i, j in zip(lo.tolist(), hi.tolist(), strict=True)] or [
+            np.zeros(0, dtype=np.int64)])
 
     def add(self, outbound: str) -> int:
         """Measure one outbound text; returns how many of its characters are verbatim spans."""
