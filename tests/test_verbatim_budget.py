@@ -398,3 +398,29 @@ def test_serve_takes_the_budget_per_request_and_refuses_a_bad_one_with_a_400():
     assert "$2,847.3 million" in reply.choices[0].message.content
     assert remote.calls and not leaked(doc().text, sent_to(remote))
     assert any(f"[quote withheld: {QA} chars, verified locally]" in t for t in sent_to(remote))
+
+
+def test_the_budget_holds_with_privacy_scrubbing_too():
+    remote = by_schema({"JobPlan": [plan("Find the revenue")], ("Synthesis", "LastSynthesis"): [final()]})
+    events: list = []
+    proto = get_protocol("minions", worker(), remote, privacy=True, max_verbatim=0, ask_question=False)
+    result = proto.run("What was revenue in fiscal 2024?", [doc()], on_event=events.append)
+    assert result.answer == "$2,847.3 million" and result.egress.withheld.quotes_withheld == 1
+    assert not leaked(doc().text, sent_to(remote)) and result.egress.verbatim_chars == 0
+
+
+def test_the_cli_renders_the_notice_and_what_was_withheld():
+    from rich.console import Console
+
+    from minions.cli.render import LiveView, print_result
+
+    console = Console(record=True, width=200)
+    renderer = LiveView(console)
+    remote = by_schema({"JobPlan": [plan("Find the revenue")], ("Synthesis", "LastSynthesis"): [final()]})
+    result = MinionS(worker(), remote, ask_question=False, quotes="off").run(
+        "What was revenue in fiscal 2024?", [doc()], on_event=renderer)
+    renderer.close()
+    print_result(console, result)
+    out = console.export_text()
+    assert f"info: verbatim budget: withheld 1 quote ({QA} chars) under --quotes off" in out
+    assert f"chars of the documents verbatim (0.0%); withheld 1 quote ({QA} chars) under --quotes off" in out
