@@ -424,3 +424,25 @@ def test_the_cli_renders_the_notice_and_what_was_withheld():
     out = console.export_text()
     assert f"info: verbatim budget: withheld 1 quote ({QA} chars) under --quotes off" in out
     assert f"chars of the documents verbatim (0.0%); withheld 1 quote ({QA} chars) under --quotes off" in out
+
+
+def test_a_server_wide_budget_serves_minions_and_refuses_remote_only_per_request():
+    import openai
+
+    from minions.serve.service import ServeSettings, Service
+    from tests.test_serve import error_of, serving
+
+    remote = by_schema({"JobPlan": [plan("Find the revenue")], ("Synthesis", "LastSynthesis"): [final()]})
+    knobs = {"max_verbatim": 0, "ask_question": False, "top_k": 3}
+    with serving(remote=remote, local=worker(), corpus=(doc(),), default_protocol="minions", knobs=knobs) as \
+            (_srv, _s, client):
+        ask = [{"role": "user", "content": "What was revenue in fiscal 2024?"}]
+        reply = client.chat.completions.create(model="minions", messages=ask)
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model="remote-only", messages=ask)
+        err = error_of(e.value)
+        assert err["param"] == "minions.knobs.max_verbatim" and "--protocol minions or minion" in err["message"]
+    assert "$2,847.3 million" in reply.choices[0].message.content and not leaked(doc().text, sent_to(remote))
+    with pytest.raises(errors.ConfigError, match="cannot hold"):  # the default protocol must hold it
+        Service(ServeSettings(default_protocol="remote-only", knobs={"max_verbatim": 0}), local=worker(),
+                remote=remote)

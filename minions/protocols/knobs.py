@@ -213,6 +213,27 @@ def split_knobs(protocols: Iterable[str], knobs: Mapping[str, Any]) -> dict[str,
     return {p: check_knobs(p, {k: v for k, v in given.items() if k in accepted[p]}) for p in protocols}
 
 
+def split_server_knobs(protocols: Iterable[str], knobs: Mapping[str, Any], default: str) -> dict[str, dict[str, Any]]:
+    """`split_knobs` for a server's flags. A protocol whose remote reads the documents by design
+    (remote-only, RAG: `Config.sends_documents`) refuses a server-wide verbatim budget; the server
+    still starts for the others, and keeps that protocol's knobs unchecked so each request for it is
+    refused (400) naming why. The default protocol must accept them, as before."""
+    protocols = list(protocols)
+    from minions.protocols.registry import protocol_class
+
+    sends = [p for p in protocols if p != default and getattr(protocol_class(p).Config, "sends_documents", False)]
+    try:
+        return split_knobs(protocols, knobs)
+    except KnobError as e:
+        if not sends or e.knob not in ("max_verbatim", "quotes"):
+            raise
+    rest = [p for p in protocols if p not in sends]  # every name is known: split_knobs checks that first
+    out = split_knobs(rest, {k: v for k, v in knobs.items() if any(k in for_protocol(p) for p in rest)})
+    for p in sends:
+        out[p] = {k: v for k, v in knobs.items() if v is not None and k in for_protocol(p)}
+    return out
+
+
 # --- the surfaces ------------------------------------------------------------------------------
 
 def _help(k: Knob) -> str:
@@ -275,4 +296,4 @@ def request_model(protocol: str | None = None) -> type[BaseModel]:
 
 
 __all__ = ["STAND_IN_KNOBS", "Knob", "KnobError", "add_flags", "check_knobs", "for_protocol", "knobs_from_args",
-           "request_model", "split_knobs", "surface", "unknown_knobs"]
+           "request_model", "split_knobs", "split_server_knobs", "surface", "unknown_knobs"]
