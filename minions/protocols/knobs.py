@@ -246,6 +246,9 @@ def _help(k: Knob) -> str:
     return (k.description or k.name.replace("_", " ")).replace("%", "%%") + who + default.replace("%", "%%")
 
 
+_METAVARS = {"verbatim": "N|P%"}  # characters in all, or a share of each document
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per knob (`--chunk-size N`), typed from the Config; None: the protocol's default.
     Values are checked by `check_knobs` against the chosen protocol (bounds differ per protocol)."""
@@ -263,7 +266,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                                action=argparse.BooleanOptionalAction, help=_help(k))
         else:
             group.add_argument(k.flag, dest=k.name, default=argparse.SUPPRESS, type=parse,
-                               metavar=None if k.choices else k.kind.upper(), choices=k.choices or None,
+                               metavar=None if k.choices else _METAVARS.get(k.kind, k.kind.upper()),
+                               choices=k.choices or None,
                                help=_help(k))
 
 
