@@ -446,3 +446,18 @@ def test_a_server_wide_budget_serves_minions_and_refuses_remote_only_per_request
     with pytest.raises(errors.ConfigError, match="cannot hold"):  # the default protocol must hold it
         Service(ServeSettings(default_protocol="remote-only", knobs={"max_verbatim": 0}), local=worker(),
                 remote=remote)
+
+
+def test_the_ledger_and_the_audit_say_what_the_budget_withheld(tmp_path, capsys):
+    from minions.cli import main
+    from minions.egress import capture
+    from minions.egress.ledger import Ledger, audit
+
+    remote = by_schema({"JobPlan": [plan("Find the revenue")], ("Synthesis", "LastSynthesis"): [final()]})
+    path = tmp_path / "egress.jsonl"
+    with capture(Ledger(path)):
+        MinionS(worker(), remote, ask_question=False, max_verbatim="1%").run("What was revenue?", [doc()])
+    (ra,) = audit(path).runs
+    assert ra.withheld is not None and ra.withheld.max_verbatim == "1%" and ra.withheld.quotes_withheld == 1
+    assert main(["audit", str(path)]) == 0
+    assert f"verbatim budget: withheld 1 quote ({QA} chars) under --max-verbatim 1%" in capsys.readouterr().out
