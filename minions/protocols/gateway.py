@@ -2,8 +2,8 @@
 
 `CallGateway.call` stops a cancelled run, scrubs what goes to the remote (privacy), withholds document
 text past the verbatim budget (`minions.egress.budget`), checks the remote budget against the worst
-case before every remote call, meters usage and dollars per role/step/
-round, keeps the transcript and times each step. Protocols only decide *what* to ask; what they
+case before every remote call, meters usage and dollars per role/step/round, keeps the transcript
+and times each step. Protocols only decide *what* to ask; what they
 find lives in `RunState` (state.py).
 
 Cancelling a run: pass `cancel=` (a `CancelToken`, or any `threading.Event`/`asyncio.Event`) to

@@ -288,7 +288,7 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
                 continue
             if quote is not None and cited:
                 shown = quote(cited, r.status is JobStatus.KEPT)
-                line = line if shown == cited else line_with(shown)  # a placeholder is shorter than its quote
+                line = line if shown == cited else line_with(shown)  # the whole text is still cut to `budget` below
             lines.append(line)
             used += len(line) + 1
         if omitted:
