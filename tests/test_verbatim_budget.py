@@ -249,6 +249,11 @@ def test_minions_withholds_a_quote_past_the_budget_and_still_sends_the_answer():
     assert result.citations and FACT_A in result.citations[0].text  # the user still gets the quote, locally
     assert result.summary()["egress"]["withheld"]["quotes_withheld"] == 1
     assert result.settings.config["max_verbatim"] == "0"
+    from minions.protocols.build import build_protocol
+    from minions.protocols.settings import RunSettings
+
+    again = RunSettings.from_record(result.settings, local=worker(), remote=remote)  # the run, reproduced
+    assert build_protocol(again).config.max_verbatim == MaxVerbatim.parse(0)
 
 
 def test_a_flagged_quote_is_withheld_as_not_verified():
