@@ -225,12 +225,16 @@ def clients() -> tuple[FunctionClient, FunctionClient]:
 def sample(k: Knob, protocol: str) -> Any:
     """A valid value other than the protocol's default."""
     default = k.defaults[protocol]
+    if k.name == "quotes" and getattr(protocol_class(protocol).Config, "sends_documents", False):
+        return "on"  # remote-only's and RAG's only value (off is refused, naming the fix: test_verbatim_budget.py)
     if k.kind == "bool":
         return not default
     if k.kind == "choice":
         return next(c for c in k.choices if c != default)
     if k.kind == "read":
         return "30%"
+    if k.kind == "verbatim":  # remote-only and RAG send documents: they take only the no-cap budget
+        return "100%" if getattr(protocol_class(protocol).Config, "sends_documents", False) else "2%"
     if k.kind == "text":
         return "low"
     lo = k.ge if k.ge is not None else (k.gt if k.gt is not None else 0)

@@ -62,4 +62,6 @@ def run(args: argparse.Namespace) -> int:
             out.print(f"  {markup(str(d.get('doc_id')))}: {d.get('verbatim_chars', 0):,} of {d.get('chars', 0):,} "
                       f"chars sent verbatim ({d.get('verbatim_share', 0.0):.1%})"
                       + (f"; personal data scrubbed: {markup(scrubbed)}" if scrubbed else ""))
+        if ra.withheld is not None:  # the verbatim budget the run kept (issue 22)
+            out.print(f"  verbatim budget: {markup(ra.withheld.line())}")
     return 0

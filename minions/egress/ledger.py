@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from minions.egress.model import EgressRecord, HostEgress, per_host
+from minions.egress.model import EgressRecord, HostEgress, Withheld, per_host
 
 GENESIS = "0" * 64
 
@@ -148,6 +148,8 @@ class RunAudit(BaseModel):
     #: per document: chars, verbatim_chars, verbatim_share, scrubbed (from the run's closing line)
     documents: list[dict[str, Any]] = Field(default_factory=list)
     complete: bool = False                      # the run's closing line is present
+    #: what the run's verbatim budget withheld (--max-verbatim, --quotes off); None: it had none
+    withheld: Withheld | None = None
 
 
 class Audit(BaseModel):
@@ -168,6 +170,8 @@ def audit(path: str | Path) -> Audit:
                                                         if k not in ("kind", "prev", "self")}))
         elif e.get("kind") == "run":
             ra.documents = list((e.get("egress") or {}).get("documents") or [])
+            if isinstance(w := (e.get("egress") or {}).get("withheld"), dict):
+                ra.withheld = Withheld.model_validate(w)
             ra.complete = True
     out = []
     for records, ra in runs.values():

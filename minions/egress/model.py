@@ -46,6 +46,33 @@ class HostEgress(BaseModel):
     cost_usd: float | None = 0.0                # None: some request to this host was unpriced
 
 
+class Withheld(BaseModel):
+    """What the verbatim budget kept back in one run (`--max-verbatim`, `--quotes off`).
+
+    Characters are of normalised text (see `verbatim.normalize`). A withheld quote reached the
+    remote as `[quote withheld: N chars, verified locally]`, with the worker's answer beside it."""
+
+    max_verbatim: str | None = None             # the budget: "0", "500" (characters in all), "2%" (of each document)
+    quotes: Literal["on", "off"] = "on"
+    quotes_withheld: int = 0                    # workers' quotes replaced by their placeholder
+    quote_chars: int = 0
+    spans_cut: int = 0                          # other verbatim spans cut from messages to the remote
+    span_chars: int = 0
+    messages: int = 0                           # remote requests that had something withheld
+
+    @property
+    def chars(self) -> int:
+        return self.quote_chars + self.span_chars
+
+    def line(self) -> str:
+        """"withheld 3 quotes (612 chars) and 1 span (44 chars) under --max-verbatim 0"."""
+        parts = [f"{n} {what}{'s' * (n != 1)} ({c:,} chars)" for n, what, c in (
+            (self.quotes_withheld, "quote", self.quote_chars), (self.spans_cut, "span", self.span_chars)) if n]
+        rule = " and ".join(r for r in (f"--max-verbatim {self.max_verbatim}" if self.max_verbatim is not None
+                                        else "", "--quotes off" if self.quotes == "off" else "") if r)
+        return f"withheld {' and '.join(parts) or 'nothing'} under {rule}"
+
+
 class Egress(BaseModel):
     """What left this machine in one run (`RunResult.egress`)."""
 
@@ -57,6 +84,8 @@ class Egress(BaseModel):
     min_verbatim_chars: int = 40
     #: seconds spent measuring the verbatim spans (to compare with the run's orchestration time)
     measure_s: float = 0.0
+    #: what the verbatim budget withheld; None: the run had no budget (and quotes on)
+    withheld: Withheld | None = None
 
     @property
     def verbatim_chars(self) -> int:
@@ -74,8 +103,9 @@ class Egress(BaseModel):
         hosts = ", ".join(h.host for h in self.hosts)
         docs = "" if len(self.documents) < 2 else " (" + ", ".join(
             f"{d.doc_id} {d.verbatim_share:.1%}" for d in self.documents) + ")"
+        withheld = f"; {self.withheld.line()}" if self.withheld is not None else ""
         return (f"egress: {self.requests} request{'s' * (self.requests != 1)}, {_size(self.bytes)} to {hosts}; "
-                f"{self.verbatim_chars:,} chars of the documents verbatim ({self.verbatim_share:.1%}){docs}")
+                f"{self.verbatim_chars:,} chars of the documents verbatim ({self.verbatim_share:.1%}){docs}{withheld}")
 
 
 def _size(n: int) -> str:

@@ -124,6 +124,7 @@ class VerbatimIndex:
         self._sorted = np.sort(self._hashes)  # duplicates are harmless to a binary search (np.unique is slower)
         self._n = len(codes)
         self._found: list[np.ndarray] = []
+        self._order: np.ndarray | None = None  # argsort of the window hashes, built by `locate`
 
     def _hits(self, hashes: np.ndarray) -> np.ndarray:
         return _member(hashes, self._sorted)
@@ -146,6 +147,34 @@ class VerbatimIndex:
         if self.min_words is not None:
             return _runs(words.char_mask(mask, len(out)))
         return _runs(mask)
+
+    def locate(self, outbound: str) -> list[tuple[int, int, np.ndarray]]:
+        """The spans `spans` finds, without recording them, each with the positions of the normalised
+        document it covers (a boolean mask): what a budget charges for a span before it is sent
+        (`minions.egress.budget`). Character spans only (not with `min_words`)."""
+        if self.min_words is not None:
+            raise ValueError("locate measures character spans; this index counts words (min_words)")
+        codes = _codes(normalize(outbound))
+        hashes = _window_hashes(codes, self.w)
+        hit = self._hits(hashes)
+        out = []
+        for a, b in _runs(_cover(hit, len(codes), self.w)) if hit.any() else ():
+            inside = slice(a, b - self.w + 1)  # the windows that make up this span
+            starts = self._starts(np.unique(hashes[inside][hit[inside]]))
+            windows = np.zeros(max(len(self._hashes), 1), dtype=bool)
+            windows[starts] = True
+            out.append((a, b, _cover(windows, self._n, self.w)))
+        return out
+
+    def _starts(self, keys: np.ndarray) -> np.ndarray:
+        """Where in the document the windows with these hashes start: by binary search in the
+        sorted hashes (a span costs O(k log n), not a pass over the document's hashes)."""
+        if self._order is None:
+            self._order = np.argsort(self._hashes, kind="stable")
+        lo = np.searchsorted(self._sorted, keys, side="left")
+        hi = np.searchsorted(self._sorted, keys, side="right")
+        return np.concatenate([self._order[i:j] for i, j in zip(lo.tolist(), hi.tolist(), strict=True)] or [
+            np.zeros(0, dtype=np.int64)])
 
     def add(self, outbound: str) -> int:
         """Measure one outbound text; returns how many of its characters are verbatim spans."""

@@ -24,15 +24,16 @@ import difflib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from minions import errors
 from minions._sync import run_sync
 from minions.clients.base import Client
 from minions.cost import PriceTable
 from minions.documents import Document
+from minions.egress.budget import MaxVerbatim, parse_max_verbatim
 from minions.protocols.citations import place_citations
 from minions.protocols.events import EventHandler, FinalAnswer
 from minions.protocols.gateway import CallGateway, Cancellable, client_secrets
@@ -103,6 +104,13 @@ class ProtocolConfig(BaseModel):
         None, description="reasoning effort of a remote reasoning model (OpenAI gpt-5/o-series reasoning_effort, "
         "Claude extended thinking): none, minimal, low, medium, high; which ones depends on the model; "
         "default: low where the model takes it")
+    #: the verbatim budget (issue 22, minions/egress/budget.py), enforced before each remote request
+    max_verbatim: Annotated[MaxVerbatim | None, BeforeValidator(parse_max_verbatim)] = Field(
+        None, description="most document text that may reach the remote verbatim: N characters in all, or P% of "
+        "each document ('0': none); a quote past it is withheld; None: no cap")
+    quotes: Literal["on", "off"] = Field(
+        "on", description="off: no worker quote reaches the remote (it still gets the answers and whether "
+        "each quote was verified locally)")
 
 
 def config_error(protocol: str, cls: type[ProtocolConfig], e: ValidationError) -> errors.ConfigError:
@@ -166,6 +174,14 @@ class Protocol(ABC, Generic[ConfigT]):
     def remote_reasoning(self) -> str | None:
         return self.config.remote_reasoning
 
+    @property
+    def max_verbatim(self) -> MaxVerbatim | None:
+        return self.config.max_verbatim
+
+    @property
+    def quotes(self) -> bool:
+        return self.config.quotes == "on"
+
     @abstractmethod
     async def _run(self, ctx: RunContext) -> str | None:
         """Do the work; return the final answer. Propose (ctx.state.propose) better answers as they appear."""
@@ -182,6 +198,8 @@ class Protocol(ABC, Generic[ConfigT]):
         with capture(collector, run_id=collector.run_id):
             result = await self._arun(task, documents, on_event=on_event, cancel=cancel)
             egress = self._egress(collector, documents)
+            if result.egress is not None:  # `_arun`'s part: what the verbatim budget withheld
+                egress.withheld = result.egress.withheld
             end_run(collector.run_id, egress)
         return result.model_copy(update={"egress": egress})
 
@@ -250,6 +268,10 @@ class Protocol(ABC, Generic[ConfigT]):
             documents=[{"id": d.id, "title": d.title, "source": d.source, "chars": len(d.text)}
                        for d in ctx.documents],
             coverage=state.read.report())
+        if ctx.verbatim is not None:  # arun adds the rest of the egress summary
+            from minions.egress.model import Egress
+
+            result.egress = Egress(run_id="", withheld=ctx.verbatim.withheld)
         result.settings = RunRecord.of(self, result.cost)
         result = result.without_secrets(ctx.secrets)
         return result if self.store_text else result.redacted(state.shown_texts + [d.text for d in ctx.documents])

@@ -6,10 +6,11 @@ import asyncio
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from minions.clients.base import Message, Options
 from minions.documents import Chunk
+from minions.egress.budget import MaxVerbatim
 from minions.protocols.base import Protocol, ProtocolConfig, RunContext
 from minions.protocols.context import (
     DEFAULT_LOCAL_WINDOW,
@@ -31,6 +32,34 @@ _CHUNK_REF = re.compile(r"\[C(\d+)\]")
 class BaselineConfig(ProtocolConfig):
     #: cap on the prompt's tokens; the model's own context window applies as well
     max_context_tokens: int | None = Field(None, ge=1, description="cap on the prompt's tokens")
+
+
+class DocumentsConfig(BaselineConfig):
+    """The knobs of a protocol whose remote reads the documents' text by design (remote-only, RAG). A
+    verbatim budget cannot hold there, so it is refused where knobs are checked (a 400, an exit 2),
+    naming the protocols that keep one, rather than answering without the documents."""
+
+    sends_documents: ClassVar[bool] = True
+
+    @field_validator("max_verbatim")
+    @classmethod
+    def _no_budget(cls, v: MaxVerbatim | None) -> MaxVerbatim | None:
+        if v is not None and not v.unlimited:
+            raise ValueError(_cannot_hold(f"max_verbatim={v}"))
+        return v
+
+    @field_validator("quotes")
+    @classmethod
+    def _quotes_on(cls, v: str) -> str:
+        if v == "off":
+            raise ValueError(_cannot_hold("quotes=off"))
+        return v
+
+
+def _cannot_hold(what: str) -> str:
+    return (f"this protocol sends the documents' text to the remote by design, so {what} cannot hold; use "
+            "--protocol minions or minion (the local model reads the documents; only its answers, and the quotes "
+            "the budget allows, leave), or drop the verbatim budget")
 
 
 class _WholeContext(Protocol[BaselineConfig]):
@@ -66,6 +95,7 @@ class RemoteOnly(_WholeContext):
 
     name = "remote-only"
     role = "remote"
+    Config = DocumentsConfig
     needs = ("remote",)
 
 
@@ -77,7 +107,7 @@ class LocalOnly(_WholeContext):
     needs = ("local",)
 
 
-class RAGConfig(BaselineConfig):
+class RAGConfig(DocumentsConfig):
     top_k: int = Field(5, ge=1, description="chunks retrieved for the remote")
     chunk_size: int = Field(1500, ge=1, description="chunk size, in the strategy's unit: characters, tokens, pages")
     chunk_strategy: Literal["chars", "tokens", "pages", "paragraphs", "sections"] = Field(

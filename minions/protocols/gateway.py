@@ -1,8 +1,9 @@
 """The call gateway: the single door through which a run reaches its models.
 
-`CallGateway.call` stops a cancelled run, scrubs what goes to the remote (privacy), checks the remote
-budget against the worst case before every remote call, meters usage and dollars per role/step/
-round, keeps the transcript and times each step. Protocols only decide *what* to ask; what they
+`CallGateway.call` stops a cancelled run, scrubs what goes to the remote (privacy), withholds document
+text past the verbatim budget (`minions.egress.budget`), checks the remote budget against the worst
+case before every remote call, meters usage and dollars per role/step/round, keeps the transcript
+and times each step. Protocols only decide *what* to ask; what they
 find lives in `RunState` (state.py).
 
 Cancelling a run: pass `cancel=` (a `CancelToken`, or any `threading.Event`/`asyncio.Event`) to
@@ -22,6 +23,7 @@ from minions import errors
 from minions.clients.base import Client, Completion, Message, Options, Usage
 from minions.cost import CostMeter, PriceTable
 from minions.documents import Document
+from minions.egress.budget import MaxVerbatim, VerbatimBudget
 from minions.protocols.events import Event, EventHandler, Level, MessageSent, Notice, RoundDone, emit
 from minions.protocols.privacy import DocumentAliases, PrivacyPolicy, Span
 from minions.protocols.result import RoundDecision, RoundRecord, Side, TranscriptMessage
@@ -79,6 +81,12 @@ class Roles(_Structural):
     @property
     def remote_reasoning(self) -> str | None: ...
 
+    @property
+    def max_verbatim(self) -> MaxVerbatim | None: ...
+
+    @property
+    def quotes(self) -> bool: ...
+
 
 def client_secrets(clients: Sequence[Client | None]) -> tuple[str, ...]:
     """The API keys of these clients."""
@@ -102,6 +110,9 @@ class CallGateway:
         self._spans: dict[str, list[Span]] = {}
         self._aliases_noted = False
         self._last_prompt: dict[str, list[Message]] = {}
+        # --max-verbatim / --quotes off: the run's verbatim budget; None without one
+        budget = VerbatimBudget([(d.id, d.text) for d in documents], protocol.max_verbatim, quotes=protocol.quotes)
+        self.verbatim = budget if budget.active and protocol.remote is not None else None
         # API keys to keep out of notices and the result: the clients' own and the environment's
         self.secrets = normalize([*client_secrets([protocol.local, protocol.remote]), *env_secrets()])
 
@@ -161,7 +172,7 @@ class CallGateway:
         if role == "remote":
             if (effort := self.protocol.remote_reasoning) and options.reasoning_effort is None:
                 options = options.model_copy(update={"reasoning_effort": effort})
-            messages = [self._protect(m) for m in messages]
+            messages = await self._within_verbatim([self._protect(m) for m in messages], step)
             self._check_budget(client, messages, options)
         rec = self.rounds[-1] if self.rounds else self.new_round()
         rec.messages.extend(TranscriptMessage(round=rec.round, step=step, to=role, role=m.role, content=m.content)
@@ -211,6 +222,27 @@ class CallGateway:
         if privacy is not None and privacy.local_rewrite:
             return await privacy.shield(self, text)
         return text
+
+    def quote(self, text: str, *, verified: bool = True) -> str:
+        """A worker's quote as the remote may see it: the quote, or its placeholder when the verbatim
+        budget (or --quotes off) withholds it. Call it on the text as it will be sent (scrubbed, clipped)."""
+        return text if self.verbatim is None else self.verbatim.quote(text, verified=verified)
+
+    def unquoted(self, text: str) -> str:
+        """A local model's chat reply as the remote may see it: with --quotes off, every verbatim span
+        of a document in it is withheld as a quote (the budget applies at the door in any case)."""
+        return text if self.verbatim is None else self.verbatim.admit(text, as_quotes=True)
+
+    async def _within_verbatim(self, messages: list[Message], step: str) -> list[Message]:
+        """The door's check: document text past the verbatim budget is cut from every message before
+        it leaves, with one notice per request saying what was withheld."""
+        budget = self.verbatim
+        if budget is None:
+            return messages
+        out = [m.model_copy(update={"content": budget.admit(m.content)}) if m.content else m for m in messages]
+        if note := budget.take_note():
+            await self.notice(f"{note} (step {step})", level="info")
+        return out
 
     def _protect(self, m: Message) -> Message:
         if self.protocol.privacy is None:

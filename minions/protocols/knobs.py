@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from minions import errors
 
-Kind = Literal["int", "float", "bool", "choice", "text", "read"]
+Kind = Literal["int", "float", "bool", "choice", "text", "read", "verbatim"]
 
 #: knob defaults for a stand-in remote (`Client.stand_in`: the embedded 135M model playing the cloud
 #: model): its final answer, when its own figures are not backed by what the local model found and verified, is
@@ -84,12 +84,18 @@ class Knob(BaseModel):
 
             ReadBudget.parse(text)  # refused here, with the forms it takes
             return text
+        if self.kind == "verbatim":
+            from minions.egress.budget import MaxVerbatim
+
+            MaxVerbatim.parse(text)  # "12x", "150%": refused here, with the forms it takes
+            return text
         if self.kind == "choice" and text not in self.choices:
             raise ValueError(f"{text!r} is not one of {', '.join(self.choices)}")
         return text
 
 
 def _kind(annotation: Any) -> tuple[Kind, bool, tuple[str, ...]]:
+    from minions.egress.budget import MaxVerbatim
     from minions.protocols.reading import ReadBudget
 
     optional = False
@@ -106,6 +112,8 @@ def _kind(annotation: Any) -> tuple[Kind, bool, tuple[str, ...]]:
         return "choice", optional, tuple(str(a) for a in typing.get_args(annotation))
     if annotation is ReadBudget:
         return "read", optional, ()
+    if annotation is MaxVerbatim:
+        return "verbatim", optional, ()
     if annotation is bool:
         return "bool", optional, ()
     if annotation is int:
@@ -205,6 +213,27 @@ def split_knobs(protocols: Iterable[str], knobs: Mapping[str, Any]) -> dict[str,
     return {p: check_knobs(p, {k: v for k, v in given.items() if k in accepted[p]}) for p in protocols}
 
 
+def split_server_knobs(protocols: Iterable[str], knobs: Mapping[str, Any], default: str) -> dict[str, dict[str, Any]]:
+    """`split_knobs` for a server's flags. A protocol whose remote reads the documents by design
+    (remote-only, RAG: `Config.sends_documents`) refuses a server-wide verbatim budget; the server
+    still starts for the others, and keeps that protocol's knobs unchecked so each request for it is
+    refused (400) naming why. The default protocol must accept them, as before."""
+    protocols = list(protocols)
+    from minions.protocols.registry import protocol_class
+
+    sends = [p for p in protocols if p != default and getattr(protocol_class(p).Config, "sends_documents", False)]
+    try:
+        return split_knobs(protocols, knobs)
+    except KnobError as e:
+        if not sends or e.knob not in ("max_verbatim", "quotes"):
+            raise
+    rest = [p for p in protocols if p not in sends]  # every name is known: split_knobs checks that first
+    out = split_knobs(rest, {k: v for k, v in knobs.items() if any(k in for_protocol(p) for p in rest)})
+    for p in sends:
+        out[p] = {k: v for k, v in knobs.items() if v is not None and k in for_protocol(p)}
+    return out
+
+
 # --- the surfaces ------------------------------------------------------------------------------
 
 def _help(k: Knob) -> str:
@@ -215,6 +244,9 @@ def _help(k: Knob) -> str:
     if k.name in STAND_IN_KNOBS:
         default = default[:-1] + f"; {STAND_IN_KNOBS[k.name]!r} with a stand-in remote)"
     return (k.description or k.name.replace("_", " ")).replace("%", "%%") + who + default.replace("%", "%%")
+
+
+_METAVARS = {"verbatim": "N|P%"}  # characters in all, or a share of each document
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -234,7 +266,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                                action=argparse.BooleanOptionalAction, help=_help(k))
         else:
             group.add_argument(k.flag, dest=k.name, default=argparse.SUPPRESS, type=parse,
-                               metavar=None if k.choices else k.kind.upper(), choices=k.choices or None,
+                               metavar=None if k.choices else _METAVARS.get(k.kind, k.kind.upper()),
+                               choices=k.choices or None,
                                help=_help(k))
 
 
@@ -244,7 +277,8 @@ def knobs_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _annotation(k: Knob) -> Any:
-    base: Any = {"int": int, "float": float, "bool": bool, "text": str, "read": str | int}.get(k.kind)
+    base: Any = {"int": int, "float": float, "bool": bool, "text": str, "read": str | int,
+                 "verbatim": str | int}.get(k.kind)
     if k.kind == "choice":
         base = Literal[k.choices]
     return base | None
@@ -266,4 +300,4 @@ def request_model(protocol: str | None = None) -> type[BaseModel]:
 
 
 __all__ = ["STAND_IN_KNOBS", "Knob", "KnobError", "add_flags", "check_knobs", "for_protocol", "knobs_from_args",
-           "request_model", "split_knobs", "surface", "unknown_knobs"]
+           "request_model", "split_knobs", "split_server_knobs", "surface", "unknown_knobs"]

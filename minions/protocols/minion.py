@@ -197,7 +197,9 @@ class Minion(Protocol[MinionConfig]):
                 last = r == cfg.max_rounds
                 remote_msgs.append(Message(role="user", content=render(
                     "minion_supervisor_final" if last else "minion_supervisor_decide",
-                    reply=await ctx.shielded(reply) or "(no reply)", round=r, max_rounds=cfg.max_rounds)))
+                    # --quotes off / --max-verbatim: the worker's quotes past the budget are withheld
+                    reply=ctx.unquoted(await ctx.shielded(reply)) or "(no reply)", round=r,
+                    max_rounds=cfg.max_rounds)))
                 decision = await self._decide(ctx, remote_msgs, remote_opts, step="decide")
                 drafted = drafted or bool(decision.answer)
                 if last:

@@ -286,7 +286,7 @@ class MinionS(Protocol[MinionSConfig]):
                                         records: list[JobRecord], r: int, last: bool) -> Synthesis:
         cfg = self.config
         outputs = aggregate(records, [t.instruction for t in resolved.tasks], cfg.aggregate_max_chars,
-                            redact=ctx.redact)
+                            redact=ctx.redact, quote=lambda text, verified: ctx.quote(text, verified=verified))
         outputs = await ctx.shielded(outputs)
         synth = await self._synthesize(ctx, run.system, run.remote_opts, r, last, outputs, run.scratchpad)
         if synth.answer and synth.answer.strip():

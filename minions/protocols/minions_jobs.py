@@ -247,11 +247,13 @@ def _clip(s: str | None, n: int) -> str:
 
 
 def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget: int,
-              redact: Callable[[str], str] | None = None) -> str:
+              redact: Callable[[str], str] | None = None, quote: Callable[[str, bool], str] | None = None) -> str:
     """Kept job outputs grouped by task, then by answer (identical answers from several chunks or
     samples are listed once), in a compact text form, within `budget` characters. `redact` (the run's
     `RunContext.redact` under --privacy) is applied to what the workers wrote, and to chunk ids,
-    before anything is clipped, so a cut cannot hide personal data from the scrubber."""
+    before anything is clipped, so a cut cannot hide personal data from the scrubber. `quote(text,
+    verified)` (the run's `RunContext.quote`) gives each quote as shown, clipped: the quote, or the
+    placeholder the verbatim budget puts in its place; called only for lines that are shown."""
     if redact is not None:
         records = [r.model_copy(update={
             "chunk_id": redact(r.chunk_id), "explanation": redact(r.explanation) if r.explanation else r.explanation,
@@ -274,12 +276,19 @@ def aggregate(records: Sequence[JobRecord], instructions: Sequence[str], budget:
             r = group[0]
             where = ", ".join(dict.fromkeys(f"{g.chunk_id} (p. {_pages(g.pages)})" for g in group))
             flag = " [citation NOT verified]" if r.status is JobStatus.FLAGGED else ""
-            line = (f"- [{where}] answer: {_clip(r.answer, _SHOW_ANSWER)}"
-                    f" | citation: \"{_clip(r.citation, _SHOW_CITATION)}\"{flag}"
-                    + (f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}" if (r.explanation or "").strip() else ""))
+
+            def line_with(cited: str, r: JobRecord = r, where: str = where, flag: str = flag) -> str:
+                return (f"- [{where}] answer: {_clip(r.answer, _SHOW_ANSWER)} | citation: {cited}{flag}"
+                        + (f" | why: {_clip(r.explanation, _SHOW_EXPLANATION)}" if (r.explanation or "").strip()
+                           else ""))
+            cited = _clip(r.citation, _SHOW_CITATION)
+            line = line_with(f'"{cited}"')
             if used + len(line) + 1 > per_task:
                 omitted += 1
                 continue
+            if quote is not None and cited:
+                shown = quote(cited, r.status is JobStatus.KEPT)
+                line = line if shown == cited else line_with(shown)  # the whole text is still cut to `budget` below
             lines.append(line)
             used += len(line) + 1
         if omitted:

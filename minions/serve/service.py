@@ -24,7 +24,7 @@ from minions.documents import Document
 from minions.protocols import PROTOCOL_NAMES, Protocol, RunResult, protocol_class
 from minions.protocols.build import build_protocol
 from minions.protocols.events import EventHandler
-from minions.protocols.knobs import KnobError, check_knobs, split_knobs
+from minions.protocols.knobs import KnobError, check_knobs, split_server_knobs
 from minions.protocols.settings import RunSettings
 from minions.serve.ceilings import Ceilings
 from minions.serve.errors import ClientGone, InvalidRequest, RunTimedOut, UnknownModel
@@ -136,7 +136,8 @@ class Service:
         self.spend = SpendTracker(per_run=self.settings.max_request_usd, total=self.settings.max_total_usd,
                                   max_running=self.settings.max_concurrent)
         self.protocol_name(self.settings.default_protocol)  # a default it cannot run is a startup error
-        self._knobs = split_knobs(self.protocols(), self.settings.knobs)  # so is a knob none of them takes
+        # so is a knob none of them takes (remote-only and RAG refuse a verbatim budget per request)
+        self._knobs = split_server_knobs(self.protocols(), self.settings.knobs, self.settings.default_protocol)
         self.runner = RunLoop()
         self.metrics = Metrics(queue_depth=lambda: self.admission.waiting, running=lambda: self.admission.running)
 
