@@ -20,8 +20,9 @@ Every layout has its own engine instance (its own KV cache, as if it ran alone),
 thread (one OpenMP team); their jobs are interleaved one by one (ABAB), so load drift on a shared
 machine hits all alike: read ratios, not absolutes. Each wait policy runs in its own subprocess
 (OpenMP reads the policy once, at start), optionally beside a competing CPU-bound process this
-script spawns (`--busy`). `--python` runs the children with another interpreter (e.g. a venv whose
-llama-cpp-python is built with GGML_OPENMP=OFF). Then the per-question time on the whole filing: the
+script spawns (`--busy`). Another llama-cpp-python build (e.g. GGML_OPENMP=OFF, installed with
+`pip install --target DIR`) is measured by putting DIR first on PYTHONPATH; `--python` runs the
+children with another interpreter. Each figure names the engine it ran on. Then the per-question time on the whole filing: the
 jobs our reading budget picks at the reading share that covers >= 95% of FinanceBench's evidence
 (30%, benchmarks/coverage.py) against the reference reading every chunk, modelled as s/job x jobs.
 
@@ -207,7 +208,12 @@ async def _child(n_chunks: int, n_tasks: int, layouts: list[str], threads: int) 
             s["answering_calls" if any_answer else "abstaining_calls"] += 1
     for c in clients.values():
         await c.aclose()
+    import llama_cpp
+
+    openmp = "OPENMP = 1" in llama_cpp.llama_print_system_info().decode()
     return {"n": jobs, "chunks": len(chunks), "tasks": len(tasks), "threads": first.n_threads, "stats": stats,
+            "engine": f"llama-cpp-python {llama_cpp.__version__} ({'OpenMP' if openmp else 'ggml thread pool'}) "
+                      f"from {Path(llama_cpp.__file__).parent.parent}",
             "env": {v: os.environ.get(v, "") for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}}
 
 
@@ -263,7 +269,7 @@ def main() -> None:
         for policy in policies:
             r = results[(policy, busy)] = _run_policy(policy, args, busy)
             n = r["n"]
-            print(f"  {policy} {'busy' if busy else 'quiet'} (load average after: {os.getloadavg()[0]:.1f}):")
+            print(f"  {policy} {'busy' if busy else 'quiet'}, {r['engine']} (load average after: {os.getloadavg()[0]:.1f}):")
             for name in args.layouts:
                 s = r["stats"][name]
                 c = max(s["calls"], 1)

@@ -640,9 +640,10 @@ def test_the_excerpt_is_shown_compact_and_snippets_from_it_point_into_the_origin
             "Net cash used in investing   activities was lower than in 2017.\n   Outlook. Growth of 8 percent.")
     shown = excerpt(text)
     assert "  " not in shown and "\n\n" not in shown and not shown.startswith(" ")
-    assert shown.count("\n") == 2 and len(shown) < len(text)  # line breaks (table rows) kept, runs collapsed
+    assert shown.count("\n") == 2 and len(shown) < len(text)  # table rows keep their line breaks, runs collapsed
+    assert excerpt("cash used in\ninvesting (1,577)\nNet") == "cash used in investing (1,577)\nNet"  # a wrapped line joined
     spans = segments(text)
-    hit = quote_segments(text, "Purchases of property, plant and")  # as shown: one space where the text has two
+    hit = quote_segments(text, "Purchases of property, plant")  # as shown: one space where the text has two
     assert hit and "(1,577)" in text[spans[hit[0] - 1][0]:spans[hit[-1] - 1][1]]
     assert quote_segments(text, "investing activities was") == [next(
         i for i, (s, e) in enumerate(spans, start=1) if "investing" in text[s:e])]
@@ -703,7 +704,7 @@ def test_short_reply_schema_abstains_in_one_object_and_answers_first():
     assert list(answer["properties"]) == ["answer", "quote"] and answer["required"] == ["answer", "quote"]
     words = re.compile(answer["properties"]["quote"]["pattern"])
     assert words.match("Purchases of property, plant") and not words.match("2018-01-01T00:00")
-    assert not words.match("FY   ") and not words.match("a b c d e f")  # no runs of spaces, five words at most
+    assert not words.match("FY   ") and not words.match("a b c d e")  # no runs of spaces, four words at most
     assert JobOutput.model_validate({"answer": "x", "lines": "3"}).lines == [3]
     assert JobOutput.model_validate({"answer": "x", "lines": [1.0, "[2]", "junk", False]}).lines == [1, 2]
     assert JobOutput.model_validate({"answer": "x", "lines": "junk"}).lines is None

@@ -27,6 +27,7 @@ CHANGED = "altered (other numbers, dates or negations)"
 _WS = re.compile(r"\s+")
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r" ?\n\s*")
+_WRAPPED = re.compile(r"(?<=[A-Za-z,;:])\n(?=[A-Za-z(])")
 _ELLIPSIS = re.compile(r"\s*(?:\.\.\.|…)\s*")
 _QUOTES = "\"'`“”‘’«» "
 # Curly and angled quotes, and the prime-like apostrophes, read as their plain forms.
@@ -302,10 +303,11 @@ def numbered(text: str) -> str:
 
 
 def excerpt(text: str) -> str:
-    """`text` as the worker sees it: runs of spaces and blank lines collapsed (~8% fewer prompt
-    tokens on a 10-K; table rows keep their line breaks). Snippets quoted from it are found in the
-    original by `quote_segments` (whitespace-insensitive matching)."""
-    return _BLANK_LINES.sub("\n", _SPACES.sub(" ", text)).strip()
+    """`text` as the worker sees it: runs of spaces and blank lines collapsed, a PDF's wrapped lines
+    (a break between two letters) joined — ~11% fewer prompt tokens on a 10-K; table rows (which end
+    in figures) keep their line breaks. Snippets quoted from it are found in the original by
+    `quote_segments` (whitespace-insensitive matching)."""
+    return _WRAPPED.sub(" ", _BLANK_LINES.sub("\n", _SPACES.sub(" ", text)).strip())
 
 
 def quote_segments(text: str, snippet: str, threshold: float = 0.8) -> list[int]:

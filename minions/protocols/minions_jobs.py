@@ -46,14 +46,14 @@ _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remo
 # tokens to every job (29 markers per 3,000 characters of a 10-K) to save ~10 output tokens on
 # answering jobs only, so the excerpt is shown plain (docs/local-speed.md). Replies in the older
 # forms (`lines`; citation as a quote, explanation) are still accepted and checked.
-_ANSWER_CHARS = 32  # "$1,577 million"; caps a degenerate reply ("2.1.1.1...", SmolLM2 on the 3M chunks)
-# The quote: one to five words of the excerpt, enough to find its sentence by; the quote itself is
+_ANSWER_CHARS = 24  # "$1,577 million"; caps a degenerate reply ("2.1.1.1...", SmolLM2 on the 3M chunks)
+# The quote: one to four words of the excerpt, enough to find its sentence by; the quote itself is
 # copied from the chunk. Words only, single spaces: a pointer needs no figures (the answer's figures
 # are checked in the cited sentences), and SmolLM2 fills a looser string with runs of digits
 # ("2018-01-01T00:00:00.000000Z", a token per digit) or of spaces on chunks without the answer.
 _WORD = "[A-Za-z][A-Za-z,&'()-]{0,11}"
-_QUOTE_PATTERN = f"^{_WORD}( {_WORD}){{0,4}}$"
-_QUOTE_CHARS = 5 * 13
+_QUOTE_PATTERN = f"^{_WORD}( {_WORD}){{0,3}}$"
+_QUOTE_CHARS = 4 * 13
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "object", "properties": {"answer": {"type": "null"}}, "required": ["answer"],
