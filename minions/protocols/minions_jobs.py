@@ -51,7 +51,7 @@ _ANSWER_CHARS = 24  # "$1,577 million"; caps a degenerate reply ("2.1.1.1...", S
 # copied from the chunk. Words only, single spaces: a pointer needs no figures (the answer's figures
 # are checked in the cited sentences), and SmolLM2 fills a looser string with runs of digits
 # ("2018-01-01T00:00:00.000000Z", a token per digit) or of spaces on chunks without the answer.
-_WORD = "[A-Za-z][A-Za-z,&'()-]{0,11}"
+_WORD = "[A-Za-z]{1,12},?"  # letters only: "f,f,f,f" or "Pro-Pro-Pro" is a token a character
 _QUOTE_PATTERN = f"^{_WORD}( {_WORD}){{0,3}}$"
 _QUOTE_CHARS = 4 * 13
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
