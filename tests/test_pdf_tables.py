@@ -162,13 +162,13 @@ def test_text_without_tables_chunks_as_before() -> None:
 
 
 def test_worker_prompt_shows_the_repeated_header() -> None:
-    from minions.protocols.citations import numbered
+    from minions.protocols.citations import excerpt
     from minions.protocols.minions_jobs import job_prefix
 
     doc, _ = table_doc()
     chunk = next(c for c in chunk_document(doc, "chars", 400) if c.header)
-    prompt = job_prefix(chunk)  # the worker sees the chunk's sentences numbered, the header above them, unnumbered
-    assert chunk.header in prompt and prompt.index(chunk.header) < prompt.index(numbered(chunk.text))
+    prompt = job_prefix(chunk)  # the worker sees the header above the chunk's text
+    assert chunk.header in prompt and prompt.index(chunk.header) < prompt.index(excerpt(chunk.text))
 
 
 def test_a_two_column_page_keeps_pypdf_text() -> None:

@@ -72,7 +72,7 @@ def scripted_remote(plans: list[str], decisions: list[str]) -> FunctionClient:
 def excerpt_and_task(msgs: list[Message]) -> tuple[str, str]:
     user = msgs[-1].content
     shown = user.split("<excerpt>\n", 1)[1].split("\n</excerpt>", 1)[0]
-    excerpt = " ".join(re.sub(r"^\[\d+\] ", "", line) for line in shown.splitlines())  # the numbered sentences
+    excerpt = " ".join(shown.splitlines())
     task = re.search(r"^Task: (.*)$", user, re.M).group(1)
     return excerpt, task
 
@@ -613,7 +613,7 @@ def test_a_malformed_task_is_dropped_not_the_whole_plan():
         JobPlan.model_validate({"tasks": [3, None]})
 
 
-# --- the short reply: citations as sentence numbers (issue 19) ----------------------------------
+# --- the short reply: citations as pointers (issue 19) -------------------------------------------
 
 def test_segments_cover_the_text_and_quotes_are_copied_exactly():
     from minions.protocols.citations import numbered, quote_lines, segments
@@ -633,40 +633,67 @@ def test_segments_cover_the_text_and_quotes_are_copied_exactly():
     assert len(spans) >= 3 and " ... " in quote_lines(text, [1, 3])[0]
 
 
-def _line_of(msgs: list[Message], needle: str) -> int | None:
-    shown = msgs[-1].content.split("<excerpt>\n", 1)[1].split("\n</excerpt>", 1)[0]
-    for line in shown.splitlines():
-        num, _, body = line.partition("] ")
-        if needle in body:
-            return int(num.lstrip("["))
-    return None
+def test_the_excerpt_is_shown_compact_and_snippets_from_it_point_into_the_original():
+    from minions.protocols.citations import excerpt, quote_segments, segments
+
+    text = ("Cash flows.   Purchases of property,\u00a0plant and equipment  (1,577)\n\n \n"
+            "Net cash used in investing   activities was lower than in 2017.\n   Outlook. Growth of 8 percent.")
+    shown = excerpt(text)
+    assert "  " not in shown and "\n\n" not in shown and not shown.startswith(" ")
+    assert shown.count("\n") == 2 and len(shown) < len(text)  # table rows keep their line breaks, runs collapsed
+    assert excerpt("cash used in\ninvesting (1,577)\nNet") == "cash used in investing (1,577)\nNet"  # a wrapped line joined
+    spans = segments(text)
+    hit = quote_segments(text, "Purchases of property, plant")  # as shown: one space where the text has two
+    assert hit and "(1,577)" in text[spans[hit[0] - 1][0]:spans[hit[-1] - 1][1]]
+    assert quote_segments(text, "investing activities was") == [next(
+        i for i, (s, e) in enumerate(spans, start=1) if "investing" in text[s:e])]
+    assert quote_segments(text, "Dividends paid to shareholders") == []  # not in the text
 
 
 @pytest.mark.parametrize("mode", ["drop", "flag"])
-def test_short_replies_pointer_citations_are_exact_and_bad_numbers_rejected(mode):
-    """The worker returns sentence numbers; the quote is copied from the chunk. Numbers out of range,
-    or not numbers at all, never become a citation."""
+def test_short_replies_quote_pointers_are_copied_exactly_and_made_up_ones_rejected(mode):
+    """The worker returns a few words of the excerpt; the framework copies the sentence they lie in.
+    A made-up snippet, or one whose sentence (and chunk) lacks the answer's figures, never becomes a
+    citation."""
     def local(msgs, _opts):
         excerpt, task = excerpt_and_task(msgs)
         if "revenue" not in task.lower():
             return json.dumps({"answer": None})
         if FACTS["revenue"] in excerpt:
-            return json.dumps({"answer": "$42 million", "lines": [_line_of(msgs, "$42 million")]})
+            return json.dumps({"answer": "$42 million", "quote": "The revenue was"})
         if "Capital" in excerpt:
-            return json.dumps({"answer": "$9 million", "lines": [99, -2]})  # out of range
-        if "Chairman" in excerpt:
-            return json.dumps({"answer": "$7 million", "lines": ["x", True, None]})  # not numbers
+            return json.dumps({"answer": "$9 million", "quote": "Revenue grew strongly"})  # made up
+        if "vault" in excerpt:
+            return json.dumps({"answer": "$7 million", "quote": "staff meet on Tuesdays"})  # there, no $7
         return json.dumps({"answer": None})
 
     res = run(FunctionClient(local), scripted_remote([plan("Find the revenue")], [final()]), citation_check=mode)
     jobs = {j.chunk_id: j for j in res.rounds[0].jobs}
     kept = [j for j in jobs.values() if j.status is JobStatus.KEPT]
     assert [j.chunk_id for j in kept] == ["nw#1"] and kept[0].citation
-    assert kept[0].citation in PAGES[1] and "$42 million" in kept[0].citation  # exact by construction
+    assert kept[0].citation in PAGES[1] and "$42 million" in kept[0].citation  # the sentence, copied
     bad = JobStatus.FLAGGED if mode == "flag" else JobStatus.DROPPED
     others = [j for j in jobs.values() if j.answer and j.chunk_id != "nw#1"]
-    assert others and all(j.status is bad and not j.verified for j in others), [(j.status, j.note) for j in others]
+    assert len(others) == 2 and all(j.status is bad and not j.verified for j in others), [(j.status, j.note) for j in others]
     assert [c.chunk_id for c in res.citations] == ["nw#1"]
+
+
+def test_sentence_number_replies_still_point_and_bad_numbers_are_rejected():
+    """The older pointer form (sentence numbers) is still accepted from clients that send it: in range
+    it points, out of range the answer's figures re-point it, not numbers at all it is no citation."""
+    chunk = chunk_documents([make_doc()], "pages", 1)[1]
+
+    def judged(answer: str, lines: object) -> JobRecord:
+        rec = JobRecord(job_id="j", task_id=1, chunk_id=chunk.id, sample=0, instruction="q", pages=(2, 2))
+        _judge(rec, json.dumps({"answer": answer, "lines": lines}), chunk, MinionSConfig())
+        return rec
+
+    for lines, note in (([1], ""), ([99, -2], "citation re-pointed to sentence 1")):
+        assert judged("$9 million", lines).status is JobStatus.DROPPED  # no $9 in the chunk
+        rec = judged("$42 million", lines)
+        assert rec.verified and rec.citation and "$42 million" in rec.citation and rec.citation in chunk.text
+        assert rec.note == note
+    assert judged("$42 million", ["x", True, None]).status is JobStatus.DROPPED
 
 
 def test_short_reply_schema_abstains_in_one_object_and_answers_first():
@@ -674,7 +701,10 @@ def test_short_reply_schema_abstains_in_one_object_and_answers_first():
 
     abstain, answer = JOB_OUTPUT_SCHEMA["anyOf"]
     assert list(abstain["properties"]) == ["answer"] and abstain["additionalProperties"] is False
-    assert list(answer["properties"]) == ["answer", "lines"] and answer["required"] == ["answer", "lines"]
+    assert list(answer["properties"]) == ["answer", "quote"] and answer["required"] == ["answer", "quote"]
+    words = re.compile(answer["properties"]["quote"]["pattern"])
+    assert words.match("Purchases of property, plant") and not words.match("2018-01-01T00:00")
+    assert not words.match("FY   ") and not words.match("a b c d e")  # no runs of spaces, four words at most
     assert JobOutput.model_validate({"answer": "x", "lines": "3"}).lines == [3]
     assert JobOutput.model_validate({"answer": "x", "lines": [1.0, "[2]", "junk", False]}).lines == [1, 2]
     assert JobOutput.model_validate({"answer": "x", "lines": "junk"}).lines is None

