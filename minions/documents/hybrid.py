@@ -78,11 +78,12 @@ class HybridIndex:
     coverage at a 30% reading budget from 88% to 92% (benchmarks/coverage.py).
 
     `encoder` may be passed (tests, benchmarks); by default the bundled WordLlama model is loaded.
-    `dense=False` builds a BM25-only index on purpose.
+    `dense=False` builds a BM25-only index on purpose. `vectors`: the chunks' embeddings stored by a
+    corpus index (minions.documents.store), so they are not computed again.
     """
 
     def __init__(self, chunks: Sequence[Chunk], *, passages: Sequence[Chunk] = (), encoder: object | None = None,
-                 dense: bool = True):
+                 dense: bool = True, vectors: np.ndarray | None = None):
         from minions.documents.embeddings import EmbeddingIndex
 
         self.chunks: list[Chunk] = list(chunks)
@@ -95,7 +96,7 @@ class HybridIndex:
         self.dense_missing: MissingDependencyError | None = None
         if dense and self.chunks:
             try:
-                self.dense = EmbeddingIndex(self.chunks, model=encoder)
+                self.dense = EmbeddingIndex(self.chunks, model=encoder, vectors=vectors)
             except MissingDependencyError as exc:
                 self.dense_missing = exc
 

@@ -24,7 +24,7 @@ import difflib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,6 +40,9 @@ from minions.protocols.privacy import PrivacyPolicy
 from minions.protocols.result import RunRecord, RunResult
 from minions.protocols.state import RunState
 from minions.tokens import count_in_pieces
+
+if TYPE_CHECKING:
+    from minions.documents.store import CorpusStore
 
 ContextLike = str | Document | Sequence[str | Document]
 
@@ -130,6 +133,9 @@ class Protocol(ABC, Generic[ConfigT]):
     Config: ClassVar[type[ProtocolConfig]] = ProtocolConfig
     needs: ClassVar[tuple[str, ...]] = ("local", "remote")
     config: ConfigT
+    #: a corpus index (`RunSettings.index`): a run given no documents picks them from it, and chunks
+    #: and embeddings of documents it holds are read from it instead of being computed again
+    corpus: CorpusStore | None = None
 
     def __init__(self, local: Client | None = None, remote: Client | None = None, *,
                  max_remote_usd: float | str | None = None, privacy: PrivacyPolicy | None = None,
@@ -177,6 +183,8 @@ class Protocol(ABC, Generic[ConfigT]):
         from minions.egress.record import Collector, capture, end_run, new_run_id
 
         documents = to_documents(context)
+        if not documents and self.corpus is not None:  # documents first, then (in the protocol) chunks
+            documents = await asyncio.to_thread(self.corpus.pick, task)
         self._mark_egress_roles()
         collector = Collector(new_run_id())
         with capture(collector, run_id=collector.run_id):

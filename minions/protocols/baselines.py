@@ -99,8 +99,11 @@ class RAG(Protocol[RAGConfig]):
         cfg = self.config
         rec = ctx.new_round()
         client = ctx.client("remote")
-        chunks = chunk_documents(ctx.documents, cfg.chunk_strategy, cfg.chunk_size)
-        index = await asyncio.to_thread(HybridIndex.for_documents, ctx.documents, chunks)  # off the event loop
+        stored = self.corpus.chunks(ctx.documents, cfg.chunk_strategy, cfg.chunk_size) if self.corpus else None
+        chunks = stored if stored is not None else chunk_documents(ctx.documents, cfg.chunk_strategy, cfg.chunk_size)
+        vectors = self.corpus.vectors(ctx.documents, cfg.chunk_strategy, cfg.chunk_size) if self.corpus else None
+        index = await asyncio.to_thread(HybridIndex.for_documents, ctx.documents, chunks,  # off the event loop
+                                        vectors=vectors)
         if index.dense_missing is not None:
             await ctx.notice(f"rag: excerpts chosen by BM25 only: hybrid retrieval (BM25 + dense embeddings) "
                              f"needs the '{index.dense_missing.extra}' extra: pip install 'minions[embeddings]'",
