@@ -311,7 +311,7 @@ class CorpusStore:
             doc_id, n = f"{wanted}-{n}", n + 1
         return doc_id
 
-    def _rows(self, doc: Document, encoder: Any) -> list[tuple[str, int, list[Chunk], np.ndarray | None]]:
+    def _rows(self, doc: Document, encoder: Any) -> list[tuple[str, int, list[Chunk], np.ndarray | None, str]]:
         """The chunkings of `doc` and their embeddings (the slow part, done before the transaction)."""
         from minions.documents.chunking import chunk_document
 
@@ -319,10 +319,10 @@ class CorpusStore:
         for strategy, size in CHUNKINGS:
             chunks = chunk_document(doc, strategy, size)  # type: ignore[arg-type]
             vectors = encoder.encode([c.text for c in chunks]) if encoder is not None and chunks else None
-            out.append((strategy, size, chunks, vectors))
+            out.append((strategy, size, chunks, vectors, getattr(encoder, "name", "")))
         return out
 
-    def _insert(self, doc: Document, rows: list[tuple[str, int, list[Chunk], np.ndarray | None]]) -> None:
+    def _insert(self, doc: Document, rows: list[tuple[str, int, list[Chunk], np.ndarray | None, str]]) -> None:
         db = self.db
         db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
             doc.id, doc.title, doc.source, len(doc.text), text_hash(doc.text),
@@ -335,10 +335,10 @@ class CorpusStore:
                              (doc.id, p.number, head, doc.text[p.start:p.end]))
             db.execute("INSERT INTO pages_fts(rowid, head, text) VALUES (?, ?, ?)",
                        (cur.lastrowid, head, doc.text[p.start:p.end]))
-        for strategy, size, chunks, vectors in rows:
+        for strategy, size, chunks, vectors, encoder in rows:
             first = None
             if vectors is not None and len(chunks):
-                self._vec_table(vectors.shape[1])
+                self._vec_table(vectors.shape[1], encoder)
                 for v in vectors:
                     key = db.execute("INSERT INTO chunk_keys(doc_id) VALUES (?)", (doc.id,)).lastrowid
                     first = key if first is None else first
@@ -348,14 +348,11 @@ class CorpusStore:
                 doc.id, strategy, size,
                 _pack([[c.id, c.start, c.end, c.page_start, c.page_end, c.section, c.header] for c in chunks]), first))
 
-    def _vec_table(self, dims: int) -> None:
+    def _vec_table(self, dims: int, encoder: str) -> None:
         if "dims" in self.meta:
             return
-        from minions.documents.embeddings import load_embedding_model
-
         self.db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS chunk_vec USING vec0(embedding float[{int(dims)}])")
-        name = getattr(load_embedding_model(), "name", "")
-        for k, v in (("dims", str(dims)), ("encoder", name)):
+        for k, v in (("dims", str(dims)), ("encoder", encoder)):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
             self.meta[k] = v
 
@@ -442,9 +439,12 @@ class CorpusStore:
     @_locked
     def vectors(self, docs: Sequence[Document], strategy: str, size: int, encoder: str | None = None) -> np.ndarray | None:
         """The stored embeddings of those chunks, one row each, in the same order; None when any is
-        missing or they were made by another encoder than `encoder` (a name)."""
-        if "dims" not in self.meta or not docs or not self._held(docs) \
-                or (encoder is not None and encoder != self.meta.get("encoder")):
+        missing or they were made by another encoder than `encoder` (a name; default: the model
+        `HybridIndex` loads, WordLlama)."""
+        from minions.documents.embeddings import WordLlamaEncoder
+
+        if "dims" not in self.meta or not docs or (encoder or WordLlamaEncoder.name) != self.meta.get("encoder") \
+                or not self._held(docs):
             return None
         parts = []
         for d in docs:

@@ -1,0 +1,227 @@
+"""The persistent corpus index (minions/documents/store.py, `minions index`, `--index PATH`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minions import errors
+from minions.clients.function import FunctionClient
+from minions.documents import load
+from minions.documents.store import CorpusStore
+from minions.protocols.build import build_protocol
+from minions.protocols.settings import RunSettings
+from tests.scripted import by_schema
+
+pytest.importorskip("sqlite_vec", reason="the `index` extra (sqlite-vec) is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "datasets" / "sample"
+
+
+class CountingLoader:
+    """`load`, counting which files were read."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def __call__(self, path: Path):
+        self.read.append(path.name)
+        return load(path).model_copy(update={"id": path.stem})
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns("*.jsonl"))
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path, corpus: Path) -> Path:
+    path = tmp_path / "corpus.minions"
+    s = CorpusStore.create(path)
+    s.update([corpus])
+    s.close()
+    return path
+
+
+def test_reindex_reads_only_changed_files_and_removes_deleted_ones(tmp_path, corpus):
+    s = CorpusStore.create(tmp_path / "c.minions")
+    loader = CountingLoader()
+    events: list = []
+    first = s.update([corpus], loader=loader, on_progress=events.append)
+    names = ["northwind_annual_report.md", "paper.md", "patient_record.md"]
+    assert sorted(Path(p).name for p in first.added) == names and sorted(loader.read) == names
+    assert events[0].stage == "scan" and events[-1].stage == "done" and events[-1].done == 3
+
+    loader.read.clear()
+    again = s.update([corpus], loader=loader)
+    assert loader.read == [] and len(again.unchanged) == 3 and not (again.added or again.changed or again.removed)
+
+    paper = corpus / "paper.md"
+    os.utime(paper, ns=(paper.stat().st_atime_ns, paper.stat().st_mtime_ns + 5_000_000_000))  # touched, same bytes
+    touched = s.update([corpus], loader=loader)
+    assert loader.read == [] and len(touched.unchanged) == 3   # hashed, found equal, not re-read
+
+    paper.write_text(paper.read_text() + "\n\nAn added line about the Zephyr benchmark.\n")
+    (corpus / "patient_record.md").unlink()
+    changed = s.update([corpus], loader=loader)
+    assert loader.read == ["paper.md"]
+    assert [Path(p).name for p in changed.changed] == ["paper.md"]
+    assert [Path(p).name for p in changed.removed] == ["patient_record.md"]
+    assert s.doc_ids() == ["northwind_annual_report", "paper"]
+    assert "Zephyr benchmark" in s.documents(["paper"])[0].text
+    # the page index follows: the removed document is never picked, the changed one is found by its new words
+    assert s.rank_documents("Zephyr benchmark")[0] == "paper"
+    assert "patient_record" not in s.rank_documents("lisinopril dry cough losartan")
+
+
+def test_stored_chunks_and_vectors_are_the_in_memory_ones(store, corpus):
+    from minions.documents import HybridIndex, chunk_documents
+
+    s = CorpusStore.open(store)
+    docs = s.documents(["northwind_annual_report", "paper"])
+    for strategy, size in (("chars", 3000), ("chars", 1500)):
+        assert s.chunks(docs, strategy, size) == chunk_documents(docs, strategy, size)
+    vectors = s.vectors(docs, "chars", 3000)
+    pytest.importorskip("wordllama", reason="the `embeddings` extra")
+    memory = HybridIndex.for_documents(docs, chunk_documents(docs, "chars", 3000))
+    assert vectors is not None and np.array_equal(vectors, memory.dense._vectors)  # type: ignore[union-attr]
+    stored = s.index(docs, "chars", 3000)
+    for q in ("total revenue fiscal 2024", "test-set F1 LongDocQA", "operating margin"):
+        assert stored.ranking(q).tolist() == memory.ranking(q).tolist()
+    # a document that is not the stored one (same id, other text) is chunked in memory, not served stale
+    other = docs[0].model_copy(update={"text": docs[0].text + " more"})
+    assert s.chunks([other], "chars", 3000) is None and s.vectors([other], "chars", 3000) is None
+
+
+def _scripted(read: list[str]):
+    """Scripted models that record every prompt holding document text (local jobs; RAG's remote)."""
+    def local(msgs, _opts):
+        read.append(msgs[-1].content)
+        return json.dumps({"explanation": "not here", "citation": None, "answer": None})
+
+    def remote_text(msgs, _opts):
+        read.append(msgs[-1].content)
+        return "unknown"
+
+    remote = by_schema({"JobPlan": [json.dumps({"tasks": [{"instruction": "Find the total revenue"}]})],
+                        ("Synthesis", "LastSynthesis"): [json.dumps(
+                            {"decision": "provide_final_answer", "explanation": "x", "answer": "unknown"})]},
+                       text=remote_text)
+    return FunctionClient(local, model="scripted-local"), remote
+
+
+@pytest.mark.parametrize("protocol", ["minions", "rag"])
+def test_ask_with_the_index_reads_the_same_chunks_as_without_it(store, corpus, protocol):
+    question = "What was Northwind's total revenue in fiscal 2024?"
+    names = ["northwind_annual_report.md", "paper.md"]
+    runs = {}
+    for name, index in (("memory", None), ("index", str(store))):
+        read: list[str] = []
+        local, remote = _scripted(read)
+        proto = build_protocol(RunSettings(protocol=protocol, local=local, remote=remote, index=index,
+                                           knobs={"max_rounds": 1, "read": "30%"} if protocol == "minions" else {}))
+        if index:
+            assert proto.corpus is not None
+            docs = proto.corpus.documents_for([corpus / n for n in names])
+        else:
+            docs = [load(corpus / n).model_copy(update={"id": Path(n).stem}) for n in names]
+        result = proto.run(question, docs)
+        assert result.error is None, result.error
+        assert read, "no prompt held document text"
+        runs[name] = (sorted(read), result.coverage)
+    assert runs["memory"] == runs["index"]
+    coverage = runs["index"][1]
+    assert coverage is not None and 0 < coverage.chunks_read < coverage.chunks_total  # a selection, not everything
+
+
+def test_a_question_with_no_documents_is_asked_of_the_documents_the_index_picks(store):
+    read: list[str] = []
+    local, remote = _scripted(read)
+    proto = build_protocol(RunSettings(local=local, remote=remote, index=str(store), knobs={"max_rounds": 1}))
+    result = proto.run("Which medication replaced lisinopril after the patient developed a dry cough?")
+    assert result.error is None and result.documents[0]["id"] == "patient_record"
+    assert result.coverage is not None
+    per_doc = {d.doc_id: d.chars_read for d in result.coverage.documents}
+    assert per_doc["patient_record"] > 0   # coverage per document: the picked record was read
+
+
+def test_a_missing_or_damaged_index_is_an_error_naming_the_fix(tmp_path):
+    with pytest.raises(errors.CorpusIndexError, match=r"minions index DIR\.\.\. --store"):
+        CorpusStore.open(tmp_path / "nope.minions")
+    bad = tmp_path / "bad.minions"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(errors.CorpusIndexError, match=r"not a minions corpus index or is damaged.*minions index"):
+        build_protocol(RunSettings(local=FunctionClient(lambda m, o: ""), remote=FunctionClient(lambda m, o: ""),
+                                   index=str(bad)))
+    other = tmp_path / "other.sqlite"
+    import sqlite3
+    sqlite3.connect(other).execute("CREATE TABLE meta(key TEXT, value TEXT)").connection.commit()
+    with pytest.raises(errors.CorpusIndexError, match="schema"):
+        CorpusStore.open(other)
+
+
+def test_an_indexed_file_that_changed_since_is_refused_with_the_fix(store, corpus):
+    s = CorpusStore.open(store)
+    (corpus / "paper.md").write_text("rewritten\n")
+    with pytest.raises(errors.CorpusIndexError, match="changed since it was indexed.*minions index"):
+        s.documents_for([corpus / "paper.md"])
+    with pytest.raises(errors.CorpusIndexError, match="not in the index"):
+        s.documents_for([ROOT / "README.md"])
+
+
+def test_without_the_extra_the_error_names_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sqlite_vec", None)
+    with pytest.raises(errors.MissingDependencyError, match=r"minions\[index\]") as e:
+        CorpusStore.create(tmp_path / "x.minions")
+    assert e.value.extra == "index"
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "minions.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def test_cli_index_is_incremental_and_ask_refuses_a_missing_index(tmp_path, corpus):
+    path = tmp_path / "cli.minions"
+    first = run_cli("index", str(corpus), "--store", str(path), "--json")
+    assert first.returncode == 0, first.stderr
+    assert len(json.loads(first.stdout)["added"]) == 3
+    (corpus / "paper.md").unlink()
+    second = run_cli("index", str(corpus), "--store", str(path), "--json")
+    report = json.loads(second.stdout)
+    assert len(report["unchanged"]) == 2 and [Path(p).name for p in report["removed"]] == ["paper.md"]
+    assert report["documents"] == 2
+    bar = run_cli("index", str(corpus), "--store", str(path))
+    assert bar.returncode == 0 and "2 unchanged" in bar.stdout and "indexing" in bar.stderr
+    missing = run_cli("ask", "-q", "anything", "--index", str(tmp_path / "missing.minions"))
+    assert missing.returncode == 2 and "minions index" in missing.stderr
+    neither = run_cli("ask", "-q", "anything")
+    assert neither.returncode == 2 and "--index" in neither.stderr
+
+
+@pytest.mark.real_model
+def test_embedded_model_answers_from_an_index_with_a_citation_in_the_right_document(tmp_path, corpus):
+    """End to end with SmolLM2 as both models: `minions ask --index` with no documents picks the
+    patient record and the run cites it (a quote verified in that document)."""
+    pytest.importorskip("llama_cpp")
+    path = tmp_path / "e2e.minions"
+    assert run_cli("index", str(corpus), "--store", str(path), "--json").returncode == 0
+    out = run_cli("ask", "-q", "Which medication replaced lisinopril after the patient developed a dry cough?",
+                  "--index", str(path), "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["documents"][0]["id"] == "patient_record"
+    assert result["answer"], result
+    cited = {c["doc_id"] for c in result["citations"]}
+    assert "patient_record" in cited, result["citations"]
