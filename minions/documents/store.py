@@ -35,13 +35,16 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from minions.documents.model import Chunk, Document, PageSpan, slug
 from minions.errors import ConfigError, CorpusIndexError, DocumentError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from minions.documents.hybrid import HybridIndex, StoredLexical
 
 EXTRA = "index"
 SCHEMA = "minions-corpus-index/1"
@@ -210,6 +213,7 @@ class CorpusStore:
                                                                         content_rowid='rowid');
                 CREATE TABLE IF NOT EXISTS chunkings(doc_id TEXT, strategy TEXT, size INT, chunks BLOB,
                                                      first_key INT, PRIMARY KEY(doc_id, strategy, size));
+                CREATE TABLE IF NOT EXISTS lexical(doc_id TEXT, kind TEXT, tokens BLOB, PRIMARY KEY(doc_id, kind));
                 CREATE TABLE IF NOT EXISTS chunk_keys(key INTEGER PRIMARY KEY AUTOINCREMENT, doc_id TEXT);
                 CREATE INDEX IF NOT EXISTS chunk_keys_doc ON chunk_keys(doc_id);
             """)
@@ -322,6 +326,17 @@ class CorpusStore:
             out.append((strategy, size, chunks, vectors, getattr(encoder, "name", "")))
         return out
 
+    @staticmethod
+    def _lexical(doc: Document, rows: list[tuple[str, int, list[Chunk], np.ndarray | None, str]]) -> dict[str, bytes]:
+        """Each chunking's and the pages' BM25 tokens and feedback terms, so a run does not tokenize
+        the text again (tokenizing is most of building a `HybridIndex` once embeddings are stored)."""
+        from minions.documents.chunking import chunk_document
+
+        out = {f"{strategy}:{size}": _tokens([c.text for c in chunks]) for strategy, size, chunks, _v, _e in rows}
+        if len(doc.pages) > 1:
+            out["pages"] = _tokens([p.text for p in chunk_document(doc, "pages", 1)], terms=False)
+        return out
+
     def _insert(self, doc: Document, rows: list[tuple[str, int, list[Chunk], np.ndarray | None, str]]) -> None:
         db = self.db
         db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
@@ -335,6 +350,8 @@ class CorpusStore:
                              (doc.id, p.number, head, doc.text[p.start:p.end]))
             db.execute("INSERT INTO pages_fts(rowid, head, text) VALUES (?, ?, ?)",
                        (cur.lastrowid, head, doc.text[p.start:p.end]))
+        for kind, blob in self._lexical(doc, rows).items():
+            db.execute("INSERT INTO lexical VALUES (?, ?, ?)", (doc.id, kind, blob))
         for strategy, size, chunks, vectors, encoder in rows:
             first = None
             if vectors is not None and len(chunks):
@@ -366,6 +383,7 @@ class CorpusStore:
             db.execute("DELETE FROM chunk_vec WHERE rowid IN (SELECT key FROM chunk_keys WHERE doc_id=?)", (doc_id,))
         db.execute("DELETE FROM chunk_keys WHERE doc_id=?", (doc_id,))
         db.execute("DELETE FROM chunkings WHERE doc_id=?", (doc_id,))
+        db.execute("DELETE FROM lexical WHERE doc_id=?", (doc_id,))
         db.execute("DELETE FROM documents WHERE id=?", (doc_id,))
 
     # --- reading ----------------------------------------------------------------------------------
@@ -460,15 +478,51 @@ class CorpusStore:
             parts.append(np.frombuffer(b"".join(b[0] for b in blobs), dtype=np.float32).reshape(n, -1))
         return np.concatenate(parts) if parts else None
 
-    def index(self, docs: Sequence[Document], strategy: str, size: int, **kw: Any) -> Any:
-        """A `HybridIndex` over the stored chunks of `docs` with their stored embeddings (None if the
-        chunking is not stored): the same ranking an in-memory index gives, without re-embedding."""
+    def index(self, docs: Sequence[Document], strategy: str, size: int, **kw: Any) -> HybridIndex | None:
+        """A `HybridIndex` over the stored chunks of `docs`, with their stored embeddings and BM25
+        tokens (None if the chunking is not stored): the ranking an in-memory index gives, without
+        tokenizing or embedding the text again."""
         from minions.documents.hybrid import HybridIndex
 
         chunks = self.chunks(docs, strategy, size)
         if chunks is None:
             return None
-        return HybridIndex.for_documents(docs, chunks, vectors=self.vectors(docs, strategy, size), **kw)
+        return HybridIndex.for_documents(docs, chunks, vectors=self.vectors(docs, strategy, size),
+                                         lexical=self.lexical(docs, chunks, f"{strategy}:{size}"), **kw)
+
+    @_locked
+    def lexical(self, docs: Sequence[Document], chunks: Sequence[Chunk], kind: str) -> StoredLexical | None:
+        """The stored lexical parts of a `HybridIndex.for_documents(docs, chunks)` (a `StoredLexical`),
+        or None when any is missing."""
+        from minions.documents.hybrid import StoredLexical
+        from minions.documents.retrieval import BM25Index
+
+        parts, pages = [], []
+        for d in docs:
+            row = self.db.execute("SELECT tokens FROM lexical WHERE doc_id=? AND kind=?", (d.id, kind)).fetchone()
+            if row is None:
+                return None
+            parts.append(_untokens(row[0]))
+            if len(d.pages) > 1:
+                page_row = self.db.execute("SELECT tokens FROM lexical WHERE doc_id=? AND kind='pages'",
+                                           (d.id,)).fetchone()
+                if page_row is None:
+                    return None
+                pages.append(_untokens(page_row[0]))
+        ids, vocab = _merge(parts)
+        terms = [t for p in parts for t in p["terms"]]
+        if len(ids) != len(chunks) or len(terms) != len(chunks):
+            return None
+        passages = None
+        if pages:
+            from minions.documents.chunking import chunk_document
+
+            page_chunks = [p for d in docs if len(d.pages) > 1 for p in chunk_document(d, "pages", 1)]
+            page_ids, page_vocab = _merge(pages)
+            if len(page_ids) != len(page_chunks):
+                return None
+            passages = BM25Index.from_tokens(page_chunks, page_ids, page_vocab)
+        return StoredLexical(BM25Index.from_tokens(chunks, ids, vocab), passages, terms)
 
     def pick(self, query: str, k: int = PICK_DOCS, *, encoder: Any = None) -> list[Document]:
         """The `k` documents best for `query`: each document ranked by its best page (FTS5 BM25 over
@@ -515,6 +569,60 @@ class CorpusStore:
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the file (after a build, before measuring or copying it)."""
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _tokens(texts: list[str], *, terms: bool = True) -> bytes:
+    """BM25 stem ids (as `BM25Index` tokenizes, with this text's own stem vocabulary) and, with
+    `terms`, the feedback terms of each text, packed with numpy."""
+    import io
+
+    from minions.documents.hybrid import feedback_terms
+    from minions.documents.retrieval import bm25_tokenizer
+
+    tokenizer = bm25_tokenizer()
+    ids = tokenizer.tokenize(texts, update_vocab=True, return_as="ids", show_progress=False)
+    vocab = sorted(tokenizer.get_vocab_dict().items(), key=lambda kv: kv[1])
+    arrays: dict[str, np.ndarray] = {
+        "ids": np.asarray([i for doc in ids for i in doc], dtype=np.int32),
+        "ids_off": np.cumsum([0] + [len(doc) for doc in ids]).astype(np.int64),
+        "vocab": np.frombuffer(json.dumps([s for s, _ in vocab]).encode(), dtype=np.uint8)}
+    if terms:
+        words: dict[str, int] = {}
+        counts = [feedback_terms(t) for t in texts]
+        arrays["t_ids"] = np.asarray([words.setdefault(w, len(words)) for c in counts for w in c], dtype=np.int32)
+        arrays["t_n"] = np.asarray([n for c in counts for n in c.values()], dtype=np.int32)
+        arrays["t_off"] = np.cumsum([0] + [len(c) for c in counts]).astype(np.int64)
+        arrays["words"] = np.frombuffer(json.dumps(list(words)).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _untokens(blob: bytes) -> dict[str, Any]:
+    import io
+    from collections import Counter
+
+    z = np.load(io.BytesIO(blob))
+    off = z["ids_off"]
+    out: dict[str, Any] = {"vocab": json.loads(z["vocab"].tobytes()), "ids": np.split(z["ids"], off[1:-1]),
+                           "terms": []}
+    if "t_ids" in z:
+        words = np.asarray(json.loads(z["words"].tobytes()), dtype=object)
+        t_off = z["t_off"]
+        for a, b in zip(t_off[:-1], t_off[1:], strict=True):
+            out["terms"].append(Counter(dict(zip(words[z["t_ids"][a:b]].tolist(), z["t_n"][a:b].tolist(),
+                                                 strict=True))))
+    return out
+
+
+def _merge(parts: list[dict[str, Any]]) -> tuple[list[list[int]], dict[str, int]]:
+    """Per-document stem ids mapped into one vocabulary (stems in order of first appearance)."""
+    vocab: dict[str, int] = {}
+    ids: list[list[int]] = []
+    for part in parts:
+        remap = np.asarray([vocab.setdefault(stem, len(vocab)) for stem in part["vocab"]], dtype=np.int64)
+        ids.extend(remap[a].tolist() for a in part["ids"])
+    return ids, vocab
 
 
 def _default_loader(path: Path) -> Document:

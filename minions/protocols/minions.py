@@ -135,8 +135,9 @@ class _Chunks:
     def index(self, strategy: str, size: int) -> HybridIndex:
         key = (strategy, size)
         if key not in self._index:
-            vectors = self.corpus.vectors(self.docs, strategy, size) if self.corpus is not None else None
-            self._index[key] = index = HybridIndex.for_documents(self.docs, self.get(strategy, size), vectors=vectors)
+            stored = self.corpus.index(self.docs, strategy, size) if self.corpus is not None else None
+            self._index[key] = index = stored if stored is not None else \
+                HybridIndex.for_documents(self.docs, self.get(strategy, size))
             self.dense_missing = self.dense_missing or index.dense_missing
         return self._index[key]
 
