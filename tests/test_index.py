@@ -103,6 +103,28 @@ def test_stored_chunks_and_vectors_are_the_in_memory_ones(store, corpus):
     assert s.chunks([other], "chars", 3000) is None and s.vectors([other], "chars", 3000) is None
 
 
+def test_a_long_paged_document_ranks_the_same_from_the_index(tmp_path):
+    """Past 30 chunks the ranking uses pseudo-relevance feedback, and a paged document's pages are
+    BM25 passages: both are rebuilt from stored tokens and must rank exactly as from the text."""
+    import random
+
+    from minions.documents import Document, HybridIndex, chunk_documents
+
+    rng = random.Random(7)
+    words = ("revenue capital expenditure liabilities inventory goodwill dividend cash flow margin segment lease "
+             "impairment pension tax deferred acquisition debt equity shares buyback restructuring").split()
+    pages = [" ".join(rng.choice(words) + (f" {rng.randint(1990, 2030)}" if rng.random() < 0.1 else "")
+                      for _ in range(700)) for _ in range(40)]
+    doc = Document.from_pages(pages, id="long", title="A long filing")
+    s = CorpusStore.create(tmp_path / "long.minions")
+    s.add_documents([doc])
+    stored, memory = s.index([doc], "chars", 3000), HybridIndex.for_documents([doc], chunk_documents([doc], "chars", 3000))
+    assert stored is not None and len(stored.chunks) >= 30
+    for q in ("capital expenditure 2018", "goodwill impairment", "deferred tax liabilities", "dividend buyback"):
+        assert stored.lexical(q).tolist() == memory.lexical(q).tolist()
+        assert stored.ranking(q).tolist() == memory.ranking(q).tolist()
+
+
 def _scripted(read: list[str]):
     """Scripted models that record every prompt holding document text (local jobs; RAG's remote)."""
     def local(msgs, _opts):
@@ -225,3 +247,33 @@ def test_embedded_model_answers_from_an_index_with_a_citation_in_the_right_docum
     assert result["answer"], result
     cited = {c["doc_id"] for c in result["citations"]}
     assert "patient_record" in cited, result["citations"]
+
+
+def test_eval_with_an_index_gives_the_same_rows_from_stored_chunks(tmp_path, monkeypatch):
+    from minions.eval.runner import run_sweep
+    from tests.eval_scripted_sweep import config, factory
+
+    path = tmp_path / "sample.minions"
+    s = CorpusStore.create(path)
+    s.update([SAMPLE])
+    s.close()
+    served: list[str] = []
+    original = CorpusStore.index
+
+    def counting(self, docs, strategy, size, **kw):
+        got = original(self, docs, strategy, size, **kw)
+        served.extend(d.id for d in docs if got is not None)
+        return got
+
+    monkeypatch.setattr(CorpusStore, "index", counting)
+    plain = run_sweep(config(tmp_path / "plain", protocols=["minions", "rag"], grid={}, cache=False),
+                      clients_factory=factory())
+    assert served == []
+    indexed = run_sweep(config(tmp_path / "indexed", protocols=["minions", "rag"], grid={}, cache=False,
+                               index=str(path)), clients_factory=factory())
+    assert set(served) == {"northwind_annual_report", "patient_record", "paper"}  # every item from the store
+
+    def rows(outcome) -> list:
+        return sorted((r.key, r.answer, r.read_share, r.score, r.usage["local"].prompt_tokens) for r in outcome.rows)
+
+    assert rows(plain) == rows(indexed) and len(plain.rows) == 6
