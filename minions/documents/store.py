@@ -56,6 +56,7 @@ _DENSE_WEIGHT = 0.3     # as minions.documents.hybrid.DENSE_WEIGHT
 _RRF_K = 60
 _FTS_PAGES, _KNN = 400, 200   # best pages and nearest chunks looked at when picking documents
 _TERM = re.compile(r"[^\W_]+", re.U)
+_QUESTION_WORDS = frozenset("what how much many which who whom whose when where why does did was were the".split())
 _HEAD_WEIGHT = 4.0      # a page's head (the document's id and title) counts this much more than its text
 
 Loader = Callable[[Path], Document]
@@ -153,8 +154,12 @@ def files_under(paths: Iterable[Path], suffixes: Iterable[str] | None = None) ->
 
 
 def fts_query(text: str) -> str:
-    """The words of `text` as an FTS5 OR-query of quoted terms (no operator in the text is obeyed)."""
-    words = dict.fromkeys(w.lower() for w in _TERM.findall(text) if len(w) > 1 or w.isdigit())
+    """The words of `text` as an FTS5 OR-query of quoted terms (no operator in the text is obeyed),
+    without stopwords: "the" matches every page and only slows the query."""
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+    stop = set(STOPWORDS_EN_PLUS) | _QUESTION_WORDS
+    words = dict.fromkeys(w.lower() for w in _TERM.findall(text) if (len(w) > 1 or w.isdigit()) and w.lower() not in stop)
     return " OR ".join(f'"{w}"' for w in words)
 
 
@@ -602,16 +607,16 @@ def _untokens(blob: bytes) -> dict[str, Any]:
     import io
     from collections import Counter
 
-    z = np.load(io.BytesIO(blob))
+    with np.load(io.BytesIO(blob)) as npz:
+        z = {k: npz[k] for k in npz.files}  # each read of an NpzFile member decompresses it again
     off = z["ids_off"]
     out: dict[str, Any] = {"vocab": json.loads(z["vocab"].tobytes()), "ids": np.split(z["ids"], off[1:-1]),
                            "terms": []}
     if "t_ids" in z:
         words = np.asarray(json.loads(z["words"].tobytes()), dtype=object)
-        t_off = z["t_off"]
+        t_off, t_words, t_n = z["t_off"].tolist(), words[z["t_ids"]].tolist(), z["t_n"].tolist()
         for a, b in zip(t_off[:-1], t_off[1:], strict=True):
-            out["terms"].append(Counter(dict(zip(words[z["t_ids"][a:b]].tolist(), z["t_n"][a:b].tolist(),
-                                                 strict=True))))
+            out["terms"].append(Counter(dict(zip(t_words[a:b], t_n[a:b], strict=True))))
     return out
 
 
