@@ -95,7 +95,7 @@ class IndexReport(BaseModel):
     seconds: float = 0.0
 
 
-def _sqlite() -> Any:
+def sqlite_modules() -> Any:
     """A sqlite3 module that can load sqlite-vec, and sqlite_vec itself; else the `index` extra's error."""
     try:
         import sqlite_vec
@@ -170,7 +170,7 @@ class CorpusStore:
     def __init__(self, path: str | Path, *, create: bool = False):
         self.path = Path(path).expanduser()
         self._lock = threading.RLock()
-        sqlite3, sqlite_vec = _sqlite()
+        sqlite3, sqlite_vec = sqlite_modules()
         self._db_error = sqlite3.DatabaseError
         if not create and not self.path.is_file():
             raise CorpusIndexError(f"No corpus index at {self.path}: build it with "
