@@ -235,18 +235,19 @@ def test_cli_index_is_incremental_and_ask_refuses_a_missing_index(tmp_path, corp
 @pytest.mark.real_model
 def test_embedded_model_answers_from_an_index_with_a_citation_in_the_right_document(tmp_path, corpus):
     """End to end with SmolLM2 as both models: `minions ask --index` with no documents picks the
-    patient record and the run cites it (a quote verified in that document)."""
+    patient record first, reads only its chunks, and the run cites it (a quote verified in it)."""
     pytest.importorskip("llama_cpp")
     path = tmp_path / "e2e.minions"
     assert run_cli("index", str(corpus), "--store", str(path), "--json").returncode == 0
     out = run_cli("ask", "-q", "Which medication replaced lisinopril after the patient developed a dry cough?",
-                  "--index", str(path), "--json")
+                  "--index", str(path), "--json", "--max-rounds", "1", "--read", "1500", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
-    assert result["documents"][0]["id"] == "patient_record"
     assert result["answer"], result
-    cited = {c["doc_id"] for c in result["citations"]}
-    assert "patient_record" in cited, result["citations"]
+    read = result["coverage"]["documents"]
+    assert list(read)[0] == "patient_record" and read["patient_record"] > 0   # picked first, and read
+    assert read["paper"] == read["northwind_annual_report"] == 0               # the budget went to it alone
+    assert any(c["doc_id"] == "patient_record" for c in result["citations"]), result["citations"]
 
 
 def test_eval_with_an_index_gives_the_same_rows_from_stored_chunks(tmp_path, monkeypatch):
