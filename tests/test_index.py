@@ -278,3 +278,24 @@ def test_eval_with_an_index_gives_the_same_rows_from_stored_chunks(tmp_path, mon
         return sorted((r.key, r.answer, r.read_share, r.score, r.usage["local"].prompt_tokens) for r in outcome.rows)
 
     assert rows(plain) == rows(indexed) and len(plain.rows) == 6
+
+
+def test_serve_with_an_index_answers_a_request_naming_no_documents(store):
+    """The official `openai` SDK against `minions serve --index`: a request with no documents and an
+    empty server corpus is asked of the documents the index picks."""
+    openai = pytest.importorskip("openai")
+    from minions.serve.app import create_app
+    from minions.serve.server import BackgroundServer
+    from minions.serve.service import ServeSettings, Service
+
+    remote = FunctionClient(lambda _m, _o: "Losartan replaced it.", model="remote")
+    local = FunctionClient(lambda _m, _o: "nothing", model="local")
+    run = RunSettings(protocol="remote-only", local=local, remote=remote, index=str(store))
+    service = Service(ServeSettings(default_protocol="remote-only"), local=local, remote=remote, corpus=[], run=run)
+    with BackgroundServer(create_app(service)) as srv:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        out = client.chat.completions.create(model="remote-only", messages=[
+            {"role": "user", "content": "Which medication replaced lisinopril after the dry cough?"}])
+    assert out.choices[0].message.content == "Losartan replaced it."
+    (messages, _), = remote.calls
+    assert "lisinopril" in messages[-1].content.lower()   # the picked patient record reached the model
