@@ -47,7 +47,7 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(tmp_path: Path, corpus: Path) -> Path:
     path = tmp_path / "corpus.minions"
-    s = CorpusStore.create(path)
+    s = CorpusStore.create(path, [("chars", 3000), ("chars", 1500)])  # MinionS's and RAG's
     s.update([corpus])
     s.close()
     return path
@@ -199,6 +199,21 @@ def test_an_indexed_file_that_changed_since_is_refused_with_the_fix(store, corpu
         s.documents_for([corpus / "paper.md"])
     with pytest.raises(errors.CorpusIndexError, match="not in the index"):
         s.documents_for([ROOT / "README.md"])
+
+
+def test_the_stored_chunkings_are_fixed_at_creation_and_others_are_cut_in_memory(tmp_path, corpus):
+    from minions.documents.store import parse_chunking
+
+    s = CorpusStore.create(tmp_path / "c.minions")
+    s.update([corpus])
+    docs = s.documents(["paper"])
+    assert s.chunkings == [("chars", 3000)] and s.chunks(docs, "chars", 1500) is None  # RAG's: not stored
+    s.close()
+    with pytest.raises(errors.CorpusIndexError, match="stores the chunkings chars:3000.*new index file"):
+        CorpusStore.create(tmp_path / "c.minions", [("chars", 1500)])
+    assert parse_chunking("chars:1500") == ("chars", 1500)
+    with pytest.raises(errors.ConfigError, match="STRATEGY:SIZE"):
+        parse_chunking("words:12")
 
 
 def test_without_the_extra_the_error_names_it(tmp_path, monkeypatch):

@@ -30,15 +30,21 @@ def add_parser(sub) -> None:
                        allow_abbrev=False)
     p.add_argument("paths", nargs="+", metavar="DIR", help="folders (searched recursively) or files to index")
     p.add_argument("--store", required=True, metavar="PATH", help="the index file (created if missing)")
+    p.add_argument("--chunking", action="append", default=None, metavar="STRATEGY:SIZE",
+                   help="chunkings to store (repeatable; default chars:3000, MinionS's; add chars:1500 for RAG). "
+                   "Fixed when the index is created")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from minions.documents.store import CorpusStore, IndexProgress
+    from minions.documents.store import CHUNKINGS, CorpusStore, IndexProgress, parse_chunking
 
     err = Console(stderr=True)
-    store = CorpusStore.create(args.store)
+    chunkings = None
+    if args.chunking:
+        chunkings = list(dict.fromkeys([*CHUNKINGS, *(parse_chunking(c) for c in args.chunking)]))
+    store = CorpusStore.create(args.store, chunkings)
     try:
         if args.json:
             report = store.update([Path(p) for p in args.paths])

@@ -48,8 +48,11 @@ if TYPE_CHECKING:
 
 EXTRA = "index"
 SCHEMA = "minions-corpus-index/1"
-#: the chunkings stored with embeddings: MinionS's default (3,000 characters) and RAG's (1,500)
-CHUNKINGS: tuple[tuple[str, int], ...] = (("chars", 3000), ("chars", 1500))
+#: the chunkings stored (chunks, embeddings, BM25 tokens) unless the store is created with others:
+#: MinionS's default, 3,000 characters. RAG's 1,500 is one more (`minions index --chunking chars:1500`):
+#: each chunking costs about as much again to build and to store; one not stored is cut and embedded
+#: in memory for the documents a run reads.
+CHUNKINGS: tuple[tuple[str, int], ...] = (("chars", 3000),)
 #: documents a question over the whole index reads (picked by `pick`)
 PICK_DOCS = 3
 _DENSE_WEIGHT = 0.3     # as minions.documents.hybrid.DENSE_WEIGHT
@@ -167,7 +170,8 @@ class CorpusStore:
     """One index file. `create` makes or opens one to write; `open` opens an existing one, with an
     error that names the fix when it is missing, not an index, or from another version."""
 
-    def __init__(self, path: str | Path, *, create: bool = False):
+    def __init__(self, path: str | Path, *, create: bool = False,
+                 chunkings: Sequence[tuple[str, int]] | None = None):
         self.path = Path(path).expanduser()
         self._lock = threading.RLock()
         sqlite3, sqlite_vec = sqlite_modules()
@@ -191,10 +195,21 @@ class CorpusStore:
         if meta.get("schema") != SCHEMA:
             raise CorpusIndexError(f"{fix} (schema {meta.get('schema')!r}, this version reads {SCHEMA!r}).")
         self.meta = meta
+        if "chunkings" not in meta:
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('chunkings', ?)", (json.dumps(list(chunkings or CHUNKINGS)),))
+            self.meta["chunkings"] = json.dumps(list(chunkings or CHUNKINGS))
+        self.chunkings: list[tuple[str, int]] = [(str(a), int(b)) for a, b in json.loads(self.meta["chunkings"])]
+        if chunkings is not None and sorted(map(tuple, chunkings)) != sorted(self.chunkings):
+            raise CorpusIndexError(f"{self.path} stores the chunkings {_names(self.chunkings)}, not "
+                                   f"{_names(chunkings)}: keep those, or build a new index file with "
+                                   "`minions index DIR... --store NEW_PATH --chunking ...`.")
 
     @classmethod
-    def create(cls, path: str | Path) -> CorpusStore:
-        return cls(path, create=True)
+    def create(cls, path: str | Path, chunkings: Sequence[tuple[str, int]] | None = None) -> CorpusStore:
+        """Create an index, or open one to update; `chunkings` (default `CHUNKINGS` for a new file)
+        must be the ones an existing file stores."""
+        return cls(path, create=True, chunkings=chunkings)
 
     @classmethod
     def open(cls, path: str | Path) -> CorpusStore:
@@ -325,7 +340,7 @@ class CorpusStore:
         from minions.documents.chunking import chunk_document
 
         out = []
-        for strategy, size in CHUNKINGS:
+        for strategy, size in self.chunkings:
             chunks = chunk_document(doc, strategy, size)  # type: ignore[arg-type]
             vectors = encoder.encode([c.text for c in chunks]) if encoder is not None and chunks else None
             out.append((strategy, size, chunks, vectors, getattr(encoder, "name", "")))
@@ -630,6 +645,21 @@ def _merge(parts: list[dict[str, Any]]) -> tuple[list[list[int]], dict[str, int]
     return ids, vocab
 
 
+def _names(chunkings: Iterable[tuple[str, int]]) -> str:
+    return ", ".join(f"{a}:{b}" for a, b in chunkings)
+
+
+def parse_chunking(text: str) -> tuple[str, int]:
+    """"chars:1500" -> ("chars", 1500), checked as `chunk_document` checks it."""
+    from minions.documents.chunking import STRATEGIES
+
+    strategy, _, size = text.partition(":")
+    if strategy not in STRATEGIES or not size.isdigit() or int(size) < 1:
+        raise ConfigError(f"--chunking {text!r}: use STRATEGY:SIZE with a strategy of {', '.join(STRATEGIES)} "
+                          "and a positive size, e.g. chars:1500.")
+    return strategy, int(size)
+
+
 def _default_loader(path: Path) -> Document:
     from minions.documents.loaders import load
 
@@ -643,4 +673,5 @@ def open_store(path: str | Path) -> CorpusStore:
 
 
 __all__ = ["CHUNKINGS", "EXTRA", "PICK_DOCS", "CorpusStore", "IndexProgress", "IndexReport", "files_under",
+           "parse_chunking",
            "open_store"]
