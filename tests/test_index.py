@@ -314,3 +314,32 @@ def test_serve_with_an_index_answers_a_request_naming_no_documents(store):
     assert out.choices[0].message.content == "Losartan replaced it."
     (messages, _), = remote.calls
     assert "lisinopril" in messages[-1].content.lower()   # the picked patient record reached the model
+
+
+async def test_mcp_with_an_index_answers_an_ask_naming_no_documents(gateway, tmp_path):
+    """The official `mcp` client against `minions mcp --index` over stdio: `ask` with no documents
+    (and no corpus on the command line) is asked of the documents the index picks."""
+    pytest.importorskip("mcp")
+    from mcp import ClientSession, stdio_client
+
+    from tests.gateway import ScriptedBackend
+    from tests.test_documents import PAGES, make_pdf
+    from tests.test_mcp import CAPEX, answers_capex, server_params
+
+    gateway.backend = ScriptedBackend(answers_capex)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "acme-2024.pdf").write_bytes(make_pdf(PAGES))
+    shutil.copy(SAMPLE / "paper.md", docs / "paper.md")
+    path = tmp_path / "mcp.minions"
+    s = CorpusStore.create(path)
+    assert len(s.update([docs]).added) == 2
+    s.close()
+    async with stdio_client(server_params(gateway, docs, "--index", str(path))) as (read, write), \
+            ClientSession(read, write) as session:
+        await session.initialize()
+        out = await session.call_tool("ask", {"question": "What were capital expenditures?"})
+    assert not out.is_error, out.content
+    result = out.structured_content
+    assert result["answer"] == f'The report says "{CAPEX}".'
+    assert [c["doc_id"] for c in result["citations"]] == ["acme-2024"]
