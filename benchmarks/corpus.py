@@ -28,7 +28,6 @@ import argparse
 import gzip
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,11 +55,10 @@ CHILD = textwrap.dedent("""
     from minions.clients.function import FunctionClient
     from minions.protocols.build import build_protocol
     from minions.protocols.settings import RunSettings
-    from corpus import load_json
 
     t0 = float(sys.argv[1])
     def local(messages, options):
-        print(json.dumps({{"first_local_job_s": time.time() - t0, "docs": os.environ.get("DOCS", "")}}), flush=True)
+        print(json.dumps({{"first_local_job_s": time.time() - t0, "cpu_s": time.process_time()}}), flush=True)
         os._exit(0)
     def remote(messages, options):
         return json.dumps({{"tasks": [{{"instruction": {question!r}}}]}})
@@ -68,7 +66,11 @@ CHILD = textwrap.dedent("""
     settings = RunSettings(local=FunctionClient(local, model="scripted-local"),
                            remote=FunctionClient(remote, model="scripted-remote"), index=index)
     protocol = build_protocol(settings)
-    docs = [] if index else [load_json(p) for p in sorted(Path(sys.argv[3]).glob("*.json"))]
+    if index:
+        docs = []
+    else:  # the baseline reads the filings from their files (the benchmark's loader)
+        from corpus import load_json
+        docs = [load_json(p) for p in sorted(Path(sys.argv[3]).glob("*.json"))]
     protocol.run({question!r}, docs)
     print(json.dumps({{"error": "no local job ran"}}))
 """)
@@ -94,7 +96,9 @@ def write_filings(root: Path, folder: Path, limit: int | None) -> int:
     return n
 
 
-def start(index: Path | None, folder: Path) -> float:
+def start(index: Path | None, folder: Path) -> tuple[float, float]:
+    """(wall seconds from launching the process to its first local job, CPU seconds it used by then):
+    on a shared machine the wall time also counts waiting for a core; the CPU time does not."""
     code = CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), question=QUESTION)
     t0 = time.time()
     out = subprocess.run([sys.executable, "-c", code, str(t0), str(index or "-"), str(folder)],
@@ -103,7 +107,7 @@ def start(index: Path | None, folder: Path) -> float:
         if line.startswith("{"):
             got = json.loads(line)
             if "first_local_job_s" in got:
-                return float(got["first_local_job_s"])
+                return float(got["first_local_job_s"]), float(got["cpu_s"])
     raise SystemExit(f"the start did not reach a local job:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
 
 
@@ -160,13 +164,13 @@ def main() -> None:
         store.close()
 
         starts = sorted(start(store_path, folder) for _ in range(max(1, args.repeat)))
-        with_index = statistics.median(starts)
-        print(f"first local job from the index (`ask --index`):   {with_index:6.2f} s median of {len(starts)} "
-              f"({', '.join(f'{x:.2f}' for x in starts)}) "
+        with_index, cpu = starts[len(starts) // 2]
+        print(f"first local job from the index (`ask --index`):   {with_index:6.2f} s, {cpu:.2f} s CPU (median of "
+              f"{len(starts)}: {', '.join(f'{x:.2f}' for x, _ in starts)} s) "
               f"(target < {TARGET_START_S:.0f} s: {'met' if with_index < TARGET_START_S else 'missed'})")
         if not args.no_baseline:
-            without = start(None, folder)
-            print(f"first local job without it (load, chunk, embed): {without:6.2f} s   "
+            without, cpu_without = start(None, folder)
+            print(f"first local job without it (load, chunk, embed): {without:6.2f} s, {cpu_without:.2f} s CPU "
                   f"({without / with_index:.0f}x the indexed start)")
 
         store = CorpusStore.open(store_path)
