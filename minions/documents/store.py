@@ -192,7 +192,6 @@ class CorpusStore:
         self.path = Path(path).expanduser()
         self._lock = threading.RLock()
         sqlite3, sqlite_vec = sqlite_modules()
-        self._db_error = sqlite3.DatabaseError
         if not create and not self.path.is_file():
             raise CorpusIndexError(f"No corpus index at {self.path}: build it with "
                                    f"`minions index DIR... --store {self.path}`.")
