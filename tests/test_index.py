@@ -343,3 +343,22 @@ async def test_mcp_with_an_index_answers_an_ask_naming_no_documents(gateway, tmp
     result = out.structured_content
     assert result["answer"] == f'The report says "{CAPEX}".'
     assert [c["doc_id"] for c in result["citations"]] == ["acme-2024"]
+
+
+def test_batch_with_an_index_asks_questions_without_documents_of_the_documents_it_picks(store, tmp_path):
+    from minions.batch import run_batch
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "cough", "question": "Which medication replaced lisinopril after the "
+                                     "patient developed a dry cough?"}) + "\n"
+                         + json.dumps({"id": "f1", "question": "What test-set F1 does Relay Attention reach?"}) + "\n")
+    read: list[str] = []
+    local, remote = _scripted(read)
+    settings = RunSettings(local=local, remote=remote, index=str(store), knobs={"max_rounds": 1, "read": "30%"})
+    out = run_batch(questions, [], tmp_path / "answers.jsonl", settings, concurrency=1)
+    rows = {r.id: r for r in out.rows}
+    assert set(rows) == {"cough", "f1"} and all(r.error is None for r in rows.values())
+    firsts = {k: next(iter(r.coverage["documents"])) for k, r in rows.items()}
+    assert firsts == {"cough": "patient_record", "f1": "paper"}   # each question's own documents, picked
+    with pytest.raises(errors.ConfigError, match="--index PATH"):
+        run_batch(questions, [], tmp_path / "other.jsonl", settings.model_copy(update={"index": None}))
