@@ -172,6 +172,7 @@ def test_a_question_with_no_documents_is_asked_of_the_documents_the_index_picks(
     proto = build_protocol(RunSettings(local=local, remote=remote, index=str(store), knobs={"max_rounds": 1}))
     result = proto.run("Which medication replaced lisinopril after the patient developed a dry cough?")
     assert result.error is None and result.documents[0]["id"] == "patient_record"
+    assert any("the corpus index picked" in w and "patient_record" in w for w in result.warnings)  # said so
     assert result.coverage is not None
     per_doc = {d.doc_id: d.chars_read for d in result.coverage.documents}
     assert per_doc["patient_record"] > 0   # coverage per document: the picked record was read

@@ -183,12 +183,13 @@ class Protocol(ABC, Generic[ConfigT]):
         from minions.egress.record import Collector, capture, end_run, new_run_id
 
         documents = to_documents(context)
-        if not documents and self.corpus is not None:  # documents first, then (in the protocol) chunks
-            documents = await asyncio.to_thread(self.corpus.pick, task)
+        picked = not documents and self.corpus is not None
+        if picked:  # documents first, then (in the protocol) chunks
+            documents = await asyncio.to_thread(self.corpus.pick, task)  # type: ignore[union-attr]
         self._mark_egress_roles()
         collector = Collector(new_run_id())
         with capture(collector, run_id=collector.run_id):
-            result = await self._arun(task, documents, on_event=on_event, cancel=cancel)
+            result = await self._arun(task, documents, on_event=on_event, cancel=cancel, picked=picked)
             egress = self._egress(collector, documents)
             end_run(collector.run_id, egress)
         return result.model_copy(update={"egress": egress})
@@ -215,9 +216,12 @@ class Protocol(ABC, Generic[ConfigT]):
                          scrubbed=scrubbed)
 
     async def _arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None,
-                    cancel: Cancellable | None = None) -> RunResult:
+                    cancel: Cancellable | None = None, picked: bool = False) -> RunResult:
         started = time.perf_counter()
         ctx = RunContext(self, task, to_documents(context), on_event, cancel)
+        if picked:
+            await ctx.notice(f"asked of the {len(ctx.documents)} document(s) the corpus index picked for the question: "
+                             f"{', '.join(d.id for d in ctx.documents) or 'none (the index is empty)'}", level="info")
         for doc in ctx.documents:  # load warnings (e.g. "decoded it as latin-1") belong with the run
             for w in doc.metadata.get("warnings", ()):
                 await ctx.notice(str(w))
