@@ -186,6 +186,8 @@ def test_a_missing_or_damaged_index_is_an_error_naming_the_fix(tmp_path):
     with pytest.raises(errors.CorpusIndexError, match=r"not a minions corpus index or is damaged.*minions index"):
         build_protocol(RunSettings(local=FunctionClient(lambda m, o: ""), remote=FunctionClient(lambda m, o: ""),
                                    index=str(bad)))
+    with pytest.raises(errors.CorpusIndexError, match="does not exist"):
+        CorpusStore.create(tmp_path / "no" / "such" / "dir.minions")
     other = tmp_path / "other.sqlite"
     import sqlite3
     sqlite3.connect(other).execute("CREATE TABLE meta(key TEXT, value TEXT)").connection.commit()

@@ -192,6 +192,9 @@ class CorpusStore:
         self.path = Path(path).expanduser()
         self._lock = threading.RLock()
         sqlite3, sqlite_vec = sqlite_modules()
+        if create and not self.path.parent.is_dir():
+            raise CorpusIndexError(f"Cannot create the index {self.path}: the folder {self.path.parent} does not "
+                                   "exist. Create it first or give another --store PATH.")
         if not create and not self.path.is_file():
             raise CorpusIndexError(f"No corpus index at {self.path}: build it with "
                                    f"`minions index DIR... --store {self.path}`.")
@@ -292,7 +295,7 @@ class CorpusStore:
             emit(IndexProgress(stage="read", path=key, done=i - 1, total=len(found)))
             try:
                 doc = load(path)
-            except (DocumentError, ConfigError) as e:
+            except (DocumentError, ConfigError, OSError) as e:  # one bad file is reported; the others go on
                 report.failed[key] = str(e)
                 emit(IndexProgress(stage="read", path=key, done=i, total=len(found)))
                 continue
