@@ -365,3 +365,13 @@ def test_batch_with_an_index_asks_questions_without_documents_of_the_documents_i
     assert firsts == {"cough": "patient_record", "f1": "paper"}   # each question's own documents, picked
     with pytest.raises(errors.ConfigError, match="--index PATH"):
         run_batch(questions, [], tmp_path / "other.jsonl", settings.model_copy(update={"index": None}))
+
+
+def test_a_file_that_cannot_be_read_is_reported_and_the_others_are_indexed(tmp_path, corpus):
+    (corpus / "broken.pdf").write_bytes(b"this is not a pdf")
+    s = CorpusStore.create(tmp_path / "b.minions")
+    report = s.update([corpus])
+    assert [Path(p).name for p in report.failed] == ["broken.pdf"] and len(report.added) == 3
+    assert "broken" not in s.doc_ids()
+    out = run_cli("index", str(corpus), "--store", str(tmp_path / "cli.minions"))
+    assert out.returncode == 1 and "not indexed" in out.stderr and "broken.pdf" in out.stderr
