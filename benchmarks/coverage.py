@@ -3,6 +3,12 @@
     python benchmarks/coverage.py                  # all questions whose filing we hold (129)
     python benchmarks/coverage.py --limit 40       # a quicker look
     python benchmarks/coverage.py --minilm         # also all-MiniLM-L6-v2 (needs torch; slow)
+    python benchmarks/coverage.py --index fb.minions   # also hybrid from a corpus index (benchmarks/corpus.py --keep)
+
+With --index, "hybrid (index)" ranks with the HybridIndex rebuilt from the store (stored chunks, embeddings
+and BM25 tokens) beside the in-memory hybrid: it must be within 1 point (it is the same ranking). It also
+prints how often the question's filing is among the documents the index picks for it (the whole corpus,
+no filing named: `minions ask -q ... --index`).
 
 A question is *covered* when a chunk that was read holds a page of its gold evidence: otherwise no
 model, however good, can answer it from what it read. For each retriever and reading budget (share of
@@ -66,7 +72,13 @@ def main() -> None:
                     help="FinanceBench folder (default: $MINIONS_DATA/financebench, ../shared/datasets/...)")
     ap.add_argument("--limit", type=int, default=None, help="first N questions only")
     ap.add_argument("--minilm", action="store_true", help="also all-MiniLM-L6-v2 (sentence-transformers)")
+    ap.add_argument("--index", type=Path, default=None, help="a corpus index of the filings (benchmarks/corpus.py --keep)")
     args = ap.parse_args()
+    store = None
+    if args.index is not None:
+        from minions.documents.store import CorpusStore
+
+        store = CorpusStore.open(args.index)
     try:
         ds = load_financebench(args.data)
     except DatasetNotFoundError as exc:
@@ -100,6 +112,9 @@ def main() -> None:
         methods[f"dense {enc}"] = (enc, lambda ix, q: ix.ranking(q, Retriever.dense), False)
         methods[f"hybrid {enc}"] = (enc, lambda ix, q: ix.ranking(q, Retriever.hybrid), False)
         methods[f"hybrid {enc} +nb"] = (enc, lambda ix, q: ix.ranking(q, Retriever.hybrid), True)
+    if store is not None:
+        methods["hybrid (index)"] = ("stored", lambda ix, q: ix.ranking(q), False)
+    picked_at, not_held = {1: 0, 3: 0}, 0
     hit = {m: np.zeros(len(BUDGETS)) for m in methods}
     share = {m: [[] for _ in BUDGETS] for m in methods}
     build_s: dict[str, list[float]] = {"bm25": [], **{e: [] for e in encoders}}
@@ -125,10 +140,18 @@ def main() -> None:
             indexes[enc] = HybridIndex.for_documents([doc], chunks, encoder=model)
             build_s[enc].append(time.perf_counter() - t)
             rag_indexes[f"hybrid {enc}"] = HybridIndex.for_documents([doc], rag_chunks, encoder=model)
+        if store is not None:  # a filing the store holds with other text (changed since) is ranked in memory
+            stored = store.index([doc], "chars", 3000)
+            not_held += stored is None
+            indexes["stored"] = stored if stored is not None else indexes["wordllama"]
         for item in doc_items:
             n += 1
             gold = {p + 1 for p in item.metadata["evidence_pages"]}  # dataset pages are 0-based
             q = item.question
+            if store is not None:
+                ranked_docs = store.rank_documents(q)
+                for k in picked_at:
+                    picked_at[k] += doc.id in ranked_docs[:k]
             # today's selection: BM25's best 22 for the question, topped up in document order
             top = [chunks[i] for i in bm25(indexes[None], q)[:DEFAULT_CAP_CHUNKS].tolist()]
             rest = [c for c in chunks if c not in top][: DEFAULT_CAP_CHUNKS - len(top)]
@@ -174,6 +197,14 @@ def main() -> None:
 
     print(f"Target >= {TARGET_COVERED:.0%} covered at <= {TARGET_READ:.0%} read: what MinionS and RAG use, "
           f"{verdict(used)}; best, {verdict(best)}; BM25 alone {hit['bm25'][b30] / n:.1%}.\n")
+
+    if store is not None:
+        gap = hit["hybrid (index)"][b30] / n - hit[used][b30] / n
+        print(f"From the corpus index: hybrid {hit['hybrid (index)'][b30] / n:.1%} at 30% vs in memory "
+              f"{hit[used][b30] / n:.1%} ({gap:+.1%} points; target within 1). The question's filing among the "
+              f"documents the index picks from all {len(store.doc_ids())}: top 1 {picked_at[1] / n:.1%}, "
+              f"top 3 {picked_at[3] / n:.1%}." + (f" ({not_held} filing(s) not held as loaded here: ranked in memory)"
+                                                 if not_held else "") + "\n")
 
     ms: Callable[[list[float]], str] = lambda xs: f"{1000 * statistics.mean(xs):8.1f} ms"  # noqa: E731
     print("Selection time (mean): index build per filing, query per question; model load once")

@@ -95,9 +95,10 @@ class Unit:
         return (self.question.id, doc_set_key(self.documents))
 
 
-def read_questions(path: str | Path, default_docs: list[str | Path]) -> list[Unit]:
+def read_questions(path: str | Path, default_docs: list[str | Path], *, index: bool = False) -> list[Unit]:
     """Every line of the questions file as a unit of work; a ConfigError naming the line (and the
-    fix) for a line that is not a question, a repeated id, or a question with no documents."""
+    fix) for a line that is not a question, a repeated id, or a question with no documents (allowed
+    with `index`: a corpus index picks them)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -118,9 +119,9 @@ def read_questions(path: str | Path, default_docs: list[str | Path]) -> list[Uni
                                      "(documents optional).") from None
         docs = ([str((path.parent / d).expanduser().resolve()) for d in q.documents]
                 if q.documents is not None else defaults)
-        if not docs:
+        if not docs and not index:
             raise errors.ConfigError(f"{path} line {number}: question {q.id!r} has no documents; give DOCS on the "
-                                     "command line or a \"documents\" list on the line.")
+                                     "command line, a \"documents\" list on the line, or --index PATH.")
         unit = Unit(q, docs, number)
         if unit.key in seen:
             raise errors.ConfigError(f"{path} line {number}: id {q.id!r} repeats line {seen[unit.key]} over the "
@@ -209,7 +210,7 @@ async def arun_batch(questions: str | Path, documents: list[str | Path], out: st
                      max_document_chars: int | None = None,
                      on_progress: Callable[[Any], Any] | None = None) -> BatchOutcome:
     """Answer every question of `questions` (not yet in `out`), appending one row each to `out`."""
-    units = read_questions(questions, documents)                       # bad input first, before any work
+    units = read_questions(questions, documents, index=settings.index is not None)  # bad input first
     protocol = build_protocol(settings, factory=factory, prices=prices)  # then bad settings
     wanted = {u.key for u in units}
     with open_output(out) as log:

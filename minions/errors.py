@@ -158,6 +158,11 @@ class DatasetNotFoundError(ConfigError):
     pass
 
 
+class CorpusIndexError(ConfigError):
+    """A corpus index (`--index PATH`) is missing, damaged, from another version, or does not hold
+    what was asked of it. The message names the `minions index` command that fixes it."""
+
+
 # --- warnings ------------------------------------------------------------------------------------
 
 class RiskySetupWarning(UserWarning):

@@ -26,6 +26,7 @@ EPILOG = """examples:
   minions ask 10k.pdf -q "..." --local ollama/llama3.2:3b --remote openai/gpt-4o-mini
   minions ask notes.md -q "..." --protocol minion --max-rounds 3 --json
   minions batch questions.jsonl 10k.pdf --out answers.jsonl   # a question set, resumable
+  minions index filings/ --store filings.minions && minions ask -q "..." --index filings.minions
   minions models                      # embedded models, Ollama models, the price table
   minions eval --config evals/offline.toml
   minions ask 10k.pdf -q "..." --egress-log egress.jsonl && minions audit egress.jsonl   # what left
@@ -38,7 +39,7 @@ exit codes: 0 ok (also a degraded or ungrounded answer: see "degraded"/"grounded
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from minions.cli import ask, audit, batch, models, serve
+    from minions.cli import ask, audit, batch, index, models, serve
 
     p = argparse.ArgumentParser(prog="minions", description="Answer questions over long documents with a "
                                 "local model reading and a remote model planning.", epilog=EPILOG,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     ask.add_parser(sub)
     batch.add_parser(sub)
+    index.add_parser(sub)
     models.add_parser(sub)
     audit.add_parser(sub)
     serve.add_parsers(sub)

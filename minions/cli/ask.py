@@ -34,7 +34,8 @@ def add_parser(sub) -> None:
                        description=f"Ask a question over one or more documents ({SUPPORTED}).",
                        epilog="example: minions ask report.pdf -q 'What was FY2023 revenue?' --protocol minions",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="documents to read (each one a file)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="documents to read (each one a file); with --index, indexed files (none: the index picks)")
     p.add_argument("-q", "--question", required=True)
     add_model_args(p)
     p.add_argument("--max-document-chars", type=int, default=None, metavar="N",
@@ -69,6 +70,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--privacy", action="store_true", help="scrub personal data from everything sent remote")
     p.add_argument("--private-name", action="append", default=[], metavar="NAME",
                    help="a name to scrub (repeatable; implies --privacy)")
+    p.add_argument("--index", default=None, metavar="PATH",
+                   help="start from a corpus index (minions index DIR... --store PATH): documents, chunks and "
+                   "embeddings are read from it; a question given no documents is asked of those it picks")
     add_flags(p)
 
 
@@ -81,7 +85,7 @@ def settings_from_args(args: argparse.Namespace, **over):
         "protocol": args.protocol, "local": args.local, "remote": args.remote, "price_as": args.remote_price_as,
         "base_url": args.base_url, "privacy": args.privacy, "private_names": tuple(args.private_name),
         "max_remote_usd": args.max_remote_usd, "knobs": knobs_from_args(args),
-        "store_text": not getattr(args, "no_store_text", False), **over})
+        "store_text": not getattr(args, "no_store_text", False), "index": getattr(args, "index", None), **over})
 
 
 def build_protocol(args: argparse.Namespace):
@@ -104,7 +108,13 @@ def run(args: argparse.Namespace) -> int:
     # On the command line every argument is a file: a Path never falls back to being read as text
     # (a typo must not become a 14-character document), and a name holding a newline still loads.
     live = None if (args.json or args.quiet) else LiveView(err)
-    docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit, on_progress=live)
+    if protocol.corpus is not None:  # --index: the stored documents (none named: the run picks them)
+        docs = protocol.corpus.documents_for(args.paths) if args.paths else []
+    elif not args.paths:
+        raise errors.ConfigError("No documents: name the files to read, or start from an index with "
+                                 "--index PATH (built by `minions index DIR... --store PATH`).")
+    else:
+        docs = load_many([Path(p).expanduser() for p in args.paths], max_chars=limit, on_progress=live)
     interrupted = False
     try:
         with _egress_log(args):

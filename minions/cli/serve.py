@@ -111,6 +111,10 @@ def build_service(args: argparse.Namespace):
     split_knobs(PROTOCOL_NAMES, knobs)  # configuration errors first, before a model loads
     # Server-wide knobs live in ServeSettings (each protocol takes its own); the budget is per request.
     run = ask.settings_from_args(args, knobs={}, max_remote_usd=None)
+    if run.index is not None:  # a missing or damaged index fails at start, not on each request
+        from minions.documents.store import open_store
+
+        open_store(run.index).close()
     local, remote = build_clients(run, roles=("local", "remote"))
     run = run.model_copy(update={"local": local, "remote": remote})
     try:
@@ -176,7 +180,9 @@ def serve(args: argparse.Namespace) -> int:
 
     service = build_service(args)
     _log_to_stderr(args, service)
-    docs = ", ".join(service.store.corpus) or "none (send file parts or POST /v1/files)"
+    docs = ", ".join(service.store.corpus) or (f"picked from the index {service.run_settings.index}"
+                                               if service.run_settings.index else
+                                               "none (send file parts or POST /v1/files)")
     print(f"minions serve: http://{args.host}:{args.port}/v1  models: {', '.join(service.protocols())}  "
           f"documents: {docs}" + ("  (API key required)" if service.settings.api_key else ""), file=sys.stderr)
     run(create_app(service), host=args.host, port=args.port)

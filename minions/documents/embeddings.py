@@ -104,11 +104,15 @@ def load_embedding_model() -> Encoder:
 class EmbeddingIndex:
     """Cosine similarity between the query and each chunk embedding."""
 
-    def __init__(self, chunks: Sequence[Chunk], *, model: Encoder | Any = None):
+    def __init__(self, chunks: Sequence[Chunk], *, model: Encoder | Any = None, vectors: np.ndarray | None = None):
+        """`vectors`: the chunks' embeddings made earlier by the same model (a corpus index), one row
+        per chunk; the model is then only needed for queries."""
         self.chunks: list[Chunk] = list(chunks)
         self._model: Encoder = model if model is not None else load_embedding_model()
-        self._vectors = self._model.encode([c.text for c in self.chunks]) if self.chunks \
-            else np.zeros((0, 0), dtype=np.float32)
+        if vectors is not None and len(vectors) != len(self.chunks):
+            raise ValueError(f"{len(vectors)} stored vectors for {len(self.chunks)} chunks")
+        self._vectors = vectors if vectors is not None else self._model.encode([c.text for c in self.chunks]) \
+            if self.chunks else np.zeros((0, 0), dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.chunks)

@@ -24,6 +24,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
 from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,6 +45,20 @@ _WORD = re.compile(r"[a-z]{3,}")
 _STOP = frozenset("the and for with that this from are was were have has had not but its their which our all any can "
                   "may will would also other than such into more these those been being each per they them there "
                   "about under over".split())
+
+
+def feedback_terms(text: str) -> Counter[str]:
+    """The words of a chunk pseudo-relevance feedback may add to a query, with their counts."""
+    return Counter(w for w in _WORD.findall(text.lower()) if w not in _STOP)
+
+
+class StoredLexical(NamedTuple):
+    """The lexical parts of a `HybridIndex` rebuilt from a corpus index's stored tokens (identical to
+    what the index computes from the texts): BM25 over the chunks and the passages, feedback terms."""
+
+    bm25: BM25Index
+    passages: BM25Index | None
+    terms: list[Counter[str]]
 
 
 class Retriever(str, Enum):
@@ -78,24 +93,25 @@ class HybridIndex:
     coverage at a 30% reading budget from 88% to 92% (benchmarks/coverage.py).
 
     `encoder` may be passed (tests, benchmarks); by default the bundled WordLlama model is loaded.
-    `dense=False` builds a BM25-only index on purpose.
+    `dense=False` builds a BM25-only index on purpose. `vectors`: the chunks' embeddings stored by a
+    corpus index (minions.documents.store), so they are not computed again.
     """
 
     def __init__(self, chunks: Sequence[Chunk], *, passages: Sequence[Chunk] = (), encoder: object | None = None,
-                 dense: bool = True):
+                 dense: bool = True, vectors: np.ndarray | None = None, lexical: StoredLexical | None = None):
         from minions.documents.embeddings import EmbeddingIndex
 
         self.chunks: list[Chunk] = list(chunks)
-        self.bm25 = BM25Index(self.chunks)
-        self._passages = BM25Index(passages) if passages else None
+        self.bm25 = lexical.bm25 if lexical is not None else BM25Index(self.chunks)
+        self._passages = (lexical.passages if lexical is not None else BM25Index(passages)) if passages else None
         self._owners = _owners(self.chunks, list(passages)) if passages else []
-        self._terms: list[Counter[str]] | None = None
-        self._df: Counter[str] = Counter()
+        self._terms: list[Counter[str]] | None = lexical.terms if lexical is not None else None
+        self._df: Counter[str] = Counter(w for t in self._terms for w in t) if self._terms is not None else Counter()
         self.dense: EmbeddingIndex | None = None
         self.dense_missing: MissingDependencyError | None = None
         if dense and self.chunks:
             try:
-                self.dense = EmbeddingIndex(self.chunks, model=encoder)
+                self.dense = EmbeddingIndex(self.chunks, model=encoder, vectors=vectors)
             except MissingDependencyError as exc:
                 self.dense_missing = exc
 
@@ -126,7 +142,7 @@ class HybridIndex:
 
     def _feedback_terms(self, query: str, hits: np.ndarray) -> list[str]:
         if self._terms is None:  # per-chunk term counts and document frequencies, built on first use
-            self._terms = [Counter(w for w in _WORD.findall(c.text.lower()) if w not in _STOP) for c in self.chunks]
+            self._terms = [feedback_terms(c.text) for c in self.chunks]
             self._df = Counter(w for t in self._terms for w in t)
         n, asked = len(self.chunks), set(_WORD.findall(query.lower()))
         weight: dict[str, float] = {}

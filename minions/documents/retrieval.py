@@ -64,6 +64,22 @@ class BM25Index:
                                            return_as="ids", show_progress=False)
             self._bm25.index((ids, self._tokenizer.get_vocab_dict()), show_progress=False)
 
+    @classmethod
+    def from_tokens(cls, chunks: Sequence[Chunk], ids: list[list[int]], vocab: dict[str, int], *, k1: float = 1.5,
+                    b: float = 0.75) -> BM25Index:
+        """An index over chunks already tokenized by `bm25_tokenizer()` (stem ids and the stem -> id
+        vocabulary, as a corpus index stores them): the same scores as tokenizing their texts again."""
+        import bm25s
+
+        self = cls.__new__(cls)
+        self.chunks = list(chunks)
+        self._tokenizer = bm25_tokenizer()
+        self._tokenizer.stem_to_sid = vocab  # a query's words are stemmed and looked up here
+        self._bm25 = bm25s.BM25(k1=k1, b=b)
+        if self.chunks:
+            self._bm25.index((ids, vocab), show_progress=False)
+        return self
+
     def __len__(self) -> int:
         return len(self.chunks)
 

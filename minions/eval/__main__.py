@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorer", help="score every item with this scorer (e.g. judge)")
     p.add_argument("--judge", metavar="SPEC", help="judge model for --scorer judge")
     p.add_argument("--judge-price-as", metavar="SPEC")
+    p.add_argument("--index", metavar="PATH", help="a corpus index holding the datasets' documents (minions index): "
+                   "their chunks and embeddings are read from it, not computed again for every item")
     p.add_argument("-v", "--verbose", action="store_true", help="also log third-party libraries' INFO lines")
     return p
 
@@ -74,7 +76,8 @@ def config_from_args(args: argparse.Namespace):
         data["datasets"] = [{"name": d, "path": paths.get(d)} for d in args.dataset]
     simple = {"name": args.name, "protocols": args.protocol, "local": args.local, "remote": args.remote,
               "remote_price_as": args.remote_price_as, "limit": args.limit, "seed": args.seed, "out": args.out,
-              "concurrency": args.concurrency, "request_timeout": args.timeout, "cache_path": args.cache_path, "scorer": args.scorer}
+              "concurrency": args.concurrency, "request_timeout": args.timeout, "cache_path": args.cache_path, "scorer": args.scorer,
+              "index": args.index}
     data.update({k: v for k, v in simple.items() if v is not None})
     if args.no_cache:
         data["cache"] = False

@@ -89,6 +89,9 @@ class SweepConfig(BaseModel):
     judge: JudgeSpec | None = None
     knobs: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, Any] = Field(default_factory=dict)
+    #: a corpus index (`minions index`) holding the items' documents: their stored chunks and embeddings
+    #: are used (a document it does not hold is chunked and embedded as without it); not part of a row's key
+    index: str | None = None
     #: "product": every combination of the grid's values; "one-at-a-time": vary one knob at a time
     #: from the fixed knobs (the paper's ablations), which keeps big grids affordable
     grid_mode: Literal["product", "one-at-a-time"] = "product"

@@ -137,7 +137,7 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
         {"sweep": cfg.model_dump(mode="json"), "configurations": [
             {"id": r.id, "label": r.label, **r.model_dump(exclude={"label"})} for r in runs]}, indent=1))
 
-    protocols = {r.id: _build(r, clients, prices) for r in runs}
+    protocols = {r.id: _build(r, clients, prices, cfg.index) for r in runs}
     judge = None
     if cfg.judge is not None:
         judge = clients.get(cfg.judge.model, cfg.judge.price_as)
@@ -202,14 +202,14 @@ def run_sweep(cfg: SweepConfig, **kw: Any) -> SweepOutcome:
     return run_sync(arun_sweep(cfg, **kw))
 
 
-def _build(run: RunConfig, clients: _Clients, prices: PriceTable) -> Protocol:
+def _build(run: RunConfig, clients: _Clients, prices: PriceTable, index: str | None = None) -> Protocol:
     """Through the one recipe (protocols/build.py), as every door: a stand-in remote is priced the
     same (as STAND_IN_PRICE unless remote_price_as says otherwise) and gets the same knobs."""
     def factory(_role: str, spec: str, kw: dict[str, Any]) -> Client:
         return clients.get(spec, kw.get("price_as"))
 
     try:
-        return build_protocol(run.settings(), factory=factory, prices=prices)
+        return build_protocol(run.settings().model_copy(update={"index": index}), factory=factory, prices=prices)
     except errors.ConfigError as e:
         raise errors.ConfigError(f"Configuration {run.label!r}: {e}") from e
 

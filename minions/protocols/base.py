@@ -24,7 +24,7 @@ import difflib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -41,6 +41,9 @@ from minions.protocols.privacy import PrivacyPolicy
 from minions.protocols.result import RunRecord, RunResult
 from minions.protocols.state import RunState
 from minions.tokens import count_in_pieces
+
+if TYPE_CHECKING:
+    from minions.documents.store import CorpusStore
 
 ContextLike = str | Document | Sequence[str | Document]
 
@@ -138,6 +141,9 @@ class Protocol(ABC, Generic[ConfigT]):
     Config: ClassVar[type[ProtocolConfig]] = ProtocolConfig
     needs: ClassVar[tuple[str, ...]] = ("local", "remote")
     config: ConfigT
+    #: a corpus index (`RunSettings.index`): a run given no documents picks them from it, and chunks
+    #: and embeddings of documents it holds are read from it instead of being computed again
+    corpus: CorpusStore | None = None
 
     def __init__(self, local: Client | None = None, remote: Client | None = None, *,
                  max_remote_usd: float | str | None = None, privacy: PrivacyPolicy | None = None,
@@ -193,10 +199,13 @@ class Protocol(ABC, Generic[ConfigT]):
         from minions.egress.record import Collector, capture, end_run, new_run_id
 
         documents = to_documents(context)
+        picked = not documents and self.corpus is not None
+        if picked:  # documents first, then (in the protocol) chunks
+            documents = await asyncio.to_thread(self.corpus.pick, task)  # type: ignore[union-attr]
         self._mark_egress_roles()
         collector = Collector(new_run_id())
         with capture(collector, run_id=collector.run_id):
-            result = await self._arun(task, documents, on_event=on_event, cancel=cancel)
+            result = await self._arun(task, documents, on_event=on_event, cancel=cancel, picked=picked)
             egress = self._egress(collector, documents)
             if result.egress is not None:  # `_arun`'s part: what the verbatim budget withheld
                 egress.withheld = result.egress.withheld
@@ -225,9 +234,12 @@ class Protocol(ABC, Generic[ConfigT]):
                          scrubbed=scrubbed)
 
     async def _arun(self, task: str, context: ContextLike = (), *, on_event: EventHandler | None = None,
-                    cancel: Cancellable | None = None) -> RunResult:
+                    cancel: Cancellable | None = None, picked: bool = False) -> RunResult:
         started = time.perf_counter()
         ctx = RunContext(self, task, to_documents(context), on_event, cancel)
+        if picked:
+            await ctx.notice(f"asked of the {len(ctx.documents)} document(s) the corpus index picked for the question: "
+                             f"{', '.join(d.id for d in ctx.documents) or 'none (the index is empty)'}", level="info")
         for doc in ctx.documents:  # load warnings (e.g. "decoded it as latin-1") belong with the run
             for w in doc.metadata.get("warnings", ()):
                 await ctx.notice(str(w))

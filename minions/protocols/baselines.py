@@ -129,8 +129,12 @@ class RAG(Protocol[RAGConfig]):
         cfg = self.config
         rec = ctx.new_round()
         client = ctx.client("remote")
-        chunks = chunk_documents(ctx.documents, cfg.chunk_strategy, cfg.chunk_size)
-        index = await asyncio.to_thread(HybridIndex.for_documents, ctx.documents, chunks)  # off the event loop
+        # A corpus index holding these documents gives the same index without re-embedding; off the event loop.
+        index = await asyncio.to_thread(self.corpus.index, ctx.documents, cfg.chunk_strategy, cfg.chunk_size) \
+            if self.corpus is not None else None
+        if index is None:
+            chunks = chunk_documents(ctx.documents, cfg.chunk_strategy, cfg.chunk_size)
+            index = await asyncio.to_thread(HybridIndex.for_documents, ctx.documents, chunks)
         if index.dense_missing is not None:
             await ctx.notice(f"rag: excerpts chosen by BM25 only: hybrid retrieval (BM25 + dense embeddings) "
                              f"needs the '{index.dense_missing.extra}' extra: pip install 'minions[embeddings]'",
@@ -165,7 +169,7 @@ class RAG(Protocol[RAGConfig]):
             if text != chunk.text:
                 ctx.state.show(text)  # the form the remote's transcript holds, for --no-store-text
         excerpts = "\n\n".join(blocks) or "(no excerpt matched the task)"
-        ctx.state.read.chunks(shown, total=len(chunks),
+        ctx.state.read.chunks(shown, total=len(index.chunks),
                               why=f"rag: the top {cfg.top_k} excerpts ({index.retriever.value} retrieval) that fit")
         for chunk in shown:
             ctx.show(chunk.text)

@@ -132,9 +132,14 @@ def build_protocol(settings: RunSettings, *, clients: tuple[Client | None, Clien
         local, remote = clients
         remote = _priced(remote, settings) if remote is not None else None
     knobs = resolved_knobs(settings, remote)
-    return cls(local if "local" in cls.needs else None, remote, max_remote_usd=settings.max_remote_usd,
-               privacy=privacy if privacy is not None else build_privacy(settings), prices=prices,
-               store_text=settings.store_text, **knobs)
+    protocol = cls(local if "local" in cls.needs else None, remote, max_remote_usd=settings.max_remote_usd,
+                   privacy=privacy if privacy is not None else build_privacy(settings), prices=prices,
+                   store_text=settings.store_text, **knobs)
+    if settings.index is not None:
+        from minions.documents.store import open_store
+
+        protocol.corpus = open_store(settings.index)  # a missing or damaged index: an error naming the fix
+    return protocol
 
 
 def get_protocol(name: str, local: str | Client | None = None, remote: str | Client | None = None,

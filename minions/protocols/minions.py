@@ -27,6 +27,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from minions.clients.base import Message, Options
 from minions.documents import Chunk, Document, chunk_documents
 from minions.documents.hybrid import HybridIndex, complete, with_neighbours
+from minions.documents.store import CorpusStore
 from minions.errors import MissingDependencyError
 from minions.protocols.base import Protocol, RunContext
 from minions.protocols.events import JobsPlanned, MessageSent
@@ -117,8 +118,9 @@ class _Chunks:
     """Chunkings and retrieval indexes of this run's documents, built on first use and kept for the
     run (the remote may switch chunking between rounds and back)."""
 
-    def __init__(self, docs: list[Document]):
+    def __init__(self, docs: list[Document], corpus: CorpusStore | None = None):
         self.docs = docs
+        self.corpus = corpus  # a corpus index holding these documents: stored chunks and embeddings
         self._chunks: dict[tuple[str, int], list[Chunk]] = {}
         self._index: dict[tuple[str, int], HybridIndex] = {}
         self.dense_missing: MissingDependencyError | None = None
@@ -126,13 +128,16 @@ class _Chunks:
     def get(self, strategy: str, size: int) -> list[Chunk]:
         key = (strategy, size)
         if key not in self._chunks:
-            self._chunks[key] = chunk_documents(self.docs, strategy, size)  # type: ignore[arg-type]
+            stored = self.corpus.chunks(self.docs, strategy, size) if self.corpus is not None else None
+            self._chunks[key] = stored if stored is not None else chunk_documents(self.docs, strategy, size)  # type: ignore[arg-type]
         return self._chunks[key]
 
     def index(self, strategy: str, size: int) -> HybridIndex:
         key = (strategy, size)
         if key not in self._index:
-            self._index[key] = index = HybridIndex.for_documents(self.docs, self.get(strategy, size))
+            stored = self.corpus.index(self.docs, strategy, size) if self.corpus is not None else None
+            self._index[key] = index = stored if stored is not None else \
+                HybridIndex.for_documents(self.docs, self.get(strategy, size))
             self.dense_missing = self.dense_missing or index.dense_missing
         return self._index[key]
 
@@ -174,7 +179,7 @@ class MinionS(Protocol[MinionSConfig]):
 
     async def _run(self, ctx: RunContext) -> str | None:
         cfg = self.config
-        chunks = _Chunks(ctx.documents)
+        chunks = _Chunks(ctx.documents, self.corpus)
         run = _RunNotes(
             # Stable across rounds: marked for the provider's prompt cache (Anthropic `cache_control`).
             system=Message(role="system", cache=True, content=template("minions_remote_system.txt").substitute()),

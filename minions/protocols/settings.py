@@ -49,6 +49,9 @@ class RunSettings(BaseModel):
     knobs: dict[str, Any] = Field(default_factory=dict)
     #: False: document text is omitted from results and logs
     store_text: bool = True
+    #: a corpus index (`minions index DIR... --store PATH`): a question given no documents is asked
+    #: of the documents it picks, and stored chunks and embeddings are not computed again
+    index: str | None = None
 
     @field_validator("protocol")
     @classmethod

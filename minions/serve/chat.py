@@ -128,9 +128,10 @@ async def documents_for(service: Service, request: ChatCompletionRequest) -> lis
         docs += [service.store.get(ref, param=f"minions.documents[{first[ref]}]") for ref in refs]
     elif not docs:
         docs = list(service.store.corpus.values())
-    if not docs:
+    if not docs and service.run_settings.index is None:  # with --index the run picks from the index
         raise InvalidRequest("No documents to answer over: attach a file part, pass minions.documents, or start "
-                             "the server with documents (minions serve report.pdf).", param="messages")
+                             "the server with documents (minions serve report.pdf) or an index (--index PATH).",
+                             param="messages")
     distinct = list({id(d): d for d in docs}.values())  # the same file id attached twice: once
     return unique_ids(distinct)
 

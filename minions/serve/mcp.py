@@ -187,7 +187,7 @@ def create_mcp(service: Service, roots: Roots) -> MCPServer:
             if not question.strip():
                 raise ToolError("The question is empty: ask something about the documents.")
             docs = await load_documents(documents) if documents else list(service.store.corpus.values())
-            if not docs:
+            if not docs and service.run_settings.index is None:  # with --index the run picks from the index
                 raise ToolError("No documents: pass paths under the roots or ids from list_documents.")
             plan = RunPlan(protocol=name, task=question, documents=docs, knobs=checked)
             ticket = service.admit(plan)
