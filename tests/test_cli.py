@@ -167,7 +167,10 @@ def test_ctrl_c_prints_the_partial_result_and_its_cost_then_exits_130(gateway, t
         await asyncio.to_thread(release.wait, HANG_GUARD)
         return '{"decision": "provide_final_answer", "explanation": "", "answer": "too late"}'
     gateway.backend = _backend(slow)
-    proc = _gateway_cli(gateway, tmp_path)
+    # A terminal's Ctrl-C reaches a child whose SIGINT is at its default. A test run started in the
+    # background of a non-interactive shell inherits SIGINT *ignored*, and Python keeps an ignored
+    # SIGINT ignored, so the child is given the default disposition a user's terminal gives it.
+    proc = _gateway_cli(gateway, tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert in_synthesis.wait(HANG_GUARD), "the run never reached the synthesis"
         proc.send_signal(signal.SIGINT)
