@@ -20,6 +20,7 @@ import streamlit as st  # noqa: E402
 from minions_app import docs as doc_picker  # noqa: E402
 from minions_app import sidebar  # noqa: E402
 from minions_app.config import PROTOCOL_LABELS, Settings, build_protocol, native_multi_turn  # noqa: E402
+from minions_app.egress import Recorder, outbound  # noqa: E402
 from minions_app.export import run_log, scrub  # noqa: E402
 from minions_app.fmt import safe_md  # noqa: E402
 from minions_app.live import LiveView, run_live  # noqa: E402
@@ -27,6 +28,7 @@ from minions_app.turns import OPEN_SOURCE, Turn, explain_exception, follow_up, r
 
 from minions.clients import Client, get_client  # noqa: E402
 from minions.documents import Document  # noqa: E402
+from minions.egress import capture  # noqa: E402
 from minions.protocols import CancelToken, Protocol, RunResult  # noqa: E402
 
 
@@ -69,18 +71,22 @@ def ask(question: str, protocol: Protocol, docs: list[Document], settings: Setti
         stop = st.empty()  # emptied when the run ends: a Stop button for a finished run would do nothing
         stop.button("Stop", key="stop_run", on_click=cancel.cancel, help="Cancel the run before its next model call")
 
+        sent = Recorder()  # every request that leaves for the remote during this run
+
         def record(result: RunResult | None, error: str | None) -> Turn:
             turn = Turn(question=question, settings=settings.model_dump(), result=result, error=error,
                         log=run_log(question=question, settings=settings.model_dump(), result=result, error=error,
-                                    secrets=secrets.values()))
+                                    secrets=secrets.values()),
+                        sent=outbound(sent.records, docs))
             turns.append(turn)
             st.session_state["last_result"] = result  # the meter behind the cost panel (tests read it)
             return turn
 
         result, error = None, None
         try:
-            result = run_live(protocol, task, docs, LiveView(status), cancel=cancel,
-                              on_stopped=lambda r: record(r, None))
+            with capture(sent):
+                result = run_live(protocol, task, docs, LiveView(status), cancel=cancel,
+                                  on_stopped=lambda r: record(r, None))
         except Exception as e:  # shown as a message with its fix, never a traceback
             error = scrub(explain_exception(e), secrets.values())
         stop.empty()

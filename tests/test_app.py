@@ -179,6 +179,8 @@ def test_minions_end_to_end_on_an_uploaded_pdf_with_the_embedded_model() -> None
     assert set(table["pages"]) <= {"p. 1", "p. 2", "p. 3", "pp. 1–2", "pp. 1–3", "pp. 2–3"}
     check_cost_panel(at, r)                                                   # the meter
     assert r.cost.remote_stand_in and any(f"stand-in, priced as {STAND_IN_PRICE}" in c for c in texts(at.caption))
+    (egress,) = [e for e in at.expander if e.label.startswith("What left this machine")]  # each request as sent
+    assert len(egress.get("html")) == r.egress.requests >= 2                  # the plan and the synthesis at least
     assert not at.error
 
 

@@ -221,6 +221,13 @@ def test_ask_the_bundled_sample_and_see_a_citation_on_its_page(server: str, brow
     quote = " ".join(mark.text.split())
     assert len(quote) > 200 and quote in " ".join(sample.text.split())      # the retrieved chunk, marked
     assert "characters" in page_text(browser) and "the document (one page)" in page_text(browser)
+    # What left this machine: the one request RAG sent, the retrieved chunk in it marked as verbatim
+    toggle(browser, "What left this machine")
+    sent = WebDriverWait(browser, 30).until(EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, "div.minions-egress mark")))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "div.minions-egress")) == 1
+    assert quote[:200] in " ".join(sent.text.split())
+    assert sent.value_of_css_property("background-color") not in ("transparent", "rgba(0, 0, 0, 0)")  # highlighted
     shot = tmp_path / "app-rag.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 

@@ -531,6 +531,11 @@ def test_minions_serve_answers_with_the_embedded_model(tmp_path):
         assert out.choices[0].message.content.strip()
         assert 0 < out.usage.completion_tokens <= 24 and out.usage.prompt_tokens > 20
         assert ext["remote_stand_in"] is True and ext["cost_usd"]["remote"] > 0  # priced as a cloud model
+        # what left: the in-process stand-in's one request, counted in /metrics as in the run's summary
+        metrics = httpx.get(base + "/metrics", headers={"Authorization": "Bearer local-key"}).text
+        assert 'minions_egress_requests_total{host="in-process"} 1.0' in metrics
+        assert f'minions_egress_bytes_total{{host="in-process"}} {float(ext["egress"]["bytes"])}' in metrics
+        assert ext["egress"]["documents"][0]["verbatim_share"] > 0.9  # remote-only sends the document
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)

@@ -14,6 +14,7 @@ and hands the partial result to `on_stopped` before letting the exception end th
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
@@ -98,7 +99,8 @@ def run_live(protocol: Protocol, task: str, docs: list[Document], view: LiveView
         finally:
             events.put(_DONE)
 
-    worker = threading.Thread(target=work, name="minions-app-run", daemon=True)
+    # The run sees the caller's context: its egress sinks (the "What left this machine" recorder).
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="minions-app-run", daemon=True)
     worker.start()
     try:
         while True:

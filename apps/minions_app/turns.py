@@ -4,7 +4,7 @@ answer, its citations, the cost panel (overall and per round), how it was answer
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
@@ -14,6 +14,8 @@ from minions.errors import MinionsError
 from minions.protocols import history
 from minions.protocols.result import Citation, RunResult
 
+from .egress import Outbound
+from .egress import render_panel as render_egress
 from .fmt import (
     DECISIONS,
     citation_label,
@@ -64,6 +66,7 @@ class Turn:
     result: RunResult | None
     error: str | None   # shown as st.error; already explained and scrubbed
     log: bytes          # the downloadable run log, built when the run ended (secrets removed)
+    sent: list[Outbound] = field(default_factory=list)  # what left this machine, spans measured
 
     @property
     def answer(self) -> str | None:
@@ -117,6 +120,7 @@ def render_turn(turn: Turn, index: int, titles: dict[str, str], docs: Mapping[st
             st.caption("Reached the round limit: the remote answered with what it had.")
         cost_panel(r)
         details(r)
+        render_egress(r, turn.sent)
     st.download_button("Download run log (JSON)", data=turn.log, file_name=f"minions-run-{index + 1}.json",
                        mime="application/json", key=f"log.{index}", on_click="ignore")
 

@@ -28,6 +28,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,9 @@ class CachedClient(Client):
         self.hits = 0
         self.misses = 0  # calls that reached the model
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        #: called with the messages of each call answered from the cache (which sent nothing), so a
+        #: sweep can still measure what the configuration sends (`minions.eval.egress`)
+        self.on_hit: Callable[[CachedClient, list[Message]], None] | None = None
 
     def check_reasoning(self, effort: str) -> str | None:
         return self.inner.check_reasoning(effort)
@@ -139,9 +143,11 @@ class CachedClient(Client):
         found = await asyncio.to_thread(self.cache.get, key)
         if found is not None:
             self.hits += 1
+            self._hit(messages)
             return found
         if key in self._inflight:  # the same call is already running in this process: share its reply
             self.hits += 1
+            self._hit(messages)
             return await asyncio.shield(self._inflight[key])
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
@@ -160,6 +166,10 @@ class CachedClient(Client):
             raise
         finally:
             del self._inflight[key]
+
+    def _hit(self, messages: list[Message]) -> None:
+        if self.on_hit is not None:
+            self.on_hit(self, messages)
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)

@@ -158,7 +158,7 @@ def _run(cfg, console) -> int:
         outcome = run_sweep(cfg, on_progress=on_progress)
     print_summary(console, outcome, cfg)
     console.print(f"wall time {time.perf_counter() - started:.1f}s · results in {outcome.run_dir}/ "
-                  f"(results.jsonl, summary.csv, summary.md, pareto.png)")
+                  f"(results.jsonl, summary.csv, summary.md, pareto.png, privacy.png)")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Per-configuration summary of a sweep: summary.csv, summary.md and pareto.png.
+"""Per-configuration summary of a sweep: summary.csv, summary.md, pareto.png and privacy.png.
 
 Definitions (per dataset × configuration, over its rows):
 - accuracy: mean score (0/1 for most scorers, answer-F1 for QASPER).
@@ -8,6 +8,8 @@ Definitions (per dataset × configuration, over its rows):
   configuration of the sweep.
 - % of remote-only: accuracy / accuracy of the sweep's remote-only configuration on the same
   dataset (and remote model), when there is one.
+- verbatim sent: mean share of the documents' characters sent to the remote verbatim (spans of 40+
+  characters, `RunResult.egress`), and mean characters per query: the privacy axis (privacy.png).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Summary(BaseModel):
     judge_usd: float | None = None
     rounds_mean: float
     read_share: float | None = None                # mean share of the documents read
+    #: mean characters (and share) of the documents sent to the remote verbatim, per query
+    verbatim_chars_per_query: float | None = None
+    verbatim_share: float | None = None
     latency_p50: float
     latency_p95: float
     failures: int                   # runs that ended in a typed error without a fallback answer
@@ -92,6 +97,8 @@ def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
             remote_tokens_per_query=sum(r.usage["remote"].total_tokens for r in rs if "remote" in r.usage) / n,
             judge_usd=_sum(judge) if judge else None, rounds_mean=sum(r.rounds for r in rs) / n,
             read_share=_mean([r.read_share for r in rs]),
+            verbatim_chars_per_query=_mean([r.verbatim_chars for r in rs]),
+            verbatim_share=_mean([r.verbatim_share for r in rs]),
             latency_p50=float(np.percentile(lat, 50)), latency_p95=float(np.percentile(lat, 95)),
             failures=sum(1 for r in rs if r.error and not r.degraded), degraded=sum(1 for r in rs if r.degraded),
             stand_in=any(r.remote_stand_in for r in rs)))
@@ -106,10 +113,11 @@ def summarize(rows: list[ResultRow], runs: list[RunConfig]) -> list[Summary]:
 # --- formatting ----------------------------------------------------------------------------------
 
 COLUMNS = ["dataset", "config", "n", "accuracy", "remote $/query", "remote-only $/query", "cost ÷",
-           "% of remote-only acc.", "local tok/query", "read", "rounds", "p50 s", "p95 s", "failures", "degraded"]
+           "% of remote-only acc.", "local tok/query", "read", "verbatim sent", "rounds", "p50 s", "p95 s", "failures", "degraded"]
 LEGEND = ("cost ÷: remote-only estimate / remote $ spent (how many times cheaper); % of remote-only acc.: accuracy "
           "relative to the remote-only configuration; read: mean share of the documents' text the models were "
-          "shown (RunResult.coverage); p50/p95: latency per query in seconds; rounds: mean; "
+          "shown (RunResult.coverage); verbatim sent: mean share of the documents' text sent to the remote word for "
+          "word (spans of 40+ characters; RunResult.egress) and mean characters per query; p50/p95: latency per query in seconds; rounds: mean; "
           "failures: runs with a typed error and no answer to fall back on; degraded: runs answered from verified "
           "local work after a remote step failed or gave an ungrounded answer.")
 
@@ -129,8 +137,18 @@ def display_row(s: Summary) -> list[str]:
             usd(s.remote_only_usd_per_query), ratio(s.cost_reduction),
             "—" if s.pct_of_remote_only is None else f"{s.pct_of_remote_only:.0f}%",
             f"{s.local_tokens_per_query:,.0f}", "—" if s.read_share is None else f"{s.read_share:.0%}",
+            verbatim_sent(s),
             f"{s.rounds_mean:.1f}", secs(s.latency_p50), secs(s.latency_p95),
             str(s.failures), str(s.degraded)]
+
+
+def verbatim_sent(s: Summary) -> str:
+    """"1.2% (340 ch)": share of the documents sent verbatim, and characters per query."""
+    if s.verbatim_share is None or s.verbatim_chars_per_query is None:
+        return "—"
+    share = s.verbatim_share
+    pct = f"{100 * share:.0f}%" if share >= 0.1 or share == 0 else f"{100 * share:.2g}%"
+    return f"{pct} ({s.verbatim_chars_per_query:,.0f} ch)"
 
 
 def secs(v: float) -> str:
@@ -160,6 +178,8 @@ def write_reports(run_dir: Path, summary: list[Summary], cfg: SweepConfig | None
     files["md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     if summary:
         files["png"] = pareto_plot(summary, run_dir / "pareto.png", title=cfg.name if cfg else "")
+        if any(s.verbatim_share is not None for s in summary):
+            files["privacy_png"] = privacy_plot(summary, run_dir / "privacy.png", title=cfg.name if cfg else "")
     return files
 
 
@@ -175,6 +195,23 @@ def frontier(points: list[tuple[float, float]]) -> list[int]:
 
 
 def pareto_plot(summary: list[Summary], path: Path, *, title: str = "") -> Path:
+    """Accuracy against remote dollars per query, per dataset, with the Pareto frontier."""
+    return _frontier_plot(summary, path, title=title, axis="cost")
+
+
+def privacy_plot(summary: list[Summary], path: Path, *, title: str = "") -> Path:
+    """Accuracy against the share of the documents sent to the remote verbatim (less is more
+    private), per dataset, with the Pareto frontier: privacy beside quality, as pareto.png shows cost."""
+    return _frontier_plot(summary, path, title=title, axis="verbatim")
+
+
+def _x(s: Summary, axis: str) -> float | None:
+    if axis == "cost":
+        return s.remote_usd_per_query
+    return None if s.verbatim_share is None else 100 * s.verbatim_share
+
+
+def _frontier_plot(summary: list[Summary], path: Path, *, title: str, axis: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,8 +222,8 @@ def pareto_plot(summary: list[Summary], path: Path, *, title: str = "") -> Path:
     fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 5.5), squeeze=False)
     colors: dict[str, Any] = {}
     for ax, ds in zip(axes[0], datasets, strict=True):
-        pts = [s for s in summary if s.dataset == ds and s.remote_usd_per_query is not None]
-        xy = [(s.remote_usd_per_query or 0.0, 100 * s.accuracy) for s in pts]
+        pts = [s for s in summary if s.dataset == ds and _x(s, axis) is not None]
+        xy = [(_x(s, axis) or 0.0, 100 * s.accuracy) for s in pts]
         positive = [x for x, _ in xy if x > 0]
         if positive and max(positive) / min(positive) > 20:
             ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
@@ -215,17 +252,23 @@ def pareto_plot(summary: list[Summary], path: Path, *, title: str = "") -> Path:
         elif front:
             ax.scatter([xy[front[0]][0]], [xy[front[0]][1]], s=160, facecolors="none", edgecolors="0.4",
                        label="Pareto frontier")
-        stand_in = any(s.stand_in for s in pts)
-        ax.set_xlabel("remote $ per query" + (" (stand-in remote, priced as the named model)" if stand_in else ""))
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-8, 108)
-        ax.set_title(f"{ds}: cost vs accuracy" + (f" — {title}" if title else ""))
         ax.grid(True, alpha=0.3)
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: "$0" if v == 0 else f"${v:g}"))
+        if axis == "cost":
+            stand_in = any(s.stand_in for s in pts)
+            ax.set_xlabel("remote $ per query" + (" (stand-in remote, priced as the named model)" if stand_in else ""))
+            ax.set_title(f"{ds}: cost vs accuracy" + (f" — {title}" if title else ""))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: "$0" if v == 0 else f"${v:g}"))
+        else:
+            ax.set_xlabel("documents sent to the remote verbatim (% of their text, spans of 40+ chars)")
+            ax.set_title(f"{ds}: privacy vs accuracy" + (f" — {title}" if title else ""))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}%"))
         ax.legend(loc="best", fontsize=8)
-        unpriced = [s.config for s in summary if s.dataset == ds and s.remote_usd_per_query is None]
-        if unpriced:
-            ax.text(0.01, 0.01, "unpriced (not shown): " + ", ".join(unpriced), transform=ax.transAxes, fontsize=7)
+        missing = [s.config for s in summary if s.dataset == ds and _x(s, axis) is None]
+        if missing:
+            ax.text(0.01, 0.01, ("unpriced" if axis == "cost" else "not measured") + " (not shown): "
+                    + ", ".join(missing), transform=ax.transAxes, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

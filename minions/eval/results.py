@@ -47,6 +47,10 @@ class ResultRow(BaseModel):
     degraded: bool = False                       # answered from local work after a remote step failed
     grounded: bool | None = None                 # False: the answer's own figures are not backed by local evidence
     read_share: float | None = None              # share of the documents' characters read (RunResult.coverage)
+    #: characters of the item's documents sent to the remote verbatim (spans of 40+ characters), and
+    #: their share (RunResult.egress; a remote call served from the sweep's cache counts as sent)
+    verbatim_chars: int | None = None
+    verbatim_share: float | None = None
     #: what ran (RunResult.settings): resolved knobs, models, stand-in status, price sources
     settings: dict[str, Any] | None = None
     finished_at: float = Field(default_factory=time.time)

@@ -29,11 +29,12 @@ from minions.clients.cache import CachedClient, CacheStats, LMCache
 from minions.cost import PriceTable
 from minions.eval.config import RunConfig, SweepConfig, expand
 from minions.eval.datasets import EvalItem, LoadedDataset, load_dataset
+from minions.eval.egress import collecting, measure, on_cache_hit
 from minions.eval.report import Summary, summarize, write_reports
 from minions.eval.results import ResultRow, ResultsFile
 from minions.eval.scorers import Scorer, get_scorer
 from minions.protocols import Protocol
-from minions.protocols.base import protocol_secrets
+from minions.protocols.base import protocol_secrets, to_documents
 from minions.protocols.build import build_protocol
 from minions.protocols.events import emit
 from minions.redact import env_secrets, redact
@@ -90,6 +91,7 @@ class _Clients:
         key = (spec, price_as)
         if key not in self.wrapped:
             self.wrapped[key] = CachedClient(self.base[spec], self.cache, price_as=price_as)
+            self.wrapped[key].on_hit = on_cache_hit  # a cached remote call still counts as sent
         return self.wrapped[key]
 
     @property
@@ -223,13 +225,15 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
                             "question": item.question, "gold": item.gold,
                             "scorer": scorer_name}
     try:
-        result = await protocol.arun(item.task, docs)
+        with collecting() as sent:
+            result = await protocol.arun(item.task, docs)
     except Exception as e:  # noqa: BLE001  protocols return typed failures in the result; anything that
         # still escapes (a bug) is recorded with its type and counted as a failure, not allowed to end a
         # sweep of hundreds of items
         return ResultRow(**base, latency_s=time.perf_counter() - started, error_type=type(e).__name__,
                          error=redact(str(e), [*protocol_secrets(protocol), *env_secrets()], credentials=True))
     latency = time.perf_counter() - started
+    verbatim_chars, verbatim_share = measure(result, to_documents(docs), sent)
     usage = {role: t.usage for role, t in result.cost.roles.items()}
     cost = {role: t.cost_usd for role, t in result.cost.roles.items()}
     try:
@@ -245,6 +249,7 @@ async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protoc
                      error=result.error, error_type=result.error_type, budget_exhausted=result.budget_exhausted,
                      rounds_exhausted=result.rounds_exhausted, degraded=result.degraded, grounded=result.grounded,
                      read_share=result.coverage.share if result.coverage else None,
+                     verbatim_chars=verbatim_chars, verbatim_share=verbatim_share,
                      settings=result.settings.model_dump(mode="json") if result.settings else None)
 
 

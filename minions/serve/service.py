@@ -233,7 +233,14 @@ class Service:
         protocol = self.build(plan, ticket.budget)
         # on the runs' own loop: chunking and indexing never stall this one (health, other requests)
         events = relay(on_event, asyncio.get_running_loop())
-        return await self.runner.run(protocol.arun(plan.task, plan.documents, on_event=events))
+        return await self.runner.run(self._metered(protocol.arun(plan.task, plan.documents, on_event=events)))
+
+    async def _metered(self, run: Awaitable[RunResult]) -> RunResult:
+        """On the runs' loop: every request the run sends counts in /metrics as it leaves."""
+        from minions.egress.record import capture
+
+        with capture(self.metrics):
+            return await run
 
     def _account(self, protocol: str, outcome: Outcome, result: RunResult | None) -> None:
         m = self.metrics
