@@ -1,0 +1,167 @@
+"""`--executor ray`: the same rows as the local executor, a killed worker loses and duplicates
+nothing, and the per-provider ceiling holds across workers. One local Ray cluster (2 CPUs) for the
+module: starting Ray is slow."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minions import errors
+from minions.batch import run_batch
+from minions.clients import FunctionClient, Message, Options
+from minions.executors import ExecutorSettings, open_executor, parse_provider_limits
+from minions.protocols.settings import RunSettings
+from tests.batch_scripted import QUESTIONS, REPORT, factory, scripted_reply, write_questions
+
+ROOT = Path(__file__).resolve().parents[1]
+# read="all": what is read does not hang on the reading speed measured in each process
+SETTINGS = RunSettings(local="function/local", remote="function/remote", price_as="openai/gpt-4o",
+                       knobs={"max_rounds": 1, "read": "all"})
+N = len(QUESTIONS)
+VOLATILE = {"latency_s", "finished_at"}  # when and how fast, not what
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    ray = pytest.importorskip("ray", reason="the `ray` extra is not installed")
+    speeds = tmp_path_factory.mktemp("ray-speeds") / "speeds.json"
+    # The workers import the tests' scripted models (pickled by reference) from this tree.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                                       "MINIONS_SPEEDS_FILE": str(speeds)}})
+    yield ray
+    ray.shutdown()
+
+
+def _ray(**kw: Any):
+    executor = open_executor(ExecutorSettings(kind="ray", **kw))
+    assert executor is not None
+    return executor
+
+
+def _rows(rows) -> list[dict]:
+    return sorted((r.model_dump(exclude=VOLATILE) for r in rows), key=lambda r: json.dumps(r, sort_keys=True))
+
+
+def _ids(out: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in out.read_text().splitlines()]
+
+
+def test_a_batch_on_ray_gives_the_local_rows_and_the_provider_ceiling_holds_across_workers(
+        cluster, tmp_path: Path) -> None:
+    questions = write_questions(tmp_path / "q.jsonl")
+    local = run_batch(questions, [REPORT], tmp_path / "local.jsonl", SETTINGS, concurrency=4, factory=factory())
+    assert local.new_rows == N and local.errors == 0
+
+    free = _ray()  # the default ceiling (16 per provider): each question's jobs overlap
+    try:
+        unlimited = run_batch(questions, [REPORT], tmp_path / "ray.jsonl", SETTINGS, concurrency=4,
+                              factory=factory(delay=0.02), executor=free)
+    finally:
+        free.close()
+    assert unlimited.new_rows == N and _rows(unlimited.rows) == _rows(local.rows)
+    assert free.limit_stats()["function"]["max_in_flight"] > 2  # what a ceiling of 2 must hold back
+
+    capped = _ray(provider_limits={"function": 2})
+    try:
+        limited = run_batch(questions, [REPORT], tmp_path / "ray2.jsonl", SETTINGS, concurrency=4,
+                            factory=factory(delay=0.02), executor=capped)
+    finally:
+        capped.close()
+    assert _rows(limited.rows) == _rows(local.rows)
+    stats = capped.limit_stats()["function"]
+    assert stats["limit"] == 2 and stats["max_in_flight"] == 2 and stats["workers"] >= 2
+    assert stats["calls"] == free.limit_stats()["function"]["calls"]  # every call went through the ceiling
+
+
+def _dies_once(marker: Path, victim: str):
+    """Scripted models whose worker process dies (os._exit) in the middle of `victim`'s first model
+    call; the marker file says the death already happened, so Ray's rerun of the task answers."""
+    answer = scripted_reply()
+
+    def make(role: str, spec: str, kw: dict) -> FunctionClient:
+        async def reply(messages: list[Message], options: Options) -> str:
+            if victim in " ".join(m.content for m in messages) and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)
+            return await answer(messages, options)
+        return FunctionClient(reply, model=spec.split("/", 1)[-1], price_as=kw.get("price_as"))
+    return make
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(cluster, tmp_path: Path) -> None:
+    questions = write_questions(tmp_path / "q.jsonl")
+    marker, out = tmp_path / "died", tmp_path / "a.jsonl"
+    victim = QUESTIONS[N // 2][1]
+    executor = _ray(provider_limits={"function": 2})  # the dead worker held a slot: it must come back
+    try:
+        outcome = run_batch(questions, [REPORT], out, SETTINGS, concurrency=4, factory=_dies_once(marker, victim),
+                            executor=executor)
+    finally:
+        executor.close()
+    assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker died, not the driver
+    ids = _ids(out)
+    assert len(ids) == len(set(ids)) == N and set(ids) == {q[0] for q in QUESTIONS}
+    assert outcome.errors == 0 and {r.id: r.answer for r in outcome.rows} == {q: a for q, _, a in QUESTIONS}
+    assert executor.limit_stats()["function"]["reclaimed"] >= 1  # the rerun freed the dead attempt's slot
+
+
+def test_an_eval_sweep_on_ray_gives_the_local_rows(cluster, tmp_path: Path) -> None:
+    from minions.eval.runner import run_sweep
+    from tests.eval_scripted_sweep import config
+    from tests.eval_scripted_sweep import factory as sweep_factory
+
+    knobs = {"knobs": {"minion": {"max_rounds": 1}, "minions": {"max_rounds": 1, "read": "all"}}}
+    local = run_sweep(config(tmp_path / "local", **knobs), clients_factory=sweep_factory())
+    executor = _ray()
+    try:
+        remote = run_sweep(config(tmp_path / "ray", **knobs), clients_factory=sweep_factory(), executor=executor)
+    finally:
+        executor.close()
+    assert remote.new_rows == local.new_rows == len(local.rows) > 0
+    assert _rows(remote.rows) == _rows(local.rows)
+    assert [s.model_dump(exclude={"latency_p50", "latency_p95"}) for s in remote.summary] == \
+        [s.model_dump(exclude={"latency_p50", "latency_p95"}) for s in local.summary]
+    assert remote.model_calls + remote.cache_hits == local.model_calls + local.cache_hits  # the workers' counts
+    assert remote.model_calls >= 1
+
+
+def test_the_batch_cli_runs_on_ray(cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from minions.cli import build_parser
+    from minions.cli.batch import run
+
+    questions, out = write_questions(tmp_path / "q.jsonl", QUESTIONS[:4]), tmp_path / "a.jsonl"
+    args = build_parser().parse_args(["batch", str(questions), str(REPORT), "--out", str(out), "--quiet",
+                                      "--executor", "ray", "--provider-limit", "function=3", "--local",
+                                      "function/local", "--remote", "function/remote", "--remote-price-as",
+                                      "openai/gpt-4o", "--max-rounds", "1"])
+    assert run(args, factory=factory()) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["new_rows"] == 4 and sorted(_ids(out)) == [q[0] for q in QUESTIONS[:4]]
+
+
+def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(errors.MissingDependencyError, match=r"pip install 'minions\[ray\]'"):
+        open_executor(ExecutorSettings(kind="ray"))
+    assert open_executor(ExecutorSettings()) is None  # local: nothing to import
+
+
+def test_executor_flags_are_checked() -> None:
+    from minions.cli import build_parser
+    from minions.cli.executor_flags import executor_from_args
+
+    assert parse_provider_limits(["openai=32", "vllm=0"]) == {"openai": 32, "vllm": 0}
+    with pytest.raises(errors.ConfigError, match="PROVIDER=N"):
+        parse_provider_limits(["openai"])
+    args = build_parser().parse_args(["batch", "q.jsonl", "--provider-limit", "openai=4"])
+    with pytest.raises(errors.ConfigError, match="--provider-limit only apply with --executor ray"):
+        executor_from_args(args)
+    s = ExecutorSettings(kind="ray", provider_limits={"openai": 4})
+    assert (s.limit_for("openai"), s.limit_for("anthropic"), s.limit_for("llamacpp")) == (4, 16, 0)
