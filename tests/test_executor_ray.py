@@ -132,6 +132,34 @@ def test_an_eval_sweep_on_ray_gives_the_local_rows(cluster, tmp_path: Path) -> N
     assert remote.model_calls >= 1
 
 
+def test_an_eval_sweep_survives_a_killed_worker(cluster, tmp_path: Path) -> None:
+    from minions.eval.runner import run_sweep
+    from tests.eval_scripted_sweep import config
+    from tests.eval_scripted_sweep import scripted_reply as sweep_reply
+
+    marker = tmp_path / "died"
+    answer = sweep_reply()
+
+    def make(spec: str) -> FunctionClient:
+        async def reply(messages: list[Message], options: Options) -> str:
+            if "lisinopril" in " ".join(m.content for m in messages) and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)
+            return await answer(messages, options)
+        return FunctionClient(reply, model=spec.split("/", 1)[1])
+
+    executor = _ray()
+    try:
+        outcome = run_sweep(config(tmp_path / "run"), clients_factory=make, executor=executor)
+    finally:
+        executor.close()
+    assert marker.exists() and int(marker.read_text()) != os.getpid()
+    keys = [(r.dataset, r.item_id, r.config_id) for r in outcome.rows]
+    lines = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(keys) == len(set(keys)) == outcome.new_rows > 0  # each pair once, none lost
+    assert not [r for r in outcome.rows if r.error_type and ("Worker" in r.error_type or "Ray" in r.error_type)]
+
+
 def test_the_batch_cli_runs_on_ray(cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from minions.cli import build_parser
     from minions.cli.batch import run
