@@ -20,12 +20,14 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ray
 
 from minions.clients.base import Client, Completion, Message, Options
-from minions.executors import ExecutorSettings, Limiter
+
+if TYPE_CHECKING:  # minions.executors opens this module: no import back at run time
+    from minions.executors import ExecutorSettings, Limiter
 
 P = TypeVar("P")
 R = TypeVar("R")
