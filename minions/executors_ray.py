@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import ray
 
+from minions import errors
 from minions.clients.base import Client, Completion, Message, Options
 
 if TYPE_CHECKING:  # minions.executors opens this module: no import back at run time
@@ -146,7 +147,13 @@ class RayExecutor:
         self.started = False
         if not ray.is_initialized():
             kw: dict[str, Any] = {"address": settings.address} if settings.address else {"num_cpus": settings.num_cpus}
-            ray.init(**kw, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(**kw, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                where = f"join the Ray cluster at {settings.address}" if settings.address else "start a local Ray cluster"
+                raise errors.ConfigError(
+                    f"Cannot {where}: {str(e)[:300]}. Check the address (`ray status` on the head prints it; "
+                    "`auto` on a node of the cluster), or leave out --ray-address to start a local one.") from e
             self.started = True
         self.actor: Any = None
         if settings.default_provider_limit or any(settings.provider_limits.values()):
