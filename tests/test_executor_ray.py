@@ -160,6 +160,25 @@ def test_an_eval_sweep_survives_a_killed_worker(cluster, tmp_path: Path) -> None
     assert not [r for r in outcome.rows if r.error_type and ("Worker" in r.error_type or "Ray" in r.error_type)]
 
 
+@pytest.mark.real_model
+def test_a_small_question_set_on_ray_with_the_embedded_model(cluster, tmp_path: Path) -> None:
+    """The workers build their own clients from the settings: each loads the embedded model."""
+    questions = write_questions(tmp_path / "q.jsonl", QUESTIONS[:1])  # total revenue, fiscal 2024
+    # llamacpp/smollm2 in both roles; one small read keeps it to a few calls on 2 shared cores
+    settings = RunSettings(knobs={"max_rounds": 1, "tasks_per_round": 1, "read": 1500})
+    executor = _ray()
+    try:
+        outcome = run_batch(questions, [REPORT], tmp_path / "a.jsonl", settings, concurrency=2, executor=executor)
+    finally:
+        executor.close()
+    assert [r.id for r in outcome.rows] == ["fb-00"] and outcome.new_rows == 1
+    for r in outcome.rows:  # the 135M model is weak: each row is answered or flagged, and none failed
+        assert r.error is None, r.error
+        assert r.answer or r.flags["degraded"] or r.flags["grounded"] is False
+        assert r.settings["local"] == "llamacpp/smollm2" and r.cost_usd["remote"] is not None
+    assert "llamacpp" not in executor.limit_stats()  # an in-process engine: no cluster-wide ceiling
+
+
 def test_the_batch_cli_runs_on_ray(cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from minions.cli import build_parser
     from minions.cli.batch import run
