@@ -247,6 +247,9 @@ async def arun_batch(questions: str | Path, documents: list[str | Path], out: st
     `executor`: run each question on it (a Ray task each; `minions.executors`) instead of in this
     process; rows are still written here, by this driver only."""
     units = read_questions(questions, documents)                       # bad input first, before any work
+    if executor is not None and not all(isinstance(m, str | None) for m in (settings.local, settings.remote)):
+        raise errors.ConfigError(f"With the {executor.name} executor, give the models as specs (e.g. "
+                                 "'ollama/llama3.2:3b'), not client objects: each worker builds its own.")
     protocol = build_protocol(settings, factory=factory, prices=prices)  # then bad settings
     wanted = {u.key for u in units}
     with open_output(out) as log:

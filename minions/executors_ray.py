@@ -164,7 +164,11 @@ class RayExecutor:
     async def run(self, fn: Callable[[P, Limiter], Coroutine[Any, Any, R]], payload: P) -> R:
         ref = _execute.options(max_retries=self.settings.max_retries, retry_exceptions=False).remote(
             fn, payload, self.actor, self.settings)
-        return await ref
+        try:
+            return await ref
+        except asyncio.CancelledError:  # the run was interrupted: the unit's task stops too
+            ray.cancel(ref)
+            raise
 
     def limit_stats(self) -> dict[str, dict[str, int]]:
         if self.actor is not None:

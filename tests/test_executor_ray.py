@@ -212,3 +212,13 @@ def test_executor_flags_are_checked() -> None:
         executor_from_args(args)
     s = ExecutorSettings(kind="ray", provider_limits={"openai": 4})
     assert (s.limit_for("openai"), s.limit_for("anthropic"), s.limit_for("llamacpp")) == (4, 16, 0)
+
+
+def test_a_remote_executor_takes_model_specs_not_client_objects(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    questions = write_questions(tmp_path / "q.jsonl", QUESTIONS[:1])
+    settings = SETTINGS.model_copy(update={"local": FunctionClient(lambda _m, _o: "x", model="local")})
+    with pytest.raises(errors.ConfigError, match="give the models as specs"):
+        run_batch(questions, [REPORT], tmp_path / "a.jsonl", settings, executor=SimpleNamespace(name="ray"))
+    assert not (tmp_path / "a.jsonl").exists()
