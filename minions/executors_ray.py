@@ -108,8 +108,8 @@ class _Slots:
 
     def wrap(self, client: Client) -> Client:
         provider = client.provider
-        if self.actor is None or self.settings.limit_for(provider) == 0:
-            return client
+        if self.actor is None or self.settings.limit_for(provider) == 0 or getattr(client, "_slot_limited", False):
+            return client  # no ceiling, or wrapped already (one slot per request, not one per wrap)
         request = client._request  # noqa: SLF001  one attempt of one call: what takes the slot
         actor, task_id, attempt, worker = self.actor, self.task_id, self.attempt, self.worker
 
@@ -123,6 +123,7 @@ class _Slots:
         # On the instance: the client's retries, timeouts and egress records stay as they are, and a
         # retry's backoff holds no slot.
         setattr(client, "_request", limited)  # noqa: B010
+        setattr(client, "_slot_limited", True)  # noqa: B010
         return client
 
 

@@ -222,3 +222,34 @@ def test_a_remote_executor_takes_model_specs_not_client_objects(tmp_path: Path) 
     with pytest.raises(errors.ConfigError, match="give the models as specs"):
         run_batch(questions, [REPORT], tmp_path / "a.jsonl", settings, executor=SimpleNamespace(name="ray"))
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_a_wrapped_client_takes_one_slot_per_request_and_gives_it_back() -> None:
+    pytest.importorskip("ray", reason="the `ray` extra is not installed")
+    from types import SimpleNamespace
+
+    from minions.executors_ray import _Slots
+
+    log: list[str] = []
+
+    async def acquire(provider: str, *_: Any) -> int:
+        log.append(f"acquire {provider}")
+        return len(log)
+
+    actor = SimpleNamespace(acquire=SimpleNamespace(remote=acquire),
+                            release=SimpleNamespace(remote=lambda provider, lease: log.append(f"release {lease}")))
+    slots = _Slots(actor, ExecutorSettings(kind="ray"), "task", "attempt")
+
+    def reply(_m: list[Message], _o: Options) -> str:
+        if len(log) > 2:
+            raise RuntimeError("the engine failed")
+        return "ok"
+
+    client = slots.wrap(slots.wrap(FunctionClient(reply, model="m")))  # wrapped twice: still one slot
+    assert client.complete_sync("hi").text == "ok"
+    assert log == ["acquire function", "release 1"]
+    with pytest.raises(RuntimeError, match="the engine failed"):
+        client.complete_sync("hi", max_tokens=5)
+    assert log[2:4] == ["acquire function", "release 3"]  # a failed request gives its slot back too
+    embedded = SimpleNamespace(provider="llamacpp")
+    assert slots.wrap(embedded) is embedded and not hasattr(embedded, "_slot_limited")  # type: ignore[arg-type]
