@@ -170,6 +170,10 @@ class RayExecutor:
         except asyncio.CancelledError:  # the run was interrupted: the unit's task stops too
             ray.cancel(ref)
             raise
+        except ray.exceptions.RayTaskError as e:  # raised inside the task (e.g. no API key on that node):
+            if isinstance(e.cause, Exception):    # the caller sees it as if raised here, not Ray's wrapper
+                raise e.cause from None
+            raise
 
     def limit_stats(self) -> dict[str, dict[str, int]]:
         if self.actor is not None:

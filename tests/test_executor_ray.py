@@ -253,3 +253,23 @@ def test_a_wrapped_client_takes_one_slot_per_request_and_gives_it_back() -> None
     assert log[2:4] == ["acquire function", "release 3"]  # a failed request gives its slot back too
     embedded = SimpleNamespace(provider="llamacpp")
     assert slots.wrap(embedded) is embedded and not hasattr(embedded, "_slot_limited")  # type: ignore[arg-type]
+
+
+def test_a_unit_that_fails_on_its_worker_is_its_row_with_the_real_error(cluster, tmp_path: Path) -> None:
+    driver = os.getpid()
+    scripted = factory()
+
+    def no_key_on_workers(role: str, spec: str, kw: dict) -> FunctionClient:
+        if os.getpid() != driver:  # e.g. the provider's key is set on the driver's machine only
+            raise errors.ConfigError("OPENAI_API_KEY is not set on this node")
+        return scripted(role, spec, kw)
+
+    questions = write_questions(tmp_path / "q.jsonl", QUESTIONS[:2])
+    executor = _ray()
+    try:
+        outcome = run_batch(questions, [REPORT], tmp_path / "a.jsonl", SETTINGS, factory=no_key_on_workers,
+                            executor=executor)
+    finally:
+        executor.close()
+    assert outcome.errors == 2 and outcome.new_rows == 2
+    assert {(r.error_type, r.error) for r in outcome.rows} == {("ConfigError", "OPENAI_API_KEY is not set on this node")}
