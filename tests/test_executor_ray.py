@@ -119,9 +119,13 @@ def test_an_eval_sweep_on_ray_gives_the_local_rows(cluster, tmp_path: Path) -> N
 
     knobs = {"knobs": {"minion": {"max_rounds": 1}, "minions": {"max_rounds": 1, "read": "all"}}}
     local = run_sweep(config(tmp_path / "local", **knobs), clients_factory=sweep_factory())
+    shared = str(tmp_path / "node-cache.sqlite")  # one cache file for the workers of this node
     executor = _ray()
     try:
-        remote = run_sweep(config(tmp_path / "ray", **knobs), clients_factory=sweep_factory(), executor=executor)
+        remote = run_sweep(config(tmp_path / "ray", cache_path=shared, **knobs), clients_factory=sweep_factory(),
+                           executor=executor)
+        again = run_sweep(config(tmp_path / "ray-again", cache_path=shared, **knobs),
+                          clients_factory=sweep_factory(), executor=executor)
     finally:
         executor.close()
     assert remote.new_rows == local.new_rows == len(local.rows) > 0
@@ -130,6 +134,9 @@ def test_an_eval_sweep_on_ray_gives_the_local_rows(cluster, tmp_path: Path) -> N
         [s.model_dump(exclude={"latency_p50", "latency_p95"}) for s in local.summary]
     assert remote.model_calls + remote.cache_hits == local.model_calls + local.cache_hits  # the workers' counts
     assert remote.model_calls >= 1
+    # A second sweep on the node: every call is answered from the file the first one's workers filled.
+    assert again.model_calls == 0 and again.cache_hits == remote.model_calls + remote.cache_hits
+    assert _rows(again.rows) == _rows(local.rows)
 
 
 def test_an_eval_sweep_survives_a_killed_worker(cluster, tmp_path: Path) -> None:
