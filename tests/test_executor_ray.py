@@ -217,6 +217,12 @@ def test_executor_flags_are_checked() -> None:
     args = build_parser().parse_args(["batch", "q.jsonl", "--provider-limit", "openai=4"])
     with pytest.raises(errors.ConfigError, match="--provider-limit only apply with --executor ray"):
         executor_from_args(args)
+    args = build_parser().parse_args(["batch", "q.jsonl", "--executor", "ray", "--provider-limit", "opnai=4",
+                                      "--provider-limit", "function=2"])
+    with pytest.raises(errors.ConfigError, match="names no provider of this run or the registry: opnai"):
+        executor_from_args(args, ["function/local", "openai/gpt-4o"])
+    args.provider_limit = ["function=2", "openai=8"]
+    assert executor_from_args(args, ["function/local", None]).provider_limits == {"function": 2, "openai": 8}
     s = ExecutorSettings(kind="ray", provider_limits={"openai": 4})
     assert (s.limit_for("openai"), s.limit_for("anthropic"), s.limit_for("llamacpp")) == (4, 16, 0)
 

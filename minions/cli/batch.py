@@ -128,7 +128,8 @@ def run(args: argparse.Namespace, *, factory: Any = None) -> int:
     err = Console(stderr=True)
     out = Path(args.out) if args.out else default_out(args.questions)
     settings = settings_from_args(args)
-    executor = open_executor(executor_from_args(args))
+    executor = open_executor(executor_from_args(args, [m if isinstance(m, str) else None
+                                                       for m in (settings.local, settings.remote)]))
     view = ProgressView(err, enabled=not args.quiet)
     try:
         outcome = run_batch(args.questions, args.paths, out, settings, concurrency=args.parallel,

@@ -20,15 +20,24 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
                    "ceiling; in-process engines such as llamacpp: none); repeatable")
 
 
-def executor_from_args(args: argparse.Namespace) -> ExecutorSettings:
+def executor_from_args(args: argparse.Namespace, specs: list[str | None] | None = None) -> ExecutorSettings:
+    """The executor the flags ask for. `specs`: the run's model specs; a --provider-limit naming a
+    provider neither they nor the registry know is an error (a misspelt limit would limit nothing)."""
     if args.executor != "ray":
         given = [flag for flag, v in (("--ray-address", args.ray_address), ("--provider-limit", args.provider_limit))
                  if v]
         if given:
             raise errors.ConfigError(f"{' and '.join(given)} only apply with --executor ray.")
         return ExecutorSettings()
-    return ExecutorSettings(kind="ray", address=args.ray_address,
-                            provider_limits=parse_provider_limits(args.provider_limit or []))
+    limits = parse_provider_limits(args.provider_limit or [])
+    if limits:
+        from minions.clients.spec import providers
+
+        known = set(providers()) | {s.partition("/")[0] for s in specs or [] if s}
+        if unknown := sorted(set(limits) - known):
+            raise errors.ConfigError(f"--provider-limit names no provider of this run or the registry: "
+                                     f"{', '.join(unknown)}. Providers: {', '.join(sorted(known))}.")
+    return ExecutorSettings(kind="ray", address=args.ray_address, provider_limits=limits)
 
 
 __all__ = ["add_executor_args", "executor_from_args"]

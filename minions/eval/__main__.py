@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         from minions.cli.executor_flags import executor_from_args
         from minions.executors import open_executor
 
-        executor = open_executor(executor_from_args(args))
+        executor = open_executor(executor_from_args(
+            args, [*cfg.local, *cfg.remote, cfg.judge.model if cfg.judge else None]))
         try:
             return _run(cfg, console, executor)
         finally:
