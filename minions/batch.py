@@ -26,7 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from minions import errors
 from minions._sync import run_sync
+from minions.clients import Client, get_client
 from minions.cost import PriceTable
+from minions.executors import Limiter, RemoteExecutor
 from minions.protocols import Protocol
 from minions.protocols.base import protocol_secrets
 from minions.protocols.build import ClientFactory, build_protocol
@@ -182,10 +184,14 @@ class _Documents:
         return unique_ids(self.docs[p] for p in paths)  # copies only the ones it renames
 
 
+def _base(unit: Unit) -> dict[str, Any]:
+    return {"id": unit.question.id, "documents": unit.documents, "doc_set": doc_set_key(unit.documents),
+            "question": unit.question.question}
+
+
 async def _answer(unit: Unit, protocol: Protocol, docs: _Documents) -> BatchRow:
     started = time.perf_counter()
-    base: dict[str, Any] = {"id": unit.question.id, "documents": unit.documents,
-                            "doc_set": doc_set_key(unit.documents), "question": unit.question.question}
+    base = _base(unit)
     try:
         loaded = await docs.get(unit.documents)
         result = await protocol.arun(unit.question.question, loaded)
@@ -200,6 +206,35 @@ async def _answer(unit: Unit, protocol: Protocol, docs: _Documents) -> BatchRow:
                     latency_s=time.perf_counter() - started, error=s["error"], error_type=s["error_type"])
 
 
+@dataclass
+class _RemoteUnit:
+    """What a worker needs to answer one unit on its own: it builds its protocol from the settings."""
+
+    unit: Unit
+    settings: RunSettings
+    factory: ClientFactory | None
+    prices: PriceTable | None
+    max_document_chars: int | None
+
+
+async def _answer_remote(job: _RemoteUnit, limiter: Limiter) -> BatchRow:
+    """One unit on an executor's worker (a Ray task): the same `_answer`, with this worker's clients
+    behind the cluster-wide per-provider limiter."""
+    def make(role: str, spec: str, kw: dict[str, Any]) -> Client:
+        return limiter.wrap(job.factory(role, spec, kw) if job.factory else get_client(spec, **kw))
+
+    protocol = build_protocol(job.settings, factory=make, prices=job.prices)
+    try:
+        return await _answer(job.unit, protocol, _Documents(job.max_document_chars, [job.unit]))
+    finally:
+        await _close(protocol)
+
+
+async def _close(protocol: Protocol) -> None:
+    for c in {id(c): c for c in (protocol.local, protocol.remote) if c is not None}.values():
+        await c.aclose()
+
+
 def open_output(out: str | Path) -> AppendLog[BatchRow]:
     return AppendLog(out, BatchRow, lambda r: r.key, unit="question", writer="batch")
 
@@ -207,26 +242,41 @@ def open_output(out: str | Path) -> AppendLog[BatchRow]:
 async def arun_batch(questions: str | Path, documents: list[str | Path], out: str | Path, settings: RunSettings, *,
                      concurrency: int = 4, max_total_usd: float | None = None, max_seconds: float | None = None,
                      factory: ClientFactory | None = None, prices: PriceTable | None = None,
-                     max_document_chars: int | None = None,
-                     on_progress: Callable[[Any], Any] | None = None) -> BatchOutcome:
-    """Answer every question of `questions` (not yet in `out`), appending one row each to `out`."""
+                     max_document_chars: int | None = None, on_progress: Callable[[Any], Any] | None = None,
+                     executor: RemoteExecutor | None = None) -> BatchOutcome:
+    """Answer every question of `questions` (not yet in `out`), appending one row each to `out`.
+    `executor`: run each question on it (a Ray task each; `minions.executors`) instead of in this
+    process; rows are still written here, by this driver only."""
     units = read_questions(questions, documents, index=settings.index is not None)  # bad input first
+    if executor is not None and not all(isinstance(m, str | None) for m in (settings.local, settings.remote)):
+        raise errors.ConfigError(f"With the {executor.name} executor, give the models as specs (e.g. "
+                                 "'ollama/llama3.2:3b'), not client objects: each worker builds its own.")
     protocol = build_protocol(settings, factory=factory, prices=prices)  # then bad settings
     wanted = {u.key for u in units}
     with open_output(out) as log:
         warnings = log.describe_problems()
         finished = log.done() & wanted
         pending = [u for u in units if u.key not in finished]
-        docs = _Documents(max_document_chars, pending)
+        docs = _Documents(max_document_chars, pending if executor is None else [])
+
+        async def remote(unit: Unit) -> BatchRow:
+            assert executor is not None
+            try:
+                return await executor.run(_answer_remote, _RemoteUnit(unit, settings, factory, prices,
+                                                                       max_document_chars))
+            except Exception as e:  # noqa: BLE001  the unit's worker died more often than Ray retries
+                return BatchRow(**_base(unit), error_type=type(e).__name__,
+                                error=redact(str(e), [*protocol_secrets(protocol), *env_secrets()], credentials=True))
+
         await emit(on_progress, BatchStarted(total=len(units), done=len(finished), warnings=warnings))
         try:
             outcome: DriveOutcome = await drive(
-                pending, lambda u: _answer(u, protocol, docs), log, concurrency=concurrency, done=len(finished),
-                total=len(units), cost_of=lambda r: r.total_usd, max_total_usd=max_total_usd,
-                max_seconds=max_seconds, on_progress=on_progress, on_row=docs.release)
+                pending, (lambda u: _answer(u, protocol, docs)) if executor is None else remote, log,
+                concurrency=concurrency, done=len(finished), total=len(units), cost_of=lambda r: r.total_usd,
+                max_total_usd=max_total_usd, max_seconds=max_seconds, on_progress=on_progress,
+                on_row=docs.release if executor is None else None)
         finally:
-            for c in {id(c): c for c in (protocol.local, protocol.remote) if c is not None}.values():
-                await c.aclose()
+            await _close(protocol)
         rows = [r for r in log.rows if r.key in wanted]
     return BatchOutcome(out=Path(out), rows=rows, new_rows=outcome.new_rows, spent_usd=outcome.spent_usd,
                         stopped=outcome.stopped, not_started=outcome.not_started, warnings=warnings)

@@ -40,6 +40,7 @@ def _seconds(text: str) -> float:
 
 def add_parser(sub) -> None:
     from minions.cli.ask import add_model_args, budget_flag
+    from minions.cli.executor_flags import add_executor_args
 
     p = sub.add_parser("batch", help="answer a set of questions (JSONL) over documents, resumably",
                        description="Answer every question of QUESTIONS.jsonl (one JSON object a line: id, question, "
@@ -53,7 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, metavar="OUT.jsonl",
                    help="answers file, appended to and resumed from (default: QUESTIONS.answers.jsonl)")
     # not --concurrency: that is the protocols' knob (local jobs in flight within one question)
-    p.add_argument("--parallel", type=_positive_int, default=4, metavar="N", help="questions answered at once")
+    p.add_argument("--parallel", type=_positive_int, default=4, metavar="N",
+                   help="questions answered at once (with --executor ray: Ray tasks submitted at once)")
     p.add_argument("--max-total-usd", type=budget_flag, default=None,
                    help="stop starting questions once the run has spent this much (in flight ones finish)")
     p.add_argument("--max-seconds", type=_seconds, default=None,
@@ -63,6 +65,7 @@ def add_parser(sub) -> None:
                    help="refuse documents with more characters of text")
     p.add_argument("--no-store-text", action="store_true", help="omit document text from the rows")
     p.add_argument("--quiet", action="store_true", help="no progress bar; the summary only")
+    add_executor_args(p)
     p.set_defaults(func=run)
 
 
@@ -119,16 +122,23 @@ def run(args: argparse.Namespace, *, factory: Any = None) -> int:
     (scripted models in tests and benchmarks: dependency injection, no test switch)."""
     from minions.batch import run_batch
     from minions.cli.ask import settings_from_args
+    from minions.cli.executor_flags import executor_from_args
+    from minions.executors import open_executor
 
     err = Console(stderr=True)
     out = Path(args.out) if args.out else default_out(args.questions)
+    settings = settings_from_args(args)
+    executor = open_executor(executor_from_args(args, [m if isinstance(m, str) else None
+                                                       for m in (settings.local, settings.remote)]))
     view = ProgressView(err, enabled=not args.quiet)
     try:
-        outcome = run_batch(args.questions, args.paths, out, settings_from_args(args), concurrency=args.parallel,
+        outcome = run_batch(args.questions, args.paths, out, settings, concurrency=args.parallel,
                             max_total_usd=args.max_total_usd, max_seconds=args.max_seconds, factory=factory,
-                            max_document_chars=args.max_document_chars, on_progress=view)
+                            max_document_chars=args.max_document_chars, on_progress=view, executor=executor)
     finally:
         view.close()
+        if executor is not None:
+            executor.close()
     summary = {"out": str(outcome.out), "rows": len(outcome.rows), "new_rows": outcome.new_rows,
                "errors": outcome.errors, "spent_usd": round(outcome.spent_usd, 6), "stopped": outcome.stopped,
                "not_started": outcome.not_started}

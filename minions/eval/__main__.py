@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", metavar="PATH", help="a corpus index holding the datasets' documents (minions index): "
                    "their chunks and embeddings are read from it, not computed again for every item")
     p.add_argument("-v", "--verbose", action="store_true", help="also log third-party libraries' INFO lines")
+    from minions.cli.executor_flags import add_executor_args
+
+    add_executor_args(p)  # --concurrency then counts the Ray tasks submitted at once
     return p
 
 
@@ -115,7 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as e:
             raise errors.MissingDependencyError("matplotlib", "eval") from e
         cfg = config_from_args(args)
-        return _run(cfg, console)
+        from minions.cli.executor_flags import executor_from_args
+        from minions.executors import open_executor
+
+        executor = open_executor(executor_from_args(
+            args, [*cfg.local, *cfg.remote, cfg.judge.model if cfg.judge else None]))
+        try:
+            return _run(cfg, console, executor)
+        finally:
+            if executor is not None:
+                executor.close()
     except errors.MinionsError as e:
         console.print(f"[red]error:[/red] {markup(redact(str(e), env_secrets(), credentials=True))}")
         return 2
@@ -127,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         undo_warnings()
 
 
-def _run(cfg, console) -> int:
+def _run(cfg, console, executor=None) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from minions.eval.runner import PairFinished, SweepStarted, run_sweep
@@ -155,7 +167,7 @@ def _run(cfg, console) -> int:
             progress.update(task_id, completed=event.done, last=f"{markup(r.item_id)} · {markup(r.config)} · {mark}")
 
     with progress:
-        outcome = run_sweep(cfg, on_progress=on_progress)
+        outcome = run_sweep(cfg, on_progress=on_progress, executor=executor)
     print_summary(console, outcome, cfg)
     console.print(f"wall time {time.perf_counter() - started:.1f}s · results in {outcome.run_dir}/ "
                   f"(results.jsonl, summary.csv, summary.md, pareto.png, privacy.png)")

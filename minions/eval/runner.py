@@ -27,12 +27,13 @@ from minions._sync import run_sync
 from minions.clients.base import Client, Usage
 from minions.clients.cache import CachedClient, CacheStats, LMCache
 from minions.cost import PriceTable
-from minions.eval.config import RunConfig, SweepConfig, expand
+from minions.eval.config import JudgeSpec, RunConfig, SweepConfig, expand
 from minions.eval.datasets import EvalItem, LoadedDataset, load_dataset
 from minions.eval.egress import collecting, measure, on_cache_hit
 from minions.eval.report import Summary, summarize, write_reports
 from minions.eval.results import ResultRow, ResultsFile
 from minions.eval.scorers import Scorer, get_scorer
+from minions.executors import Limiter, RemoteExecutor
 from minions.protocols import Protocol
 from minions.protocols.base import protocol_secrets, to_documents
 from minions.protocols.build import build_protocol
@@ -126,7 +127,10 @@ def load_items(cfg: SweepConfig) -> list[LoadedDataset]:
 
 
 async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None = None,
-                     on_progress: ProgressHandler | None = None, prices: PriceTable | None = None) -> SweepOutcome:
+                     on_progress: ProgressHandler | None = None, prices: PriceTable | None = None,
+                     executor: RemoteExecutor | None = None) -> SweepOutcome:
+    """`executor`: run each pair on it (a Ray task each; `minions.executors`) instead of in this
+    process. Its workers open the same LM cache file (shared on one node; see docs/scale.md)."""
     runs = expand(cfg)
     cfg.check_run_dir()
     datasets = await asyncio.to_thread(load_items, cfg)
@@ -165,8 +169,14 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
         remaining = Counter(id(it) for it, _ in pending)
         locks = {id(it): asyncio.Lock() for it in items}
 
+        remote_calls = Counter[str]()
+
         async def one(pair: tuple[EvalItem, RunConfig]) -> ResultRow:
             item, run = pair
+            if executor is not None:
+                return await _on_executor(executor, _RemotePair(
+                    item, run, cfg.scorer or item.scorer, cfg.judge, clients_factory, cfg.request_timeout, prices,
+                    cache.path.resolve() if cache else None), remote_calls)
             async with locks[id(item)]:
                 docs = await asyncio.to_thread(lambda: item.documents)
             name, scorer = scorer_for(item)
@@ -194,8 +204,8 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
     stats = await asyncio.to_thread(cache.stats) if cache else None
     if cache:
         cache.close()
-    return SweepOutcome(run_dir=run_dir, rows=rows, summary=summary, new_rows=new_rows, model_calls=clients.misses,
-                        cache_hits=clients.hits, cache=stats, files=files,
+    return SweepOutcome(run_dir=run_dir, rows=rows, summary=summary, new_rows=new_rows,
+                        model_calls=clients.misses + remote_calls["misses"], cache_hits=clients.hits + remote_calls["hits"], cache=stats, files=files,
                         skipped={ds.name: ds.skipped for ds in datasets}, warnings=warnings,
                         dropped_lines=dropped)
 
@@ -214,6 +224,53 @@ def _build(run: RunConfig, clients: _Clients, prices: PriceTable, index: str | N
         return build_protocol(run.settings().model_copy(update={"index": index}), factory=factory, prices=prices)
     except errors.ConfigError as e:
         raise errors.ConfigError(f"Configuration {run.label!r}: {e}") from e
+
+
+@dataclass
+class _RemotePair:
+    """What a worker needs to run one pair on its own: it builds its clients, protocol and scorer."""
+
+    item: EvalItem
+    run: RunConfig
+    scorer: str
+    judge: JudgeSpec | None
+    factory: ClientsFactory | None
+    timeout: float | None
+    prices: PriceTable
+    cache_path: Path | None
+
+
+async def _pair_remote(job: _RemotePair, limiter: Limiter) -> tuple[ResultRow, int, int]:
+    """One pair on an executor's worker (a Ray task): the same `_run_pair`, with the worker's own
+    clients behind the cluster-wide per-provider limiter; returns the row and the cache's hits and
+    misses, which the driver adds up."""
+    make = job.factory or default_factory(job.timeout)
+    cache = LMCache(job.cache_path) if job.cache_path else None
+    clients = _Clients(lambda spec: limiter.wrap(make(spec)), cache)
+    try:
+        protocol = _build(job.run, clients, job.prices)
+        judge = clients.get(job.judge.model, job.judge.price_as) if job.judge else None
+        scorer = get_scorer(job.scorer, judge=judge, prices=job.prices)
+        docs = await asyncio.to_thread(lambda: job.item.documents)
+        row = await _run_pair(job.item, docs, job.run, protocol, job.scorer, scorer)
+    finally:
+        await clients.aclose()
+        if cache:
+            cache.close()
+    return row, clients.hits, clients.misses
+
+
+async def _on_executor(executor: RemoteExecutor, job: _RemotePair, calls: Counter[str]) -> ResultRow:
+    try:
+        row, hits, misses = await executor.run(_pair_remote, job)
+    except Exception as e:  # noqa: BLE001  the pair's worker died more often than Ray retries: its row says so
+        run, item = job.run, job.item
+        return ResultRow(dataset=item.dataset, item_id=item.id, config_id=run.id, config=run.label,
+                         protocol=run.protocol, knobs=run.knobs, local=run.local, remote=run.remote,
+                         question=item.question, gold=item.gold, scorer=job.scorer, error_type=type(e).__name__,
+                         error=redact(str(e), env_secrets(), credentials=True))
+    calls.update(hits=hits, misses=misses)
+    return row
 
 
 async def _run_pair(item: EvalItem, docs: list, run: RunConfig, protocol: Protocol, scorer_name: str,
