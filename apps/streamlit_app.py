@@ -137,8 +137,9 @@ def main() -> None:
             render_turn(turn, i, titles, by_id, files)
 
     placeholder = "Ask a follow-up question" if turns else "Ask a question about your documents"
-    question = st.chat_input(placeholder, disabled=protocol is None or not docs, key="question")
-    if question and protocol is not None and docs:
+    readable = bool(docs) or settings.index is not None  # with an index, the run picks its documents
+    question = st.chat_input(placeholder, disabled=protocol is None or not readable, key="question")
+    if question and protocol is not None and readable:
         ask(question, protocol, docs, settings, secrets)
 
 

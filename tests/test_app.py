@@ -380,3 +380,40 @@ def test_privacy_widget_scrubs_a_private_name_from_what_the_remote_receives(gate
     assert "acme" not in scrubbed.lower() and "120 million" in scrubbed  # the name goes; the figures stay
     turn = at.session_state["turns"][-1]
     assert turn.result.settings.privacy and "Acme" not in json.dumps(turn.settings)  # recorded, names not exported
+
+
+def test_with_a_corpus_index_and_no_upload_the_app_answers_from_the_documents_it_picks(gateway, tmp_path) -> None:
+    import shutil
+
+    from minions.documents.store import CorpusStore
+
+    folder = tmp_path / "docs"
+    shutil.copytree(APP.parents[1] / "datasets" / "sample", folder, ignore=shutil.ignore_patterns("*.jsonl"))
+    path = tmp_path / "corpus.minions"
+    store = CorpusStore.create(path)
+    store.update([folder])
+    store.close()
+    gateway.backend = ScriptedBackend(lambda m, o: "Losartan replaced it.")
+    at = app()
+    at.radio(key="doc_source").set_value("Upload files").run()  # nothing uploaded
+    use_gateway_remote(at, gateway, "remote-only")
+    assert at.chat_input(key="question").proto.disabled          # no document and no index: nothing to ask of
+    at.text_input(key="index").set_value(str(path)).run()
+    assert not at.chat_input(key="question").proto.disabled
+    ask(at, "Which medication replaced lisinopril after the patient developed a dry cough?")
+    turn = at.session_state["turns"][-1]
+    assert turn.result.error is None and turn.result.answer == "Losartan replaced it."
+    sent = json.dumps(gateway.bodies(OPENAI)[-1]["messages"])
+    assert "Margaret Anne Ellison" in sent                          # the indexed record was read from the store
+    assert turn.settings["index"] == str(path)                       # the exported settings say where it came from
+
+
+def test_minions_app_index_hands_the_store_to_the_app(tmp_path, monkeypatch) -> None:
+    import subprocess as sp
+
+    from minions.cli import main
+
+    seen: dict = {}
+    monkeypatch.setattr(sp, "call", lambda cmd, env: seen.update(cmd=cmd, env=env) or 0)
+    assert main(["app", "--index", str(tmp_path / "c.minions"), "--port", "8599"]) == 0
+    assert seen["env"]["MINIONS_INDEX"] == str((tmp_path / "c.minions").resolve()) and "8599" in seen["cmd"]

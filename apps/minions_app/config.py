@@ -99,6 +99,8 @@ class Settings(BaseModel):
     privacy: bool = False
     #: names scrubbed too (implies privacy); kept out of the exported run log, which should not list them
     private_names: tuple[str, ...] = Field((), exclude=True)
+    #: a `minions index` store: questions asked with no uploaded document are answered from it
+    index: str | None = None
 
     def fingerprint(self, secrets: Mapping[str, str]) -> str:
         """Changes when settings or keys change: then the protocol (and its clients) is rebuilt."""
@@ -117,7 +119,7 @@ class Settings(BaseModel):
         return RunSettings(protocol=self.protocol, local=self.local or None, remote=self.remote,
                            price_as=self.remote_price_as, base_url=self.remote_base_url, ollama_host=self.ollama_host,
                            max_remote_usd=self.max_remote_usd, reasoning=self.reasoning, privacy=self.privacy,
-                           private_names=self.private_names, knobs=knobs)
+                           private_names=self.private_names, index=self.index, knobs=knobs)
 
 
 def key_env(spec: str) -> str | None:

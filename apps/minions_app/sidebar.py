@@ -123,6 +123,10 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
                                  step=0.01, format="%.6f", key="budget",
                                  help="The run stops before a remote call that could exceed it.")
         privacy, names = _privacy()
+        index = st.text_input("Corpus index (optional)", key="index", value=os.environ.get(INDEX_ENV, ""),
+                              help="A store built by `minions index DIR... --store PATH`: a question asked "
+                                   "with no uploaded document is answered from the documents it picks "
+                                   "there.").strip() or None
 
         st.header("Models")
         local = _model_picker("Local model (reads the documents)", LOCAL_PRESETS, "local") \
@@ -169,8 +173,12 @@ def render() -> tuple[Settings, dict[str, str], str | None]:
 
     settings = Settings(protocol=protocol, knobs=knobs, local=local, remote=remote, remote_price_as=price_as,
                         remote_base_url=base_url, ollama_host=host, max_remote_usd=budget or None,
-                        reasoning=reasoning, privacy=privacy, private_names=names)
+                        reasoning=reasoning, privacy=privacy, private_names=names, index=index)
     return settings, secrets, problem
+
+
+#: `minions app --index PATH` hands the store to the app in this variable
+INDEX_ENV = "MINIONS_INDEX"
 
 
 def _privacy() -> tuple[bool, tuple[str, ...]]:

@@ -17,6 +17,7 @@ Scripts that must not accept them check those two keys of the --json output.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from minions import errors
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(same as: streamlit run apps/streamlit_app.py).", epilog="example: minions app --port 8502",
                          allow_abbrev=False)
     app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--index", default=None, metavar="PATH",
+                     help="a `minions index` store: questions asked with no uploaded document are answered from it")
     app.set_defaults(func=app_command)
     sub.add_parser("eval", help="cost/quality sweeps (same as python -m minions.eval)", add_help=False)
     for command in sub.choices.values():  # --max-round must not quietly mean --max-rounds
@@ -117,4 +120,8 @@ def app_command(args: argparse.Namespace) -> int:
         import streamlit  # noqa: F401
     except ImportError:
         raise errors.MissingDependencyError("streamlit", "app") from None
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(args.port)])
+    env = dict(os.environ)
+    if args.index:
+        env["MINIONS_INDEX"] = str(Path(args.index).expanduser().resolve())  # the sidebar's default
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(args.port)],
+                           env=env)
