@@ -176,7 +176,7 @@ async def arun_sweep(cfg: SweepConfig, *, clients_factory: ClientsFactory | None
             if executor is not None:
                 return await _on_executor(executor, _RemotePair(
                     item, run, cfg.scorer or item.scorer, cfg.judge, clients_factory, cfg.request_timeout, prices,
-                    cache.path.resolve() if cache else None), remote_calls)
+                    cache.path.resolve() if cache else None, cfg.index), remote_calls)
             async with locks[id(item)]:
                 docs = await asyncio.to_thread(lambda: item.documents)
             name, scorer = scorer_for(item)
@@ -238,6 +238,7 @@ class _RemotePair:
     timeout: float | None
     prices: PriceTable
     cache_path: Path | None
+    index: str | None = None   # the sweep's corpus index (read on the worker's node, at this path)
 
 
 async def _pair_remote(job: _RemotePair, limiter: Limiter) -> tuple[ResultRow, int, int]:
@@ -248,7 +249,7 @@ async def _pair_remote(job: _RemotePair, limiter: Limiter) -> tuple[ResultRow, i
     cache = LMCache(job.cache_path) if job.cache_path else None
     clients = _Clients(lambda spec: limiter.wrap(make(spec)), cache)
     try:
-        protocol = _build(job.run, clients, job.prices)
+        protocol = _build(job.run, clients, job.prices, job.index)
         judge = clients.get(job.judge.model, job.judge.price_as) if job.judge else None
         scorer = get_scorer(job.scorer, judge=judge, prices=job.prices)
         docs = await asyncio.to_thread(lambda: job.item.documents)
